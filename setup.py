@@ -1,0 +1,18 @@
+from pathlib import Path
+
+from setuptools import setup
+
+# The top-level scripts are installed as modules too, so `python -m train` works from anywhere.
+scripts = [p.stem for p in Path(__file__).parent.glob("*.py") if p.stem != "setup"]
+
+setup(
+    name="cmi-finetune",
+    version="0.1.0",
+    description="Pure-PyTorch reference implementation of CMI fine-tuning (arXiv 2502.11258)",
+    packages=["cmi", "models", "data"],
+    py_modules=scripts,
+    python_requires=">=3.10",
+    install_requires=["torch", "numpy", "tokenizers", "datasets", "tqdm", "safetensors", "huggingface_hub"],
+    # transformers is a test-only oracle: the package never imports it.
+    extras_require={"test": ["pytest", "transformers"], "plot": ["matplotlib"]},
+)
