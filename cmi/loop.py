@@ -1,0 +1,248 @@
+"""The training loop that train.py and distill.py share, and the files a run writes.
+
+It takes the model, the batches and the objective as arguments and knows nothing of BERT or GLUE:
+`forward(batch)` runs the model, `objective(forward, batch)` gives the loss, `evaluate()` gives the dev
+metrics. Every file is written atomically (temporary file in the same folder, fsync, rename), so a run
+killed at any instant leaves the old or the new version of each file, never a torn one.
+"""
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from cmi.core import CMIStats
+
+
+class TrainingError(RuntimeError):
+    """A run cannot go on (a NaN loss, an output folder holding another run); the message is one line."""
+
+
+# -----------------------------------------------------------------------------
+# optimiser and schedule
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on the weight matrices only: biases and LayerNorm parameters (1-D) are not
+    decayed, as in BERT's original recipe. Fused kernel on CUDA."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, fused=device.type == "cuda")
+
+
+def linear_schedule(step: int, total_steps: int, warmup_steps: int) -> float:
+    """The LR multiplier at `step`: linear warm-up from 0 to 1, then linear decay to 0 at `total_steps`."""
+    if step < warmup_steps:
+        return step / warmup_steps
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def autocast_context(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when asked, nothing otherwise; built once and re-entered every step."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
+
+
+# -----------------------------------------------------------------------------
+# one epoch of training, one pass of inference
+
+
+def train_epoch(forward, model, objective, optimizer, scheduler, batches, *, ctx, clip, desc, log_every=10):
+    """One pass over `batches` taking a step per batch. Returns (mean loss, number of samples).
+
+    Loss values stay on the device and are read back only every `log_every` steps (a read is a device sync);
+    a non-finite loss raises TrainingError before the corrupted weights can be saved."""
+    model.train()
+    total, seen = 0.0, 0
+    bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None)
+    for step, batch in enumerate(bar, 1):
+        with ctx:
+            loss, logs = objective(forward, batch)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=True)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        n = len(batch["labels"])
+        total, seen = total + loss.detach() * n, seen + n
+        if step % log_every == 0 or step == len(batches):
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainingError(f"the loss became {value} at {desc}, step {step}: stopping; "
+                                    "the last checkpoint of the run is intact")
+            bar.set_postfix({k: f"{float(v):.4g}" for k, v in {"loss": loss, **logs}.items()})
+    return float(total) / max(seen, 1), seen
+
+
+@torch.no_grad()
+def predict(forward, model, batches, features, num_classes: int, num_examples: int, *, ctx, desc="eval"):
+    """Eval-mode pass: the logits (N, C) in example order (by `batch["index"]`) and the exact CMI statistics
+    of the features against the split's own class means (eqs. 9, 11)."""
+    was_training = model.training
+    model.eval()
+    logits, stats = None, None
+    for batch in tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None):
+        with ctx:
+            out = forward(batch)
+        f = features(out)
+        if stats is None:
+            stats = CMIStats(num_classes, f.shape[-1], f.device)
+            logits = torch.zeros(num_examples, num_classes, device=f.device)
+        stats.add(f, batch["labels"])
+        logits[batch["index"]] = out.logits.float()
+    stats.all_reduce()
+    model.train(was_training)
+    return logits, stats
+
+
+# -----------------------------------------------------------------------------
+# the files of a run
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write `path` via a temporary file in the same folder: `write(f)` fills the binary file, which is
+    flushed and fsynced, then renamed over `path` (atomic on POSIX)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+
+
+class RunFiles:
+    """The files of a run under `out`: args.json, metrics.jsonl, last.pt, best/, results.json.
+
+    A folder that holds another run is refused unless `resume` (continue it: the arguments must match) or
+    `overwrite` (its run files are removed, but only when `start` is called, after all input was checked)."""
+
+    FILES = ("args.json", "metrics.jsonl", "last.pt", "results.json", "best")
+
+    def __init__(self, out: str | Path, args: dict, resume: bool = False, overwrite: bool = False):
+        self.out, self.args, self.overwrite = Path(out), args, overwrite
+        self.metrics, self.best = self.out / "metrics.jsonl", self.out / "best"
+        self.last = self.out / "last.pt"
+        existing = [name for name in self.FILES if (self.out / name).exists()]
+        self.resuming = resume and self.last.exists()
+        if self.resuming:
+            saved = json.loads((self.out / "args.json").read_text())
+            ignored = {"resume", "overwrite"}
+            diff = sorted(k for k in set(saved) | set(args) if k not in ignored and saved.get(k) != args.get(k))
+            if diff:
+                raise TrainingError(f"--resume: {self.out} holds a run with other arguments ({', '.join(diff)})")
+        elif existing and not (resume or overwrite):
+            raise TrainingError(f"{self.out} already holds a run ({', '.join(existing)}); "
+                                "pass --resume to continue it or --overwrite to replace it")
+
+    def start(self) -> dict | None:
+        """Create the folder and return the checkpoint to resume from (None for a fresh run)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.resuming:
+            ckpt = torch.load(self.last, map_location="cpu", weights_only=True)
+            # a kill between the metrics line and the checkpoint leaves a line of an epoch to be redone
+            lines = [line for line in self._metric_lines() if json.loads(line)["epoch"] <= ckpt["epoch"]]
+            atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
+            return ckpt
+        if self.overwrite:
+            for name in self.FILES:
+                path = self.out / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        write_json(self.out / "args.json", self.args)
+        return None
+
+    def _metric_lines(self) -> list[str]:
+        return self.metrics.read_text().splitlines(keepends=True) if self.metrics.exists() else []
+
+    def log_epoch(self, record: dict) -> None:
+        lines = self._metric_lines() + [json.dumps(record) + "\n"]
+        atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
+
+    def save_checkpoint(self, state: dict) -> None:
+        atomic_write(self.last, lambda f: torch.save(state, f))
+
+    def save_results(self, results: dict) -> None:
+        write_json(self.out / "results.json", results)
+
+
+# -----------------------------------------------------------------------------
+# the loop
+
+
+def fit(
+    *,
+    forward,
+    model: torch.nn.Module,
+    objective,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    train_batches,
+    measure_train,
+    evaluate,
+    epochs: int,
+    primary: str,
+    run: RunFiles,
+    record: dict,
+    ctx=nullcontext(),
+    clip: float = 1.0,
+) -> dict:
+    """Train for `epochs`, evaluating after each; keep the best epoch by `primary` in best/.
+
+    train_batches(epoch) -> the epoch's batches (a sized iterable, same order for the same epoch);
+    measure_train() -> CMIStats of the training set under the current model (an eval-mode pass);
+    evaluate() -> the dev metrics by name, including `primary` and `eval_cmi`;
+    record: the constant fields of every metrics.jsonl line (task, mode, lam, seed, ...).
+    `model` is the uncompiled module (saved, checkpointed); `forward` may run a compiled version of it."""
+    best, start = None, 1
+    ckpt = run.start()
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        objective.load_state_dict(ckpt["objective"])
+        torch.set_rng_state(ckpt["rng"])
+        if torch.cuda.is_available() and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        best, start = ckpt["best"], ckpt["epoch"] + 1
+    elif objective.needs_initial_stats:
+        objective.update(measure_train())  # eq. (14): the first G, from the initial model
+
+    for epoch in range(start, epochs + 1):
+        t0 = time.perf_counter()
+        train_loss, seen = train_epoch(forward, model, objective, optimizer, scheduler, train_batches(epoch),
+                                       ctx=ctx, clip=clip, desc=f"epoch {epoch}/{epochs}")
+        seconds = time.perf_counter() - t0
+        objective.end_epoch()
+        train_stats = measure_train()  # exact train CMI after the epoch; the `epoch` policy's next G
+        objective.update(train_stats)
+        metrics = evaluate()
+        line = {"epoch": epoch, **record, "train_loss": train_loss, "train_cmi": train_stats.cmi(), **metrics,
+                "epoch_seconds": seconds, "samples_per_s": seen / seconds}
+        if best is None or metrics[primary] > best["metrics"][primary]:
+            model.save_pretrained(run.best)
+            best = {"epoch": epoch, "metrics": metrics}
+        run.log_epoch(line)
+        run.save_checkpoint({
+            "epoch": epoch, "best": best, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "objective": objective.state_dict(), "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        })
+        print(json.dumps(line), flush=True)
+
+    results = {"args": run.args, "best_epoch": best["epoch"], **best["metrics"]}
+    run.save_results(results)
+    return results

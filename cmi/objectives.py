@@ -1,0 +1,232 @@
+"""The training objectives: CE, min-CMI and max-CMI (eqs. 13-16) with the alternating centroids of
+eq. (14), the optional gamma * L1 masked-LM term (eq. 7), and the distillation loss (eq. 8).
+
+An objective is called as `objective(forward, batch) -> (loss, logs)`, where `forward(batch)` runs the
+model and returns an output with `.logits`, `.features` and `.hidden_states`; the training loop in
+cmi/loop.py knows nothing else about it.
+"""
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from cmi.core import CMIStats, class_centroids, conditional_mutual_information, feature_distribution, kl_divergence
+
+MODES = ("ce", "min", "max")
+POLICIES = ("epoch", "online", "frozen", "batch")
+FEATURES = ("pooled", "cls")
+SCALES = ("true", "paper")
+
+
+@dataclass
+class FeatureMap:
+    """Which vector is h_s, and the temperature of f_x = softmax(h_s / tau).
+
+    "pooled": the vector the classification layer reads (`out.features`), as in the paper;
+    "cls": the raw last-layer [CLS] state (`out.hidden_states[:, 0]`)."""
+
+    kind: str = "pooled"
+    tau: float = 1.0
+
+    def __call__(self, out) -> torch.Tensor:
+        h = out.features if self.kind == "pooled" else out.hidden_states[:, 0]
+        return feature_distribution(h, self.tau)  # (B, d), float32
+
+
+class Centroids:
+    """The dummy centroids G (C, d) of eq. (14) and the policy that refreshes them.
+
+    Between refreshes G is a constant: no gradient ever flows into it, the parameters take steps against a
+    fixed G (eq. 14, first line), then G is set to the class means (second line). Policies:
+      epoch  -- exact: G = class means from an eval-mode pass over the training set before each epoch;
+      online -- G = mean of the detached f_x of the previous epoch's own training batches (first G: one pass);
+      frozen -- G from the initial model, never updated (the MCMI teacher recipe);
+      batch  -- G_y = mean of f_x over the current mini-batch's class-y samples, gradient flowing through it:
+                the exact CMI of the batch, whose gradient sees the cluster's own mean (needed for max)."""
+
+    def __init__(self, policy: str, num_classes: int, dim: int, device: torch.device | str = "cpu"):
+        if policy not in POLICIES:
+            raise ValueError(f"centroid policy must be one of {POLICIES}, got {policy!r}")
+        self.policy, self.num_classes, self.dim, self.device = policy, num_classes, dim, device
+        self.G: torch.Tensor | None = None
+        self.running = CMIStats(num_classes, dim, device) if policy == "online" else None
+
+    @property
+    def needs_initial_stats(self) -> bool:
+        return self.policy != "batch" and self.G is None
+
+    def update(self, train_stats: CMIStats) -> None:
+        """Take the class means of an eval pass over the training set with the current model."""
+        if self.policy == "epoch" or self.needs_initial_stats:
+            self.G = train_stats.centroids().to(self.device)
+
+    def observe(self, f: torch.Tensor, y: torch.Tensor) -> None:
+        if self.running is not None:
+            self.running.add(f, y)
+
+    def end_epoch(self) -> None:
+        if self.running is not None:
+            self.running.all_reduce()
+            self.G = self.running.centroids().to(self.device)
+            self.running = CMIStats(self.num_classes, self.dim, self.device)
+
+    def target(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The centroids the batch's f_x are compared against: (C, d)."""
+        return class_centroids(f, y, self.num_classes) if self.policy == "batch" else self.G
+
+    def state_dict(self) -> dict:
+        return {"G": self.G, "running": None if self.running is None else vars(self.running)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G = state["G"]
+        if self.running is not None:
+            vars(self.running).update(state["running"])
+
+
+def mask_tokens(
+    input_ids: torch.Tensor, maskable: torch.Tensor, mask_id: int, vocab_size: int, prob: float = 0.15
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masking for the L1 (masked-LM) term: pick `prob` of the maskable tokens; of those, 80% become
+    [MASK], 10% a random token, 10% stay. Returns the corrupted ids and the picked positions, both (B, T)."""
+    picked = (torch.rand(input_ids.shape, device=input_ids.device) < prob) & maskable
+    roll = torch.rand(input_ids.shape, device=input_ids.device)
+    random_ids = torch.randint_like(input_ids, vocab_size)
+    corrupted = torch.where(picked & (roll < 0.8), mask_id, input_ids)
+    corrupted = torch.where(picked & (roll >= 0.8) & (roll < 0.9), random_ids, corrupted)
+    return corrupted, picked
+
+
+@dataclass
+class MaskedLM:
+    """gamma * L1 of eq. (7): the pre-training (masked-LM) loss on the task inputs, with the checkpoint's own
+    MLM head (`mlm_logits`). `special_ids` ([CLS], [SEP], [PAD]) are never masked."""
+
+    gamma: float
+    mlm_logits: callable
+    mask_id: int
+    vocab_size: int
+    special_ids: tuple[int, ...]
+
+    def __call__(self, forward, batch: dict) -> torch.Tensor:
+        ids = batch["input_ids"]
+        maskable = (batch["attention_mask"] > 0) & ~torch.isin(ids, torch.tensor(self.special_ids, device=ids.device))
+        corrupted, picked = mask_tokens(ids, maskable, self.mask_id, self.vocab_size)
+        out = forward({**batch, "input_ids": corrupted})
+        logits = self.mlm_logits(out.hidden_states[picked])  # (M, V): only the picked positions
+        return F.cross_entropy(logits.float(), ids[picked]) if picked.any() else logits.sum() * 0.0
+
+
+class Objective:
+    """What the training loop asks of an objective besides being called: the hooks of the alternating step
+    (a plain loss has none) and the state a resumed run needs."""
+
+    needs_initial_stats = False  # whether `update` must see the training-set statistics before epoch 1
+
+    def update(self, train_stats: CMIStats) -> None:
+        """Called with exact statistics of the training set under the current model, after each epoch."""
+
+    def end_epoch(self) -> None:
+        """Called at the end of each training epoch, before `update`."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class CMIObjective(Objective):
+    """Eqs. (13)-(16) per mini-batch, with batch means:
+      ce:  L = CE + gamma * L_MLM
+      min: L = CE + gamma * L_MLM + w * mean_x KL(f_x || G_{y_x})
+      max: L = CE + gamma * L_MLM - w * mean_x KL(f_x || G_{y_x})
+    The batch mean of KL(f_x || G_y) estimates I(X;Z|Y) (the true CMI, not the literal eq. 12). Scale
+    "true": w = lambda; "paper": w = lambda / C, the per-sample weight that eqs. (12)-(14) give when both
+    sums run over the dataset (DESIGN.md, "Scale")."""
+
+    def __init__(
+        self,
+        mode: str,
+        lam: float,
+        num_classes: int,
+        centroids: Centroids,
+        features: FeatureMap,
+        scale: str = "true",
+        mlm: MaskedLM | None = None,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if scale not in SCALES:
+            raise ValueError(f"cmi scale must be one of {SCALES}, got {scale!r}")
+        self.sign = {"ce": 0.0, "min": 1.0, "max": -1.0}[mode]
+        self.weight = lam if scale == "true" else lam / num_classes
+        self.num_classes, self.centroids, self.features, self.mlm = num_classes, centroids, features, mlm
+
+    def __call__(self, forward, batch: dict) -> tuple[torch.Tensor, dict]:
+        out = forward(batch)
+        y = batch["labels"]
+        loss = F.cross_entropy(out.logits.float(), y)
+        logs = {"ce": loss.detach()}
+        f = self.features(out)
+        self.centroids.observe(f, y)
+        if self.sign:
+            cmi = conditional_mutual_information(f, y, self.centroids.target(f, y))
+            loss = loss + self.sign * self.weight * cmi
+        else:  # ce: the batch's own CMI, for the progress bar only
+            with torch.no_grad():
+                cmi = conditional_mutual_information(f, y, class_centroids(f, y, self.num_classes))
+        logs["cmi"] = cmi.detach()
+        if self.mlm is not None:
+            mlm = self.mlm(forward, batch)
+            loss = loss + self.mlm.gamma * mlm
+            logs["mlm"] = mlm.detach()
+        return loss, logs
+
+    @property
+    def needs_initial_stats(self) -> bool:
+        return self.sign != 0 and self.centroids.needs_initial_stats
+
+    def update(self, train_stats: CMIStats) -> None:
+        if self.sign:
+            self.centroids.update(train_stats)
+
+    def end_epoch(self) -> None:
+        self.centroids.end_epoch()
+
+    def state_dict(self) -> dict:
+        return self.centroids.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.centroids.load_state_dict(state)
+
+
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, alpha: float, T: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """eq. (8): L = (1 - alpha) * CE(s, y) + alpha * T^2 * KL(softmax(t/T) || softmax(s/T)), the KL summed
+    over classes and averaged over the batch. T^2 keeps the soft term's gradients on the scale of the CE's
+    as T grows (Hinton et al.). Returns (loss, ce, kl)."""
+    s, t = student_logits.float(), teacher_logits.float()
+    ce = F.cross_entropy(s, labels)
+    kl = F.kl_div(F.log_softmax(s / T, -1), F.log_softmax(t / T, -1), log_target=True, reduction="batchmean")
+    return (1 - alpha) * ce + alpha * T**2 * kl, ce, kl
+
+
+class DistillationObjective(Objective):
+    """Knowledge distillation from a fixed teacher. The teacher is in eval mode, so its logits are a function
+    of the example alone: `teacher_logits` (N, C) holds them for the whole training split, indexed by
+    `batch["index"]`; with `teacher_forward` instead they are recomputed every step (for comparison)."""
+
+    def __init__(self, alpha: float, temperature: float, teacher_logits=None, teacher_forward=None):
+        self.alpha, self.T = alpha, temperature
+        self.teacher_logits, self.teacher_forward = teacher_logits, teacher_forward
+
+    def __call__(self, forward, batch: dict) -> tuple[torch.Tensor, dict]:
+        out = forward(batch)
+        if self.teacher_logits is not None:
+            t = self.teacher_logits[batch["index"]]
+        else:
+            with torch.no_grad():
+                t = self.teacher_forward(batch).logits
+        loss, ce, kl = kd_loss(out.logits, t, batch["labels"], self.alpha, self.T)
+        return loss, {"ce": ce.detach(), "kd": kl.detach()}

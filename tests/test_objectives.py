@@ -1,0 +1,166 @@
+"""The objectives (eqs. 13-16), the alternating centroid step (eq. 14) and the KD loss (eq. 8), on a tiny model."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cmi.core import class_centroids, conditional_mutual_information, feature_distribution
+from cmi.loop import RunFiles, fit, linear_schedule, make_optimizer, predict
+from cmi.objectives import CMIObjective, Centroids, DistillationObjective, FeatureMap, kd_loss, mask_tokens
+from tests.tiny import TinyClassifier, forward_of, synthetic_batches
+
+FEATURES = FeatureMap("pooled", tau=1.0)
+
+
+def make_objective(mode, policy, lam=0.5, dim=8, num_classes=2):
+    return CMIObjective(mode, lam, num_classes, Centroids(policy, num_classes, dim), FEATURES)
+
+
+def train_stats(model, batches):
+    return predict(forward_of(model), model, batches, FEATURES, 2, 40, ctx=torch.no_grad())[1]
+
+
+def test_min_and_max_add_and_subtract_lambda_times_the_kl():
+    torch.manual_seed(0)
+    model, batch = TinyClassifier(dropout=0.0), synthetic_batches()[0]
+    out = model(batch["input_ids"])
+    ce = F.cross_entropy(out.logits, batch["labels"])
+    f = feature_distribution(out.features)
+    stale = class_centroids(f.detach() * 0.5 + 0.5 / 8, batch["labels"], 2)
+    for mode, sign in (("ce", 0), ("min", 1), ("max", -1)):
+        objective = make_objective(mode, "epoch", lam=0.3)
+        objective.centroids.G = stale
+        loss, logs = objective(forward_of(model), batch)
+        kl = conditional_mutual_information(f, batch["labels"], stale)
+        torch.testing.assert_close(loss, ce + sign * 0.3 * kl)
+    paper = CMIObjective("min", 0.3, 2, Centroids("epoch", 2, 8), FEATURES, scale="paper")
+    paper.centroids.G = stale
+    torch.testing.assert_close(paper(forward_of(model), batch)[0], ce + 0.3 / 2 * kl)
+
+
+def test_no_gradient_reaches_stale_centroids_but_batch_centroids_carry_one():
+    torch.manual_seed(0)
+    model, batch = TinyClassifier(dropout=0.0), synthetic_batches()[0]
+    objective = make_objective("max", "epoch")
+    objective.update(train_stats(model, synthetic_batches()))
+    loss, _ = objective(forward_of(model), batch)
+    loss.backward()
+    assert not objective.centroids.G.requires_grad and objective.centroids.G.grad is None
+    stale_grad = model.pool.weight.grad.clone()
+
+    # `batch`: G_y is the batch's own class mean, and the gradient flows through it too
+    model.zero_grad()
+    loss, _ = make_objective("max", "batch")(forward_of(model), batch)
+    loss.backward()
+    assert not torch.allclose(model.pool.weight.grad, stale_grad)
+
+
+class Recorder:
+    """Wraps an objective and records, at each epoch start, the centroids it trains against and a copy of the
+    model as it was then."""
+
+    def __init__(self, objective, model):
+        self.objective, self.model, self.seen = objective, model, []
+
+    def __getattr__(self, name):
+        return getattr(self.objective, name)
+
+    def __call__(self, forward, batch):
+        return self.objective(forward, batch)
+
+    def batches(self, epoch):
+        G = self.objective.centroids.G
+        self.seen.append((None if G is None else G.clone(), copy.deepcopy(self.model)))
+        return synthetic_batches()
+
+
+def run_tiny(tmp_path, objective, epochs=3, lr=0.05):
+    torch.manual_seed(0)
+    model = TinyClassifier()
+    recorder = Recorder(objective, model)
+    opt = make_optimizer(model, lr, 0.01, torch.device("cpu"))
+    total = epochs * len(synthetic_batches())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_schedule(s, total, 0))
+    fit(forward=forward_of(model), model=model, objective=recorder, optimizer=opt, scheduler=sched,
+        train_batches=recorder.batches, measure_train=lambda: train_stats(model, synthetic_batches()),
+        evaluate=lambda: {"accuracy": 0.5, "eval_cmi": 0.0}, epochs=epochs, primary="accuracy",
+        run=RunFiles(tmp_path, {}), record={})
+    return recorder.seen
+
+
+def test_epoch_policy_uses_the_class_means_of_the_model_at_the_start_of_each_epoch(tmp_path):
+    seen = run_tiny(tmp_path, make_objective("min", "epoch"))
+    for G, model_at_start in seen:
+        torch.testing.assert_close(G, train_stats(model_at_start, synthetic_batches()).centroids())
+    assert not torch.allclose(seen[0][0], seen[-1][0])  # it does move
+
+
+def test_frozen_policy_never_changes(tmp_path):
+    seen = run_tiny(tmp_path, make_objective("max", "frozen"))
+    torch.testing.assert_close(seen[0][0], train_stats(seen[0][1], synthetic_batches()).centroids())
+    for G, _ in seen[1:]:
+        torch.testing.assert_close(G, seen[0][0], rtol=0, atol=0)
+
+
+def test_online_policy_uses_the_previous_epochs_training_features(tmp_path):
+    objective = make_objective("min", "online")
+    running = []
+    original = objective.centroids.observe
+    objective.centroids.observe = lambda f, y: (running.append((f.detach().clone(), y)), original(f, y))
+    seen = run_tiny(tmp_path, objective, epochs=2)
+    n = len(synthetic_batches())
+    f = torch.cat([r[0] for r in running[:n]])
+    y = torch.cat([r[1] for r in running[:n]])
+    torch.testing.assert_close(seen[1][0], class_centroids(f, y, 2))
+
+
+def test_ce_needs_no_centroid_pass_and_batch_policy_neither():
+    assert not make_objective("ce", "epoch").needs_initial_stats
+    assert not make_objective("max", "batch").needs_initial_stats
+    assert make_objective("min", "online").needs_initial_stats
+
+
+def test_kd_loss_closed_forms():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    ce = F.cross_entropy(s, y)
+    torch.testing.assert_close(kd_loss(s, t, y, 0.0, 2.0)[0], ce)
+    torch.testing.assert_close(kd_loss(s, s, y, 0.7, 3.0)[0], 0.3 * ce)  # KL(p || p) = 0
+    T = 2.0
+    p, q = F.softmax(t / T, -1), F.softmax(s / T, -1)
+    kl = (p * (p / q).log()).sum(-1).mean()  # summed over classes, averaged over the batch
+    torch.testing.assert_close(kd_loss(s, t, y, 0.4, T)[0], 0.6 * ce + 0.4 * T**2 * kl)
+
+
+def test_distillation_objective_cached_and_live_teacher_agree():
+    torch.manual_seed(0)
+    student, teacher = TinyClassifier(dropout=0.0), TinyClassifier(dropout=0.0).eval()
+    batches = synthetic_batches()
+    cached = predict(forward_of(teacher), teacher, batches, FEATURES, 2, 40, ctx=torch.no_grad())[0]
+    live = DistillationObjective(0.5, 2.0, teacher_forward=forward_of(teacher))
+    cache = DistillationObjective(0.5, 2.0, teacher_logits=cached)
+    for batch in batches:
+        torch.testing.assert_close(cache(forward_of(student), batch)[0], live(forward_of(student), batch)[0])
+
+
+def test_mask_tokens_masks_only_maskable_positions_at_the_rate():
+    torch.manual_seed(0)
+    ids = torch.randint(5, 100, (64, 40))
+    maskable = torch.rand(64, 40) < 0.7
+    corrupted, picked = mask_tokens(ids, maskable, mask_id=1, vocab_size=100)
+    assert not (picked & ~maskable).any()
+    assert torch.equal(corrupted[~picked], ids[~picked])
+    rate = picked.sum() / maskable.sum()
+    assert 0.12 < rate < 0.18
+    assert 0.75 < (corrupted[picked] == 1).float().mean() < 0.85
+
+
+def test_linear_schedule():
+    assert linear_schedule(0, 100, 10) == 0.0
+    assert linear_schedule(5, 100, 10) == 0.5
+    assert linear_schedule(10, 100, 10) == 1.0
+    assert linear_schedule(55, 100, 10) == pytest.approx(0.5)
+    assert linear_schedule(100, 100, 10) == 0.0
+    assert linear_schedule(0, 100, 0) == 1.0
