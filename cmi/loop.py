@@ -78,7 +78,7 @@ def train_epoch(forward, model, objective, optimizer, scheduler, batches, *, ctx
             if not math.isfinite(value):
                 raise TrainingError(f"the loss became {value} at {desc}, step {step}: stopping; "
                                     "the last checkpoint of the run is intact")
-            bar.set_postfix({k: f"{float(v):.4g}" for k, v in {"loss": loss, **logs}.items()})
+            bar.set_postfix({k: f"{float(v):.4g}" for k, v in {"loss": value, **logs}.items()})
     return float(total) / max(seen, 1), seen
 
 
