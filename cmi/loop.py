@@ -199,13 +199,15 @@ def fit(
     record: dict,
     ctx=nullcontext(),
     clip: float = 1.0,
+    weighting: str = "true",
 ) -> dict:
     """Train for `epochs`, evaluating after each; keep the best epoch by `primary` in best/.
 
     train_batches(epoch) -> the epoch's batches (a sized iterable, same order for the same epoch);
     measure_train() -> CMIStats of the training set under the current model (an eval-mode pass);
     evaluate() -> the dev metrics by name, including `primary` and `eval_cmi`;
-    record: the constant fields of every metrics.jsonl line (task, mode, lam, seed, ...).
+    record: the constant fields of every metrics.jsonl line (task, mode, lam, seed, ...);
+    weighting: how train_cmi weighs the classes (cmi.core.WEIGHTINGS).
     `model` is the uncompiled module (saved, checkpointed); `forward` may run a compiled version of it."""
     best, start = None, 1
     ckpt = run.start()
@@ -230,7 +232,7 @@ def fit(
         train_stats = measure_train()  # exact train CMI after the epoch; the `epoch` policy's next G
         objective.update(train_stats)
         metrics = evaluate()
-        line = {"epoch": epoch, **record, "train_loss": train_loss, "train_cmi": train_stats.cmi(), **metrics,
+        line = {"epoch": epoch, **record, "train_loss": train_loss, "train_cmi": train_stats.cmi(weighting), **metrics,
                 "epoch_seconds": seconds, "samples_per_s": seen / seconds}
         if best is None or metrics[primary] > best["metrics"][primary]:
             model.save_pretrained(run.best)

@@ -140,7 +140,8 @@ class CMIObjective(Objective):
       ce:  L = CE + gamma * L_MLM
       min: L = CE + gamma * L_MLM + w * mean_x KL(f_x || G_{y_x})
       max: L = CE + gamma * L_MLM - w * mean_x KL(f_x || G_{y_x})
-    The batch mean of KL(f_x || G_y) estimates I(X;Z|Y) (the true CMI, not the literal eq. 12). Scale
+    The batch mean of KL(f_x || G_y) estimates I(X;Z|Y) (the true CMI, not the literal eq. 12; "balanced"
+    weighting averages the per-class means instead, see cmi.core). Scale
     "true": w = lambda; "paper": w = lambda / C, the per-sample weight that eqs. (12)-(14) give when both
     sums run over the dataset (DESIGN.md, "Scale")."""
 
@@ -152,6 +153,7 @@ class CMIObjective(Objective):
         centroids: Centroids,
         features: FeatureMap,
         scale: str = "true",
+        weighting: str = "true",
         mlm: MaskedLM | None = None,
     ):
         if mode not in MODES:
@@ -161,6 +163,7 @@ class CMIObjective(Objective):
         self.sign = {"ce": 0.0, "min": 1.0, "max": -1.0}[mode]
         self.weight = lam if scale == "true" else lam / num_classes
         self.num_classes, self.centroids, self.features, self.mlm = num_classes, centroids, features, mlm
+        self.weighting = weighting
 
     def __call__(self, forward, batch: dict) -> tuple[torch.Tensor, dict]:
         out = forward(batch)
@@ -170,11 +173,11 @@ class CMIObjective(Objective):
         f = self.features(out)
         self.centroids.observe(f, y)
         if self.sign:
-            cmi = conditional_mutual_information(f, y, self.centroids.target(f, y))
+            cmi = conditional_mutual_information(f, y, self.centroids.target(f, y), self.weighting)
             loss = loss + self.sign * self.weight * cmi
         else:  # ce: the batch's own CMI, for the progress bar only
             with torch.no_grad():
-                cmi = conditional_mutual_information(f, y, class_centroids(f, y, self.num_classes))
+                cmi = conditional_mutual_information(f, y, class_centroids(f, y, self.num_classes), self.weighting)
         logs["cmi"] = cmi.detach()
         if self.mlm is not None:
             mlm = self.mlm(forward, batch)

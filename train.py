@@ -1,0 +1,251 @@
+"""Fine-tune BERT on a GLUE task with the conditional-mutual-information term of arXiv 2502.11258.
+
+    python train.py --task cola --mode min --lam 0.1 --model bert-base-uncased --out runs/cola-min
+
+--mode ce is plain fine-tuning, min adds +lambda * CMI (a better standalone model), max adds -lambda * CMI
+(a better teacher for distill.py). See README.md for the flags and the files a run writes.
+"""
+import argparse
+import json
+import random
+import sys
+
+import numpy as np
+import torch
+
+from cmi.core import WEIGHTINGS
+from cmi.loop import RunFiles, TrainingError, autocast_context, fit, linear_schedule, make_optimizer, predict
+from cmi.objectives import FEATURES, MODES, POLICIES, SCALES, CMIObjective, Centroids, FeatureMap, MaskedLM
+from data.batching import collate, eval_batches, num_train_batches, train_batches
+from data.loading import load_split
+from data.metrics import compute_metrics
+from data.tasks import TASKS, DataError, get_task, metric_suffix
+from data.tokenization import encode, load_tokenizer
+from models.bert import BertForSequenceClassification
+from models.checkpoint import CheckpointError, resolve_checkpoint
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    """The options train.py and distill.py share: task and data, optimisation, run files, hardware."""
+    g = parser.add_argument_group("task and data")
+    g.add_argument("--task", required=True, choices=list(TASKS), help="GLUE task")
+    g.add_argument("--data-dir", help="folder in the GLUE download layout (CoLA/train.tsv, ...); "
+                                      "default: the datasets hub (nyu-mll/glue)")
+    g.add_argument("--max-len", type=int, default=128, help="truncation length in tokens, [CLS]/[SEP] included")
+    g.add_argument("--max-train-samples", type=int, help="train on a fixed random subset of this size")
+    g.add_argument("--max-eval-samples", type=int, help="evaluate on a fixed random subset of this size")
+    g.add_argument("--pad-multiple", type=int, default=None,
+                   help="pad batches to a multiple of this many tokens (default: 8 on CUDA, none on CPU)")
+    g = parser.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=5, help="training epochs (the paper: 5; distillation 10)")
+    g.add_argument("--batch-size", type=int, default=32, help="training examples per step")
+    g.add_argument("--eval-batch-size", type=int, default=128, help="examples per evaluation batch")
+    g.add_argument("--lr", type=float, default=2e-5, help="peak learning rate of AdamW")
+    g.add_argument("--warmup-ratio", type=float, default=0.0, help="fraction of the steps spent warming up")
+    g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (not on biases, LayerNorm)")
+    g.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping threshold (0: off)")
+    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, dropout and batch order")
+    g = parser.add_argument_group("run files and hardware")
+    g.add_argument("--out", default=None, help="output folder (default: runs/TASK-MODE-...)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    g.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on for CUDA)")
+    g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="torch.compile the model (auto: on for CUDA)")
+
+
+def check_ranges(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Every numeric flag within its range, or parser.error (one line, exit code 2)."""
+    positive = ["max_len", "epochs", "batch_size", "eval_batch_size", "lr", "max_train_samples",
+                "max_eval_samples", "pad_multiple", "tau", "temperature"]
+    for name in positive:
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
+    for name in ["lam", "gamma", "weight_decay", "clip"]:
+        value = getattr(args, name, None)
+        if value is not None and not value >= 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    for name in ["warmup_ratio", "alpha"]:
+        value = getattr(args, name, None)
+        if value is not None and not 0 <= value <= 1:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
+    if args.max_len < 3 or args.max_len > 512:
+        parser.error(f"--max-len must be in [3, 512], got {args.max_len}")
+
+
+# -----------------------------------------------------------------------------
+# pieces distill.py uses too
+
+
+def setup(args: argparse.Namespace) -> tuple[torch.device, bool, bool]:
+    """Seed everything; pick the device and whether to autocast and compile."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    cuda = device.type == "cuda"
+    amp = args.amp == "on" or (args.amp == "auto" and cuda)
+    compile_ = args.compile == "on" or (args.compile == "auto" and cuda)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device, amp, compile_
+
+
+class Batches:
+    """The batches of one pass over an encoded split, collated lazily and moved to `device`."""
+
+    def __init__(self, encoded, index_batches, device, pad_multiple):
+        self.encoded, self.index_batches, self.device, self.pad_multiple = encoded, index_batches, device, pad_multiple
+
+    def __len__(self) -> int:
+        return len(self.index_batches)
+
+    def __iter__(self):
+        for index in self.index_batches:
+            batch = collate(self.encoded, index, self.pad_multiple)
+            yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+
+def load_data(args, task, checkpoint_dir, device):
+    """Tokenise the training split and every dev split once; returns (train, {split: encoded}, tokenizer)."""
+    tokenizer = load_tokenizer(checkpoint_dir)
+    train = encode(tokenizer, load_split(task, "train", args.data_dir, args.max_train_samples), args.max_len)
+    evals = {split: encode(tokenizer, load_split(task, split, args.data_dir, args.max_eval_samples), args.max_len)
+             for split in task.eval_splits}
+    for name, enc in {"train": train, **evals}.items():
+        if len(enc) == 0:
+            raise DataError(f"task {args.task}: the {name} split is empty")
+    return train, evals, tokenizer
+
+
+def make_evaluate(args, task, forward, model, evals, features, device, ctx, pad_multiple):
+    """evaluate() -> the dev metrics of every dev split (MNLI mismatched with the _mm suffix) and the dev CMI
+    (f_x of the dev set against the dev set's own class means)."""
+    def evaluate() -> dict:
+        metrics = {}
+        for split, enc in evals.items():
+            batches = Batches(enc, eval_batches(enc.lengths, args.eval_batch_size), device, pad_multiple)
+            logits, stats = predict(forward, model, batches, features, task.num_labels, len(enc), ctx=ctx,
+                                    desc=f"eval {split}")
+            suffix = metric_suffix(split)
+            scores = compute_metrics(task, logits.argmax(-1).cpu().numpy(), enc.labels)
+            metrics.update({k + suffix: v for k, v in scores.items()})
+            metrics["eval_cmi" + suffix] = stats.cmi(args.cmi_weighting)
+        return metrics
+    return evaluate
+
+
+BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def train_model(args, task, model, inputs, objective, train, evals, features, device, amp, compile_, record, run):
+    """Optimiser, schedule, compile and the loop: what train.py and distill.py do once everything is built.
+    `inputs`: the batch fields the model takes, in the order of its forward (DistilBERT: no token types)."""
+    pad_multiple = args.pad_multiple or (8 if device.type == "cuda" else None)
+    model.to(device)
+    compiled = torch.compile(model, dynamic=True) if compile_ else model
+
+    def forward(batch):
+        return compiled(*(batch[k] for k in inputs))
+
+    ctx = autocast_context(device, amp)
+    optimizer = make_optimizer(model, args.lr, args.weight_decay, device)
+    total_steps = args.epochs * num_train_batches(len(train), args.batch_size)
+    warmup = int(args.warmup_ratio * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, total_steps, warmup))
+    train_eval = Batches(train, eval_batches(train.lengths, args.eval_batch_size), device, pad_multiple)
+
+    def measure_train():
+        return predict(forward, model, train_eval, features, task.num_labels, len(train), ctx=ctx, desc="train CMI")[1]
+
+    return fit(
+        forward=forward, model=model, objective=objective, optimizer=optimizer, scheduler=scheduler,
+        train_batches=lambda epoch: Batches(train, train_batches(train.lengths, args.batch_size, args.seed, epoch),
+                                            device, pad_multiple),
+        measure_train=measure_train,
+        evaluate=make_evaluate(args, task, forward, model, evals, features, device, ctx, pad_multiple),
+        epochs=args.epochs, primary=task.primary_metric, run=run, record=record, ctx=ctx, clip=args.clip,
+        weighting=args.cmi_weighting,
+    )
+
+
+def run_main(main) -> None:
+    """Run `main()`, turning the project's input errors into one line on stderr and exit code 2."""
+    try:
+        main()
+    except (DataError, CheckpointError, TrainingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+# -----------------------------------------------------------------------------
+# train.py
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = parser.add_argument_group("model and objective")
+    g.add_argument("--model", default="bert-base-uncased", help="hub name or a local Hugging Face checkpoint folder")
+    g.add_argument("--mode", choices=MODES, default="ce", help="ce: plain; min: +lambda*CMI; max: -lambda*CMI")
+    g.add_argument("--lam", type=float, default=0.1, help="lambda, weight of the CMI term (the paper: 0.05-1)")
+    g.add_argument("--gamma", type=float, default=0.0, help="weight of the masked-LM term L1 of eq. (7)")
+    g.add_argument("--centroids", choices=POLICIES, default=None,
+                   help="centroid policy of eq. (14) (default: epoch for min, batch for max)")
+    g.add_argument("--cmi-feature", choices=FEATURES, default="pooled",
+                   help="h_s: the pooled output the classifier reads, or the raw last-layer [CLS] state")
+    g.add_argument("--cmi-scale", choices=SCALES, default="true",
+                   help="true: lambda * I(X;Z|Y); paper: lambda / C, the per-sample weight of eqs. (12)-(14)")
+    g.add_argument("--cmi-weighting", choices=WEIGHTINGS[:2], default="true",
+                   help="true: I(X;Z|Y), classes weighted by P(y); balanced: every class weighted 1/C")
+    g.add_argument("--tau", type=float, default=1.0, help="feature temperature: f_x = softmax(h_s / tau) "
+                                                          "(1 = the paper; an extension)")
+    add_training_args(parser)
+    args = parser.parse_args(argv)
+    check_ranges(args, parser)
+    args.centroids = args.centroids or ("batch" if args.mode == "max" else "epoch")
+    args.out = args.out or f"runs/{args.task}-{args.mode}-lam{args.lam}-seed{args.seed}"
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    # setup: refuse an output folder holding another run before any expensive work
+    run = RunFiles(args.out, vars(args), resume=args.resume, overwrite=args.overwrite)
+    device, amp, compile_ = setup(args)
+    task = get_task(args.task)
+
+    # model
+    checkpoint_dir = resolve_checkpoint(args.model)
+    model = BertForSequenceClassification.from_pretrained(checkpoint_dir, num_labels=task.num_labels)
+    model.config.id2label = dict(enumerate(task.label_names))
+    model.config.label2id = {name: i for i, name in enumerate(task.label_names)}
+
+    # data
+    train, evals, tokenizer = load_data(args, task, checkpoint_dir, device)
+
+    # objective
+    features = FeatureMap(args.cmi_feature, args.tau)
+    mlm = None
+    if args.gamma > 0:
+        if model.mlm is None:
+            raise CheckpointError(f"--gamma {args.gamma}: the checkpoint {args.model} has no masked-LM head "
+                                  "(cls.predictions.*); use --gamma 0 or a checkpoint with one")
+        mlm = MaskedLM(args.gamma, model.mlm_logits, tokenizer.token_to_id("[MASK]"), model.config.vocab_size,
+                       tuple(tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")))
+    dim = model.config.hidden_size
+    objective = CMIObjective(args.mode, args.lam, task.num_labels,
+                             Centroids(args.centroids, task.num_labels, dim, device), features, args.cmi_scale,
+                             args.cmi_weighting, mlm)
+
+    record = {"task": args.task, "mode": args.mode, "lam": args.lam, "seed": args.seed,
+              "train_examples": len(train), "eval_examples": len(next(iter(evals.values())))}
+    results = train_model(args, task, model, BERT_INPUTS, objective, train, evals, features, device, amp, compile_, record, run)
+    print(json.dumps({"best_epoch": results["best_epoch"], task.primary_metric: results[task.primary_metric]}))
+
+
+if __name__ == "__main__":
+    run_main(main)
