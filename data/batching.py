@@ -10,7 +10,9 @@ import math
 import numpy as np
 import torch
 
-from data.tokenization import Encoded
+from data.loading import load_split
+from data.tasks import DataError, get_task
+from data.tokenization import Encoded, encode, load_tokenizer
 
 GROUP_BATCHES = 50  # batches per length-sorted group (the "mega-batch" of HF's LengthGroupedSampler)
 
@@ -80,10 +82,6 @@ def collate(encoded: Encoded, index: np.ndarray, pad_to_multiple_of: int | None 
 
 
 def main() -> None:
-    from data.loading import load_split
-    from data.tasks import DataError, get_task
-    from data.tokenization import encode, load_tokenizer
-
     parser = argparse.ArgumentParser(description="Padding fraction of one epoch of training batches: "
                                                  "length-grouped vs plain shuffled vs padded to --max-len.")
     parser.add_argument("--task", default="cola", help="GLUE task name")
