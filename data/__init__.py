@@ -1,0 +1,2 @@
+"""GLUE data: task registry (tasks), loading (loading), WordPiece tokenisation (tokenization),
+dynamic-padding batches (batching) and metrics (metrics). Import from the submodules."""

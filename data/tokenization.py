@@ -1,0 +1,79 @@
+"""BERT WordPiece tokenisation with the `tokenizers` library: each split is encoded once, kept as arrays."""
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+
+from data.loading import Examples
+from data.tasks import DataError
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def load_tokenizer(model_dir: str | Path) -> Tokenizer:
+    """The checkpoint's BERT tokenizer: `tokenizer.json` when present, else WordPiece built from `vocab.txt`
+    with the lower-casing of `tokenizer_config.json` (`do_lower_case`, default True). Padding and truncation
+    are off; `encode` sets truncation on its own copy."""
+    model_dir = Path(model_dir)
+    if (model_dir / "tokenizer.json").is_file():
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    elif (model_dir / "vocab.txt").is_file():
+        tokenizer = _bert_wordpiece(model_dir)
+    else:
+        raise DataError(f"{model_dir}: no tokenizer.json or vocab.txt")
+    # a saved tokenizer.json may pad every input to a fixed length (all-MiniLM-L6-v2 pads to 128)
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+def _bert_wordpiece(model_dir: Path) -> Tokenizer:
+    config_path = model_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    tokenizer = Tokenizer(WordPiece.from_file(str(model_dir / "vocab.txt"), unk_token="[UNK]"))
+    # strip_accents=None follows lowercase, as in the original BERT
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        lowercase=config.get("do_lower_case", True), strip_accents=config.get("strip_accents"))
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)  # so "[SEP]" in a text stays one token
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",  # token type 1 for the second segment and its [SEP]
+        special_tokens=[(t, tokenizer.token_to_id(t)) for t in ("[CLS]", "[SEP]")],
+    )
+    return tokenizer
+
+
+@dataclass
+class Encoded:
+    input_ids: list[np.ndarray]       # per example, int32 [length]: [CLS] a [SEP] or [CLS] a [SEP] b [SEP]
+    token_type_ids: list[np.ndarray]  # per example, int32 [length]: 0 for [CLS] a [SEP], 1 for b [SEP]
+    labels: np.ndarray                # int64 [N]
+    lengths: np.ndarray               # int64 [N], tokens per example
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def encode(tokenizer: Tokenizer, examples: Examples, max_len: int) -> Encoded:
+    """Tokenise every example once (batched, in the tokenizers library's own threads), truncated to
+    `max_len` tokens including the special ones; pairs lose tokens from the longer text first, as BERT does."""
+    tokenizer = copy.deepcopy(tokenizer)  # truncation is tokenizer state: set it on a copy, not the caller's
+    tokenizer.enable_truncation(max_len, strategy="longest_first")
+    inputs = examples.texts[0] if len(examples.texts) == 1 else list(zip(*examples.texts))
+    encodings = tokenizer.encode_batch(inputs)
+    input_ids = [np.array(e.ids, dtype=np.int32) for e in encodings]
+    return Encoded(
+        input_ids=input_ids,
+        token_type_ids=[np.array(e.type_ids, dtype=np.int32) for e in encodings],
+        labels=examples.labels,
+        lengths=np.array([len(ids) for ids in input_ids], dtype=np.int64),
+        pad_id=tokenizer.token_to_id("[PAD]"),
+    )
