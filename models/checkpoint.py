@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -218,7 +219,9 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
             state = load_file(path)
         else:  # weights_only: a pickle is unpickled only as tensors and plain containers, never as code
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, corrupt, missing or refused: the reader's own reason
+    except pickle.UnpicklingError:  # torch's own message is many lines of advice to turn the check off
+        raise CheckpointError(f"{path}: refused, not a pickle of plain tensors (a full unpickle could run code), or corrupt") from None
+    except Exception as e:  # truncated, corrupt or missing: the reader's own reason
         raise CheckpointError(f"{path}: cannot read weights ({_reason(e)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a flat dict of tensors")
