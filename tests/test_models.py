@@ -100,6 +100,16 @@ def test_gradients_reach_every_parameter(arch):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize("arch", CLASSES)
+def test_forward_is_one_graph_for_torch_compile(arch):
+    """No data-dependent Python control flow: the whole forward traces without a graph break."""
+    model = make(arch, mlm=True).eval()
+    ids, mask = batch()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(ids, mask).logits, model(ids, mask).logits, atol=1e-6, rtol=0)
+
+
 def test_token_types_matter():
     model = make("bert").eval()
     ids, mask = batch()
