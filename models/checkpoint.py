@@ -151,7 +151,7 @@ def read_config(folder: Path, config_class: type, num_labels: int | None = None)
         raise CheckpointError(f"{folder}: no config.json, so not a Hugging Face checkpoint folder")
     try:
         raw = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
+    except ValueError as e:  # UnicodeDecodeError included
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
     model_type = raw.get("model_type") if isinstance(raw, dict) else None
     if model_type != config_class.model_type:
@@ -162,14 +162,15 @@ def read_config(folder: Path, config_class: type, num_labels: int | None = None)
     if num_labels < 2:
         raise CheckpointError(f"num_labels must be at least 2 for classification, got {num_labels}")
     id2label, label2id = label_maps(num_labels, id2label, raw.get("label2id"))
-    fields = {f.name for f in dataclasses.fields(config_class)} - {"extra", "num_labels", "id2label", "label2id"}
+    labels = {"num_labels", "id2label", "label2id"}
+    fields = {f.name for f in dataclasses.fields(config_class)} - labels - {"extra"}
     return config_class(
         **{k: v for k, v in raw.items() if k in fields},
         num_labels=num_labels,
         id2label=id2label,
         label2id=label2id,
         # "architectures" is rewritten on save, to the class saved.
-        extra={k: v for k, v in raw.items() if k not in fields | {"architectures", "num_labels", "id2label", "label2id"}},
+        extra={k: v for k, v in raw.items() if k not in fields | labels | {"architectures"}},
     )
 
 

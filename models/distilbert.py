@@ -91,7 +91,6 @@ class DistilBertModel(nn.Module):
 
     def __init__(self, config: DistilBertConfig):
         super().__init__()
-        self.config = config
         self.embeddings = DistilBertEmbeddings(config)
         self.layers = nn.ModuleList(DistilBertLayer(config) for _ in range(config.n_layers))
 
