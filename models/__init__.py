@@ -1,0 +1,1 @@
+"""Pure-PyTorch BERT and DistilBERT classifiers that read and write Hugging Face checkpoints."""

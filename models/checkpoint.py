@@ -1,0 +1,262 @@
+"""Reading and writing Hugging Face checkpoint folders, the same way for every architecture in models/.
+
+A folder holds config.json and the weights: model.safetensors, a sharded model.safetensors.index.json, or
+pytorch_model.bin (read with weights_only=True, so a pickle that would run code is refused). Each architecture
+describes its checkpoint names once, in a `Layout`; loading then goes:
+
+1. config.json -> the config dataclass: model_type checked, unknown keys kept in `extra`, labels set;
+2. weights -> one dict in transformers' names of the task model (`bert.encoder.layer.0...`): legacy
+   `LayerNorm.gamma/beta` renamed, the base-model prefix added to bare BertModel / DistilBertModel keys,
+   tied copies checked and dropped, buffers and unused heads (NSP) dropped;
+3. key sets and shapes must match exactly, except the task head (classifier, pooler), which keeps its fresh
+   initialisation when the checkpoint lacks it or shapes it for another num_labels; then a strict load.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from huggingface_hub import snapshot_download
+from safetensors.torch import load_file, save_file
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+# In order of preference; an index names the shards that hold each key.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as asked. The message is one line naming the file or key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How one architecture's weights are named in Hugging Face checkpoints."""
+
+    config_class: type
+    prefix: str  # transformers' base_model_prefix + ".", absent from bare base-model checkpoints
+    names: dict[str, str]  # our module -> transformers' module, "{}" standing for the layer index
+    tied: dict[str, str]  # a key that repeats another (the MLM decoder = the word embeddings) -> that key
+    heads: tuple[str, ...]  # key prefixes of the task head: may be missing or shaped for other labels
+    mlm: str  # key prefix of the masked-LM head: the model gets one when the checkpoint has it
+    ignored: tuple[str, ...]  # key prefixes of buffers and heads that we do not use
+
+    def hf_name(self, name: str) -> str:
+        """Our parameter name -> transformers', e.g. bert.layers.3.attn.query.weight -> bert.encoder.layer.3.attention.self.query.weight."""
+        module, leaf = name.rsplit(".", 1)
+        template = re.sub(r"\.\d+\.", ".{}.", module)
+        return self.names[template].format(*re.findall(r"\.(\d+)\.", module)) + "." + leaf
+
+
+class Pretrained(nn.Module):
+    """A task model that reads and writes Hugging Face checkpoint folders; subclasses set `layout`."""
+
+    layout: Layout
+
+    def __init__(self):
+        super().__init__()
+        self.checkpoint_dir: Path | None = None  # where from_pretrained read it: save_pretrained copies its tokenizer
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, num_labels: int | None = None) -> "Pretrained":
+        """Load a checkpoint folder, or a hub name (downloaded once into the Hugging Face cache).
+
+        num_labels defaults to the checkpoint's; the classifier is loaded when its shape fits, else freshly
+        initialised (and logged). The masked-LM head is built when the checkpoint has one (`model.mlm`).
+        """
+        folder = resolve(name_or_path)
+        config = read_config(folder, cls.layout.config_class, num_labels)
+        state, source = read_weights(folder, cls.layout)
+        try:
+            model = cls(config, mlm=any(key.startswith(cls.layout.mlm) for key in state))
+        except ValueError as e:  # a config value the architecture does not support, e.g. hidden_act
+            raise CheckpointError(f"{folder / 'config.json'}: {e}") from None
+        load_state(model, state, source)
+        model.checkpoint_dir = folder
+        return model
+
+    def save_pretrained(self, path: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None) -> None:
+        """Write config.json, model.safetensors (transformers' names, tied weights once) and the tokenizer files of
+        `tokenizer_dir`, or of the folder the model was loaded from. A temporary sibling folder is written and
+        fsynced, then renamed into place, so an interrupted save leaves the old folder or the new one."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        (tmp / "config.json").write_text(json.dumps(config_dict(self.config, type(self).__name__), indent=2, sort_keys=True) + "\n")
+        state = {self.layout.hf_name(k): v.contiguous() for k, v in self.state_dict().items()}
+        save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
+        source = Path(tokenizer_dir) if tokenizer_dir is not None else self.checkpoint_dir
+        for name in TOKENIZER_FILES:
+            if source is not None and (source / name).is_file():
+                shutil.copyfile(source / name, tmp / name)
+        for file in tmp.iterdir():
+            _fsync(file)
+        old = path.with_name(f".{path.name}.old{os.getpid()}")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        _fsync(path.parent)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# reading
+
+
+def resolve(name_or_path: str | os.PathLike) -> Path:
+    """A local checkpoint folder, or a hub name such as `bert-base-uncased` fetched into the Hugging Face cache."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path}: is a file, expected a checkpoint folder")
+    if path.is_absolute() or str(name_or_path).startswith((".", "~")) or len(path.parts) > 2:
+        raise CheckpointError(f"{path}: checkpoint folder does not exist")
+    # Hub names are "name" or "org/name". Only config, weights and tokenizer are fetched, and pytorch_model.bin
+    # only when the repository has no safetensors weights (hub repositories often hold both, and TF/Flax ones).
+    patterns = ["config.json", *TOKENIZER_FILES, "model*.safetensors*"]
+    try:
+        folder = Path(snapshot_download(str(name_or_path), allow_patterns=patterns))
+        if not any(folder.glob("model*.safetensors")):
+            folder = Path(snapshot_download(str(name_or_path), allow_patterns=patterns + ["pytorch_model*.bin*"]))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{name_or_path!r} is not a local folder and could not be fetched from the Hugging Face hub ({_reason(e)}); "
+            "offline, pass a local checkpoint folder"
+        ) from None
+    return folder
+
+
+def read_config(folder: Path, config_class: type, num_labels: int | None = None):
+    """config.json -> `config_class`; keys it does not name are kept in `config.extra` and written back on save."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: no config.json, so not a Hugging Face checkpoint folder")
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as e:  # UnicodeDecodeError included
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    model_type = raw.get("model_type") if isinstance(raw, dict) else None
+    if model_type != config_class.model_type:
+        raise CheckpointError(f"{path}: model_type is {model_type!r}, expected {config_class.model_type!r}")
+    id2label = {int(i): label for i, label in (raw.get("id2label") or {}).items()}
+    if num_labels is None:
+        num_labels = raw.get("num_labels", len(id2label) or 2)
+    if num_labels < 2:
+        raise CheckpointError(f"num_labels must be at least 2 for classification, got {num_labels}")
+    id2label, label2id = label_maps(num_labels, id2label, raw.get("label2id"))
+    labels = {"num_labels", "id2label", "label2id"}
+    fields = {f.name for f in dataclasses.fields(config_class)} - labels - {"extra"}
+    return config_class(
+        **{k: v for k, v in raw.items() if k in fields},
+        num_labels=num_labels,
+        id2label=id2label,
+        label2id=label2id,
+        # "architectures" is rewritten on save, to the class saved.
+        extra={k: v for k, v in raw.items() if k not in fields | labels | {"architectures"}},
+    )
+
+
+def label_maps(num_labels: int, id2label: dict | None, label2id: dict | None) -> tuple[dict, dict]:
+    """The given label names when there are num_labels of them, else transformers' LABEL_0, LABEL_1, ..."""
+    if not id2label or len(id2label) != num_labels:
+        id2label, label2id = {i: f"LABEL_{i}" for i in range(num_labels)}, None
+    return id2label, label2id or {label: i for i, label in id2label.items()}
+
+
+def config_dict(config, architecture: str) -> dict:
+    """The config.json of `config`: its fields over the unknown keys it was read with."""
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "extra"}
+    fields["id2label"], fields["label2id"] = label_maps(config.num_labels, config.id2label, config.label2id)
+    return {**config.extra, **fields, "architectures": [architecture]}
+
+
+def read_weights(folder: Path, layout: Layout) -> tuple[dict[str, torch.Tensor], Path]:
+    """The folder's weights in transformers' names of the task model, and the file they came from."""
+    path = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
+    if path is None:
+        raise CheckpointError(f"{folder}: no weights ({' or '.join(WEIGHT_FILES)})")
+    if path.name.endswith(".index.json"):
+        try:
+            shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, AttributeError) as e:
+            raise CheckpointError(f"{path}: not a shard index with a weight_map ({e!r})") from None
+        state = {k: v for shard in shards for k, v in _read_file(folder / shard).items()}
+    else:
+        state = _read_file(path)
+
+    state = {re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", k)): v for k, v in state.items()}
+    if not any(k.startswith(layout.prefix) for k in state):  # a bare BertModel / DistilBertModel checkpoint
+        state = {layout.prefix + k: v for k, v in state.items()}
+    for alias, key in layout.tied.items():
+        if alias in state:
+            value = state.pop(alias)
+            if key in state and not torch.equal(state[key], value):
+                raise CheckpointError(f"{path}: {alias} differs from {key}; untied MLM decoders are not supported")
+            state.setdefault(key, value)
+    return {k: v for k, v in state.items() if not k.startswith(layout.ignored)}, path
+
+
+def _read_file(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            state = load_file(path)
+        else:  # weights_only: a pickle is unpickled only as tensors and plain containers, never as code
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's own message is many lines of advice to turn the check off
+        raise CheckpointError(f"{path}: refused, not a pickle of plain tensors (a full unpickle could run code), or corrupt") from None
+    except Exception as e:  # truncated, corrupt or missing: the reader's own reason
+        raise CheckpointError(f"{path}: cannot read weights ({_reason(e)})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a flat dict of tensors")
+    return state
+
+
+def load_state(model: Pretrained, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Copy `state` (transformers' names) into `model`: every key must match, but a task head may stay fresh."""
+    ours = model.state_dict()
+    names = {model.layout.hf_name(k): k for k in ours}
+    unexpected = sorted(state.keys() - names.keys())
+    if unexpected:
+        raise CheckpointError(f"{source}: unexpected keys for {type(model).__name__}: {_some(unexpected)}")
+    missing = sorted(k for k in names.keys() - state.keys() if not k.startswith(model.layout.heads))
+    if missing:
+        raise CheckpointError(f"{source}: missing keys: {_some(missing)}")
+    fresh = []
+    for hf, k in names.items():
+        if hf in state and state[hf].shape == ours[k].shape:
+            ours[k] = state[hf]
+        elif hf in state and not hf.startswith(model.layout.heads):
+            raise CheckpointError(f"{source}: {hf} has shape {tuple(state[hf].shape)}, the config gives {tuple(ours[k].shape)}")
+        else:
+            fresh.append(hf)
+    model.load_state_dict(ours, strict=True)
+    if fresh:
+        log.warning("%s: newly initialised, train before use (not in the checkpoint, or shaped for other labels): %s", source, ", ".join(fresh))
+
+
+def _reason(e: Exception) -> str:
+    """The first line of an exception's message, to keep our errors on one line."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _some(keys: list[str], n: int = 5) -> str:
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
