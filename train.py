@@ -22,7 +22,14 @@ from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, get_task, metric_suffix
 from data.tokenization import encode, load_tokenizer
 from models.bert import BertForSequenceClassification
-from models.checkpoint import CheckpointError, resolve_checkpoint
+from models.checkpoint import CheckpointError, resolve
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (not the whole usage) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +62,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                    help="torch.compile the model (auto: on for CUDA)")
 
 
-def check_ranges(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+def check_ranges(args: argparse.Namespace, parser: Parser) -> None:
     """Every numeric flag within its range, or parser.error (one line, exit code 2)."""
     positive = ["max_len", "epochs", "batch_size", "eval_batch_size", "lr", "max_train_samples",
                 "max_eval_samples", "pad_multiple", "tau", "temperature"]
@@ -131,10 +138,8 @@ def make_evaluate(args, task, forward, model, evals, features, device, ctx, pad_
             batches = Batches(enc, eval_batches(enc.lengths, args.eval_batch_size), device, pad_multiple)
             logits, stats = predict(forward, model, batches, features, task.num_labels, len(enc), ctx=ctx,
                                     desc=f"eval {split}")
-            suffix = metric_suffix(split)
-            scores = compute_metrics(task, logits.argmax(-1).cpu().numpy(), enc.labels)
-            metrics.update({k + suffix: v for k, v in scores.items()})
-            metrics["eval_cmi" + suffix] = stats.cmi(args.cmi_weighting)
+            metrics.update(compute_metrics(task, logits.argmax(-1).cpu().numpy(), enc.labels, split))
+            metrics["eval_cmi" + metric_suffix(split)] = stats.cmi(args.cmi_weighting)
         return metrics
     return evaluate
 
@@ -173,6 +178,17 @@ def train_model(args, task, model, inputs, objective, train, evals, features, de
     )
 
 
+def check_head(checkpoint_dir, task) -> None:
+    """A checkpoint fine-tuned for classification must classify into the task's labels: reusing a 3-way
+    head for a 2-way task would silently drop it, so that is an error, not a fresh head."""
+    config = json.loads((checkpoint_dir / "config.json").read_text()) if (checkpoint_dir / "config.json").is_file() else {}
+    if any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
+        n = config.get("num_labels", len(config.get("id2label") or {}) or 2)
+        if n != task.num_labels:
+            raise CheckpointError(f"{checkpoint_dir}: its classifier has {n} labels, task {task.name} has "
+                                  f"{task.num_labels}; start from a checkpoint without a task head")
+
+
 def run_main(main) -> None:
     """Run `main()`, turning the project's input errors into one line on stderr and exit code 2."""
     try:
@@ -187,7 +203,7 @@ def run_main(main) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = parser.add_argument_group("model and objective")
     g.add_argument("--model", default="bert-base-uncased", help="hub name or a local Hugging Face checkpoint folder")
     g.add_argument("--mode", choices=MODES, default="ce", help="ce: plain; min: +lambda*CMI; max: -lambda*CMI")
@@ -219,7 +235,8 @@ def main(argv=None) -> None:
     task = get_task(args.task)
 
     # model
-    checkpoint_dir = resolve_checkpoint(args.model)
+    checkpoint_dir = resolve(args.model)
+    check_head(checkpoint_dir, task)
     model = BertForSequenceClassification.from_pretrained(checkpoint_dir, num_labels=task.num_labels)
     model.config.id2label = dict(enumerate(task.label_names))
     model.config.label2id = {name: i for i, name in enumerate(task.label_names)}

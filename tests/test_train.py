@@ -1,0 +1,145 @@
+"""train.py end to end on real CoLA examples: the run files, determinism, --resume after a kill, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from models.bert import BertConfig, BertForSequenceClassification
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+GLUE, MINILM = SHARED / "glue", SHARED / "models" / "all-MiniLM-L6-v2"
+TIMING = ("epoch_seconds", "samples_per_s")
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A tiny random BERT with the real uncased vocabulary (and its tokenizer files), saved as a checkpoint."""
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128, num_labels=2)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    BertForSequenceClassification(config).save_pretrained(path, tokenizer_dir=MINILM)
+    return path
+
+
+def args_for(model, out, *extra):
+    return ["--task", "cola", "--model", str(model), "--data-dir", str(GLUE), "--out", str(out),
+            "--max-train-samples", "192", "--max-eval-samples", "96", "--batch-size", "16", "--lr", "1e-3",
+            "--epochs", "2", *extra]
+
+
+def run_cli(argv, **kwargs):
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *argv], capture_output=True, text=True,
+                          cwd=ROOT, **kwargs)
+
+
+def metric_lines(out):
+    lines = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k not in TIMING} for line in lines]
+
+
+def test_run_writes_its_files_and_repeats_exactly(tiny_bert, tmp_path):
+    train.main(args_for(tiny_bert, tmp_path / "a", "--mode", "min", "--lam", "0.5"))
+    train.main(args_for(tiny_bert, tmp_path / "b", "--mode", "min", "--lam", "0.5"))
+    lines = metric_lines(tmp_path / "a")
+    assert [line["epoch"] for line in lines] == [1, 2]
+    for key in ("task", "mode", "lam", "seed", "train_examples", "eval_examples", "train_loss", "train_cmi",
+                "eval_cmi", "mcc"):
+        assert key in lines[0], key
+    assert lines[0]["train_examples"] == 192 and lines[0]["eval_examples"] == 96
+    assert 0 < lines[0]["train_cmi"] and -1 <= lines[0]["mcc"] <= 1
+    assert lines == metric_lines(tmp_path / "b")  # a CPU run repeats exactly
+    results = json.loads((tmp_path / "a" / "results.json").read_text())
+    best = max(lines, key=lambda line: line["mcc"])
+    assert results["best_epoch"] == best["epoch"] and results["mcc"] == best["mcc"]
+    assert results["args"]["mode"] == "min"
+    model = BertForSequenceClassification.from_pretrained(tmp_path / "a" / "best", num_labels=2)
+    assert model.config.id2label == {0: "unacceptable", 1: "acceptable"}
+    assert (tmp_path / "a" / "best" / "tokenizer.json").exists()
+
+
+def test_resume_after_kill_mid_epoch_gives_the_same_metrics(tiny_bert, tmp_path):
+    argv = args_for(tiny_bert, tmp_path / "full", "--mode", "min", "--max-train-samples", "800", "--epochs", "3")
+    assert run_cli(argv).returncode == 0
+    killed = argv[:]
+    killed[killed.index(str(tmp_path / "full"))] = str(tmp_path / "killed")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *killed], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # into epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(metric_lines(tmp_path / "killed")) < 3, "the run finished before it could be killed"
+    resumed = run_cli(killed + ["--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert metric_lines(tmp_path / "killed") == metric_lines(tmp_path / "full")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--task", "boolq"], "invalid choice: 'boolq'"),
+    (["--mode", "minimise"], "invalid choice: 'minimise'"),
+    (["--lam", "-0.1"], "--lam must be >= 0"),
+    (["--epochs", "0"], "--epochs must be > 0"),
+    (["--gamma", "0.5"], "has no masked-LM head"),
+])
+def test_bad_input_is_one_clear_line(extra, message, tmp_path):
+    proc = run_cli(args_for(MINILM, tmp_path / "out", *extra))
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert not (tmp_path / "out" / "metrics.jsonl").exists()
+
+
+def test_output_folder_with_another_run_is_refused_and_left_alone(tiny_bert, tmp_path):
+    out = tmp_path / "out"
+    train.main(args_for(tiny_bert, out, "--epochs", "1"))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    proc = run_cli(args_for(tiny_bert, out, "--epochs", "1", "--mode", "max"))
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr and "--overwrite" in proc.stderr
+    proc = run_cli(args_for(tiny_bert, out, "--epochs", "1", "--mode", "max", "--resume"))
+    assert proc.returncode == 2 and "other arguments (centroids, mode)" in proc.stderr, proc.stderr
+    assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    proc = run_cli(args_for(tiny_bert, out, "--epochs", "1", "--mode", "max", "--overwrite"))
+    assert proc.returncode == 0, proc.stderr
+    assert metric_lines(out)[0]["mode"] == "max"
+
+
+def test_label_count_that_disagrees_with_the_checkpoint_head_is_refused(tmp_path):
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                        num_labels=3)
+    path = tmp_path / "three-way"
+    BertForSequenceClassification(config).save_pretrained(path, tokenizer_dir=MINILM)
+    proc = run_cli(args_for(path, tmp_path / "out"))
+    assert proc.returncode == 2 and "3 labels" in proc.stderr and "cola" in proc.stderr, proc.stderr
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_bert, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    calls = {"n": 0}
+    original = train.CMIObjective.__call__
+
+    def poisoned(self, forward, batch):  # epoch 2 (12 steps per epoch) produces a NaN loss
+        calls["n"] += 1
+        loss, logs = original(self, forward, batch)
+        return (loss * float("nan") if calls["n"] > 12 else loss), logs
+
+    monkeypatch.setattr(train.CMIObjective, "__call__", poisoned)
+    with pytest.raises(SystemExit) as exit_info:
+        train.run_main(lambda: train.main(args_for(tiny_bert, out)))
+    assert exit_info.value.code == 2
+    assert "loss became nan" in capsys.readouterr().err
+    assert [line["epoch"] for line in metric_lines(out)] == [1]
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    BertForSequenceClassification.from_pretrained(out / "best", num_labels=2)
