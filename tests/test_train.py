@@ -143,3 +143,16 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_bert, tmp_path, 
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
     BertForSequenceClassification.from_pretrained(out / "best", num_labels=2)
+
+
+def test_min_lowers_and_max_raises_the_train_cmi_on_real_weights(tmp_path):
+    """The directions of eqs. (13)-(16) on the real all-MiniLM-L6-v2 and 320 real CoLA sentences, one epoch:
+    min-CMI (exact `epoch` centroids) ends below plain CE, max-CMI (`batch` centroids) above it."""
+    cmi = {}
+    for mode in ("ce", "min", "max"):
+        argv = ["--task", "cola", "--model", str(MINILM), "--data-dir", str(GLUE), "--out", str(tmp_path / mode),
+                "--max-train-samples", "320", "--max-eval-samples", "64", "--epochs", "1", "--lr", "5e-5",
+                "--mode", mode, "--lam", "100"]
+        train.main(argv)
+        cmi[mode] = metric_lines(tmp_path / mode)[0]["train_cmi"]
+    assert cmi["min"] < 0.5 * cmi["ce"] and cmi["max"] > 1.5 * cmi["ce"], cmi
