@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from cmi.core import CMIStats, class_centroids, conditional_mutual_information, feature_distribution, kl_divergence
+from cmi.example import H, Y, cmi_from_joint, main, scaled_around_class_means, three_ways
 
 
 def random_case(n=12, d=5, c=3, seed=0, sharp=2.0):
@@ -13,24 +14,6 @@ def random_case(n=12, d=5, c=3, seed=0, sharp=2.0):
     y = torch.arange(n) % c  # every class present
     y = y[torch.randperm(n, generator=g)]
     return f, y, c
-
-
-def brute_force_cmi(f, y, c):
-    """I(X;Z|Y) from the explicit joint table P(x, y, z) = (1/N) [y = y_x] f_x(z)."""
-    n, d = f.shape
-    joint = torch.zeros(n, c, d, dtype=torch.float64)
-    joint[torch.arange(n), y] = f / n
-    p_y = joint.sum((0, 2))  # (C,)
-    p_xy = joint.sum(2)  # (N, C)
-    p_yz = joint.sum(0)  # (C, Z)
-    total = 0.0
-    for x in range(n):
-        for k in range(c):
-            for z in range(d):
-                p = joint[x, k, z].item()
-                if p > 0:  # log P(x,z|y) / (P(x|y) P(z|y)) = log P(x,y,z) P(y) / (P(x,y) P(y,z))
-                    total += p * math.log(p * p_y[k] / (p_xy[x, k] * p_yz[k, z]))
-    return total
 
 
 def test_kl_zero_for_identical_and_positive_otherwise():
@@ -55,7 +38,7 @@ def test_cmi_zero_when_each_class_is_one_point():
 def test_cmi_equals_brute_force_joint_table(seed):
     f, y, c = random_case(n=10, d=4, c=3, seed=seed)
     ours = conditional_mutual_information(f, y, class_centroids(f, y, c)).item()
-    assert ours == pytest.approx(brute_force_cmi(f, y, c), abs=1e-12)
+    assert ours == pytest.approx(cmi_from_joint(f, y), abs=1e-12)
     assert ours > 0
 
 
@@ -132,3 +115,12 @@ def test_unknown_weighting_is_an_error():
     f, y, c = random_case()
     with pytest.raises(ValueError, match="weighting"):
         conditional_mutual_information(f, y, class_centroids(f, y, c), "paper")
+
+
+def test_worked_example_three_ways_agree_and_track_cluster_spread(capsys):
+    library, joint, kl = three_ways(H, Y)
+    assert library == pytest.approx(joint, abs=1e-12) and library == pytest.approx(kl, abs=1e-12)
+    values = [three_ways(scaled_around_class_means(H, Y, k), Y)[0] for k in (0.0, 0.5, 1.0, 1.5)]
+    assert values[0] == pytest.approx(0, abs=1e-12) and values == sorted(values)
+    main()
+    assert f"{library:.12f}" in capsys.readouterr().out
