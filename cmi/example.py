@@ -3,7 +3,7 @@
     python -m cmi.example
 
 Six inputs x in two classes y, each with a feature vector h_x over d = 4 dimensions. The model's feature
-distribution is f_x = softmax(h_x) (eq. 10), read as P(z | x): the dimension z "fires" for x with that
+distribution is f_x = softmax(h_x), read as P(z | x): the dimension z "fires" for x with that
 probability. With P(x) = 1/N and y a function of x, the joint distribution is P(x, y, z) = (1/N) f_x(z), and
 
     I(X;Z|Y) = sum_{x,y,z} P(x,y,z) log [ P(x,y,z) P(y) / (P(x,y) P(y,z)) ]          (the definition)
