@@ -53,6 +53,7 @@ class Centroids:
 
     @property
     def needs_initial_stats(self) -> bool:
+        """Whether G must come from a pass over the training set before the first step."""
         return self.policy != "batch" and self.G is None
 
     def update(self, train_stats: CMIStats) -> None:
@@ -61,10 +62,12 @@ class Centroids:
             self.G = train_stats.centroids().to(self.device)
 
     def observe(self, f: torch.Tensor, y: torch.Tensor) -> None:
+        """See a training batch's f_x (B, d) and labels (B,): the `online` policy accumulates them, detached."""
         if self.running is not None:
             self.running.add(f, y)
 
     def end_epoch(self) -> None:
+        """`online`: the epoch's accumulated class means (all-reduced across processes) become G."""
         if self.running is not None:
             self.running.all_reduce()
             self.G = self.running.centroids().to(self.device)
