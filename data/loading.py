@@ -82,7 +82,12 @@ def _read_hub(task: Task, split: str, hub_path: str) -> Examples:
     import datasets  # imported only here: it takes seconds, and local TSV runs do not need it
 
     source = f"{hub_path} ({task.name}, {split})"
-    dataset = datasets.load_dataset(hub_path, task.name, split=split)
+    try:
+        dataset = datasets.load_dataset(hub_path, task.name, split=split)
+    except Exception as e:  # offline, unknown dataset or config: the library's reason, on one line
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(f"{source}: cannot load from the datasets hub ({reason}); "
+                        "offline, pass --data-dir with a folder in the GLUE download layout") from None
     missing = [c for c in (*task.text_fields, "label") if c not in dataset.column_names]
     if missing:
         raise DataError(f"{source}: no column(s) {missing}; columns are {dataset.column_names}")

@@ -343,3 +343,11 @@ def test_compute_metrics_keys():
     mnli = get_task("mnli")
     assert compute_metrics(mnli, preds, labels, "validation_matched") == pytest.approx({"accuracy": 2 / 3})
     assert compute_metrics(mnli, preds, labels, "validation_mismatched") == pytest.approx({"accuracy_mm": 2 / 3})
+
+
+def test_hub_unreachable_is_one_clear_line(tmp_path, hub_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"cannot load from the datasets hub .*pass --data-dir") as e:
+        load_split(get_task("rte"), "train", hub_path="no-such-org/no-such-glue")
+    assert "\n" not in str(e.value)
