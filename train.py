@@ -16,7 +16,7 @@ import torch
 from cmi.core import WEIGHTINGS
 from cmi.loop import RunFiles, TrainingError, autocast_context, fit, linear_schedule, make_optimizer, predict
 from cmi.objectives import FEATURES, MODES, POLICIES, SCALES, CMIObjective, Centroids, FeatureMap, MaskedLM
-from data.batching import collate, eval_batches, num_train_batches, train_batches
+from data.batching import GROUP_BATCHES, collate, eval_batches, num_train_batches, train_batches
 from data.loading import load_split
 from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, get_task, metric_suffix
@@ -41,6 +41,8 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-len", type=int, default=128, help="truncation length in tokens, [CLS]/[SEP] included")
     g.add_argument("--max-train-samples", type=int, help="train on a fixed random subset of this size")
     g.add_argument("--max-eval-samples", type=int, help="evaluate on a fixed random subset of this size")
+    g.add_argument("--group-batches", type=int, default=GROUP_BATCHES,
+                   help="length grouping: sort each group of this many batches by length (1: plain shuffling)")
     g.add_argument("--pad-multiple", type=int, default=None,
                    help="pad batches to a multiple of this many tokens (default: 8 on CUDA, none on CPU)")
     g = parser.add_argument_group("optimisation")
@@ -65,7 +67,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
 def check_ranges(args: argparse.Namespace, parser: Parser) -> None:
     """Every numeric flag within its range, or parser.error (one line, exit code 2)."""
     positive = ["max_len", "epochs", "batch_size", "eval_batch_size", "lr", "max_train_samples",
-                "max_eval_samples", "pad_multiple", "tau", "temperature"]
+                "max_eval_samples", "pad_multiple", "group_batches", "tau", "temperature"]
     for name in positive:
         value = getattr(args, name, None)
         if value is not None and not value > 0:
@@ -169,8 +171,8 @@ def train_model(args, task, model, inputs, objective, train, evals, features, de
 
     return fit(
         forward=forward, model=model, objective=objective, optimizer=optimizer, scheduler=scheduler,
-        train_batches=lambda epoch: Batches(train, train_batches(train.lengths, args.batch_size, args.seed, epoch),
-                                            device, pad_multiple),
+        train_batches=lambda epoch: Batches(
+            train, train_batches(train.lengths, args.batch_size, args.seed, epoch, args.group_batches), device, pad_multiple),
         measure_train=measure_train,
         evaluate=make_evaluate(args, task, forward, model, evals, features, device, ctx, pad_multiple),
         epochs=args.epochs, primary=task.primary_metric, run=run, record=record, ctx=ctx, clip=args.clip,
