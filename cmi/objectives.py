@@ -110,12 +110,16 @@ class MaskedLM:
     vocab_size: int
     special_ids: tuple[int, ...]
 
-    def __call__(self, forward, batch: dict) -> torch.Tensor:
+    def masked(self, batch: dict) -> tuple[dict, torch.Tensor]:
+        """The batch with BERT's masking applied to its input_ids, and the picked positions (B, T)."""
         ids = batch["input_ids"]
         maskable = (batch["attention_mask"] > 0) & ~torch.isin(ids, torch.tensor(self.special_ids, device=ids.device))
         corrupted, picked = mask_tokens(ids, maskable, self.mask_id, self.vocab_size)
-        out = forward({**batch, "input_ids": corrupted})
-        logits = self.mlm_logits(out.hidden_states[picked])  # (M, V): only the picked positions
+        return {**batch, "input_ids": corrupted}, picked
+
+    def loss(self, hidden_states: torch.Tensor, ids: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
+        """L1: cross-entropy of the original tokens at the picked positions of the masked inputs' states."""
+        logits = self.mlm_logits(hidden_states[picked])  # (M, V): only the picked positions
         return F.cross_entropy(logits.float(), ids[picked]) if picked.any() else logits.sum() * 0.0
 
 
@@ -169,8 +173,13 @@ class CMIObjective(Objective):
         self.weighting = weighting
 
     def __call__(self, forward, batch: dict) -> tuple[torch.Tensor, dict]:
-        out = forward(batch)
         y = batch["labels"]
+        if self.mlm is None:
+            out = forward(batch)
+        else:  # the clean and the masked inputs in one forward: one forward per backward, as DDP requires
+            masked, picked = self.mlm.masked(batch)
+            both = forward({k: torch.cat([batch[k], masked[k]]) for k in batch})
+            out = type(both)(*(t[: len(y)] for t in both))
         loss = F.cross_entropy(out.logits.float(), y)
         logs = {"ce": loss.detach()}
         f = self.features(out)
@@ -183,7 +192,7 @@ class CMIObjective(Objective):
                 cmi = conditional_mutual_information(f, y, class_centroids(f, y, self.num_classes), self.weighting)
         logs["cmi"] = cmi.detach()
         if self.mlm is not None:
-            mlm = self.mlm(forward, batch)
+            mlm = self.mlm.loss(both.hidden_states[len(y):], batch["input_ids"], picked)
             loss = loss + self.mlm.gamma * mlm
             logs["mlm"] = mlm.detach()
         return loss, logs

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from cmi.core import class_centroids, conditional_mutual_information, feature_distribution
 from cmi.loop import RunFiles, fit, linear_schedule, make_optimizer, predict
-from cmi.objectives import CMIObjective, Centroids, DistillationObjective, FeatureMap, kd_loss, mask_tokens
+from cmi.objectives import CMIObjective, Centroids, DistillationObjective, FeatureMap, MaskedLM, kd_loss, mask_tokens
 from tests.tiny import TinyClassifier, forward_of, synthetic_batches
 
 FEATURES = FeatureMap("pooled", tau=1.0)
@@ -164,3 +164,29 @@ def test_linear_schedule():
     assert linear_schedule(55, 100, 10) == pytest.approx(0.5)
     assert linear_schedule(100, 100, 10) == 0.0
     assert linear_schedule(0, 100, 0) == 1.0
+
+
+def test_masked_lm_term_is_gamma_times_the_mlm_loss_of_the_masked_inputs():
+    from models.bert import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16)
+    model = BertForSequenceClassification(config, mlm=True).eval()
+    ids = torch.randint(5, 60, (4, 10))
+    ids[:, 0], ids[:, -1], ids[2, 6:] = 2, 3, 0  # [CLS] ... [SEP], one padded row
+    batch = {"input_ids": ids, "attention_mask": (ids != 0).long(), "token_type_ids": torch.zeros_like(ids),
+             "labels": torch.tensor([0, 1, 1, 0])}
+    mlm = MaskedLM(0.7, model.mlm_logits, mask_id=4, vocab_size=60, special_ids=(2, 3, 0))
+    objective = CMIObjective("ce", 0.0, 2, Centroids("epoch", 2, 16), FEATURES, mlm=mlm)
+    forward = lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+
+    torch.manual_seed(1)
+    loss, logs = objective(forward, batch)
+    torch.manual_seed(1)
+    masked, picked = mlm.masked(batch)  # the same draws
+    assert picked.any() and not picked[ids == 0].any() and not picked[:, 0].any()
+    ce = F.cross_entropy(forward(batch).logits, batch["labels"])
+    l1 = F.cross_entropy(model.mlm_logits(forward(masked).hidden_states)[picked], ids[picked])
+    torch.testing.assert_close(loss, ce + 0.7 * l1)
+    torch.testing.assert_close(logs["mlm"], l1)

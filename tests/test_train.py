@@ -156,3 +156,14 @@ def test_min_lowers_and_max_raises_the_train_cmi_on_real_weights(tmp_path):
         train.main(argv)
         cmi[mode] = metric_lines(tmp_path / mode)[0]["train_cmi"]
     assert cmi["min"] < 0.5 * cmi["ce"] and cmi["max"] > 1.5 * cmi["ce"], cmi
+
+
+def test_gamma_trains_with_the_checkpoints_own_mlm_head(tmp_path):
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128)
+    path = tmp_path / "with-mlm"
+    BertForSequenceClassification(config, mlm=True).save_pretrained(path, tokenizer_dir=MINILM)
+    train.main(args_for(path, tmp_path / "out", "--epochs", "1", "--gamma", "0.5", "--max-train-samples", "64"))
+    assert metric_lines(tmp_path / "out")[0]["train_loss"] > 0
+    assert BertForSequenceClassification.from_pretrained(tmp_path / "out" / "best").mlm is not None
