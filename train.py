@@ -7,14 +7,18 @@
 """
 import argparse
 import json
+import os
 import random
 import sys
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from cmi.core import WEIGHTINGS
-from cmi.loop import RunFiles, TrainingError, autocast_context, fit, linear_schedule, make_optimizer, predict
+from cmi.loop import (RunFiles, TrainingError, autocast_context, fit, linear_schedule, make_optimizer, predict, rank,
+                      world_size)
 from cmi.objectives import FEATURES, MODES, POLICIES, SCALES, CMIObjective, Centroids, FeatureMap, MaskedLM
 from data.batching import GROUP_BATCHES, collate, eval_batches, num_train_batches, train_batches
 from data.loading import load_split
@@ -89,13 +93,19 @@ def check_ranges(args: argparse.Namespace, parser: Parser) -> None:
 
 
 def setup(args: argparse.Namespace) -> tuple[torch.device, bool, bool]:
-    """Seed everything; pick the device and whether to autocast and compile."""
+    """Seed everything; pick the device and whether to autocast and compile. Started by torchrun (WORLD_SIZE
+    set), join the process group: NCCL on CUDA (one GPU per process, cuda:LOCAL_RANK), Gloo on CPU."""
     random.seed(args.seed)
     np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # the same on every process: DDP also broadcasts rank 0's weights
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
     cuda = device.type == "cuda"
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
+        if cuda:
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if cuda else "gloo")
     amp = args.amp == "on" or (args.amp == "auto" and cuda)
     compile_ = args.compile == "on" or (args.compile == "auto" and cuda)
     if cuda:
@@ -126,8 +136,9 @@ def load_data(args, task, checkpoint_dir, device):
     evals = {split: encode(tokenizer, load_split(task, split, args.data_dir, args.max_eval_samples), args.max_len)
              for split in task.eval_splits}
     for name, enc in {"train": train, **evals}.items():
-        if len(enc) == 0:
-            raise DataError(f"task {args.task}: the {name} split is empty")
+        if len(enc) < world_size():  # each process needs examples of its own
+            raise DataError(f"task {args.task}: the {name} split has {len(enc)} examples; each of the "
+                            f"{world_size()} processes needs at least one")
     return train, evals, tokenizer
 
 
@@ -137,7 +148,8 @@ def make_evaluate(args, task, forward, model, evals, features, device, ctx, pad_
     def evaluate() -> dict:
         metrics = {}
         for split, enc in evals.items():
-            batches = Batches(enc, eval_batches(enc.lengths, args.eval_batch_size), device, pad_multiple)
+            batches = Batches(enc, eval_batches(enc.lengths, args.eval_batch_size, rank(), world_size()), device,
+                              pad_multiple)
             logits, stats = predict(forward, model, batches, features, task.num_labels, len(enc), ctx=ctx,
                                     desc=f"eval {split}")
             metrics.update(compute_metrics(task, logits.argmax(-1).cpu().numpy(), enc.labels, split))
@@ -155,16 +167,19 @@ def train_model(args, task, model, inputs, objective, train, evals, features, de
     pad_multiple = args.pad_multiple or (8 if device.type == "cuda" else None)
     model.to(device)
     compiled = torch.compile(model, dynamic=True) if compile_ else model
+    if world_size() > 1:  # gradients averaged over the processes during backward
+        compiled = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None)
 
     def forward(batch):
         return compiled(*(batch[k] for k in inputs))
 
     ctx = autocast_context(device, amp)
     optimizer = make_optimizer(model, args.lr, args.weight_decay, device)
-    total_steps = args.epochs * num_train_batches(len(train), args.batch_size)
+    total_steps = args.epochs * num_train_batches(len(train), args.batch_size, world_size())
     warmup = int(args.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, total_steps, warmup))
-    train_eval = Batches(train, eval_batches(train.lengths, args.eval_batch_size), device, pad_multiple)
+    train_eval = Batches(train, eval_batches(train.lengths, args.eval_batch_size, rank(), world_size()), device,
+                         pad_multiple)
 
     def measure_train():
         return predict(forward, model, train_eval, features, task.num_labels, len(train), ctx=ctx, desc="train CMI")[1]
@@ -172,7 +187,8 @@ def train_model(args, task, model, inputs, objective, train, evals, features, de
     return fit(
         forward=forward, model=model, objective=objective, optimizer=optimizer, scheduler=scheduler,
         train_batches=lambda epoch: Batches(
-            train, train_batches(train.lengths, args.batch_size, args.seed, epoch, args.group_batches), device, pad_multiple),
+            train, train_batches(train.lengths, args.batch_size, args.seed, epoch, args.group_batches, rank(),
+                                 world_size()), device, pad_multiple),
         measure_train=measure_train,
         evaluate=make_evaluate(args, task, forward, model, evals, features, device, ctx, pad_multiple),
         epochs=args.epochs, primary=task.primary_metric, run=run, record=record, ctx=ctx, clip=args.clip,
@@ -198,6 +214,9 @@ def run_main(main) -> None:
     except (DataError, CheckpointError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 # -----------------------------------------------------------------------------
@@ -255,6 +274,8 @@ def main(argv=None) -> None:
                                   "(cls.predictions.*); use --gamma 0 or a checkpoint with one")
         mlm = MaskedLM(args.gamma, model.mlm_logits, tokenizer.token_to_id("[MASK]"), model.config.vocab_size,
                        tuple(tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")))
+    else:  # an MLM head the loss does not use would get no gradient (DDP refuses that) and is not the task's
+        model.mlm = None
     dim = model.config.hidden_size
     objective = CMIObjective(args.mode, args.lam, task.num_labels,
                              Centroids(args.centroids, task.num_labels, dim, device), features, args.cmi_scale,
@@ -263,7 +284,8 @@ def main(argv=None) -> None:
     record = {"task": args.task, "mode": args.mode, "lam": args.lam, "seed": args.seed,
               "train_examples": len(train), "eval_examples": len(next(iter(evals.values())))}
     results = train_model(args, task, model, BERT_INPUTS, objective, train, evals, features, device, amp, compile_, record, run)
-    print(json.dumps({"best_epoch": results["best_epoch"], task.primary_metric: results[task.primary_metric]}))
+    if rank() == 0:
+        print(json.dumps({"best_epoch": results["best_epoch"], task.primary_metric: results[task.primary_metric]}))
 
 
 if __name__ == "__main__":

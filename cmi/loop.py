@@ -14,9 +14,26 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from cmi.core import CMIStats
+
+
+def rank() -> int:
+    """This process's rank under torch.distributed (torchrun), 0 in a single-process run."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_reduce(t: torch.Tensor) -> torch.Tensor:
+    """Sum `t` over all processes, in place (a no-op in a single-process run)."""
+    if world_size() > 1:
+        dist.all_reduce(t)
+    return t
 
 
 class TrainingError(RuntimeError):
@@ -74,19 +91,22 @@ def train_epoch(forward, model, objective, optimizer, scheduler, batches, *, ctx
     Loss values stay on the device and are read back only every `log_every` steps (a read is a device sync);
     a non-finite loss raises TrainingError before the corrupted weights can be saved."""
     model.train()
-    total, seen = 0.0, 0
-    bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None)
+    loss_sum, seen = 0.0, 0
+    bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None if rank() == 0 else True)
     for step, batch in enumerate(bar, 1):
         loss, logs = train_step(forward, model, objective, optimizer, scheduler, batch, ctx=ctx, clip=clip)
         n = len(batch["labels"])
-        total, seen = total + loss.detach() * n, seen + n
+        loss_sum, seen = loss_sum + loss.detach().double() * n, seen + n
         if step % log_every == 0 or step == len(batches):
-            value = float(loss.detach())
+            # every process reads the same number (the mean over processes), so all of them stop together
+            value = all_reduce(loss.detach().float().reshape(1)).item() / world_size()
             if not math.isfinite(value):
                 raise TrainingError(f"the loss became {value} at {desc}, step {step}: stopping; "
                                     "the last checkpoint of the run is intact")
             bar.set_postfix({k: f"{float(v):.4g}" for k, v in {"loss": value, **logs}.items()})
-    return float(total) / max(seen, 1), seen
+    totals = all_reduce(torch.stack([torch.as_tensor(loss_sum, dtype=torch.float64, device=loss.device),
+                                     torch.tensor(seen, dtype=torch.float64, device=loss.device)]))
+    return (totals[0] / totals[1]).item(), int(totals[1])
 
 
 @torch.no_grad()
@@ -96,7 +116,7 @@ def predict(forward, model, batches, features, num_classes: int, num_examples: i
     was_training = model.training
     model.eval()
     logits, stats = None, None
-    for batch in tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None):
+    for batch in tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None if rank() == 0 else True):
         with ctx:
             out = forward(batch)
         f = features(out)
@@ -105,9 +125,13 @@ def predict(forward, model, batches, features, num_classes: int, num_examples: i
             logits = torch.zeros(num_examples, num_classes, device=f.device)
         stats.add(f, batch["labels"])
         logits[batch["index"]] = out.logits.float()
+    # Under DDP each process saw its own share of the examples: the sums gather them all, no example counted
+    # twice, none dropped.
     stats.all_reduce()
+    all_reduce(logits)
     model.train(was_training)
     return logits, stats
+
 
 
 # -----------------------------------------------------------------------------
@@ -157,14 +181,17 @@ class RunFiles:
                                 "pass --resume to continue it or --overwrite to replace it")
 
     def start(self) -> dict | None:
-        """Create the folder and return the checkpoint to resume from (None for a fresh run)."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        """Create the folder and return the checkpoint to resume from (None for a fresh run). Under DDP every
+        process reads the checkpoint (`--out` must be on a file system they share); only rank 0 writes."""
         if self.resuming:
             ckpt = torch.load(self.last, map_location="cpu", weights_only=True)
-            # a kill between the metrics line and the checkpoint leaves a line of an epoch to be redone
-            lines = [line for line in self._metric_lines() if json.loads(line)["epoch"] <= ckpt["epoch"]]
-            atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
+            if rank() == 0:  # a kill between the metrics line and the checkpoint leaves an epoch to be redone
+                lines = [line for line in self._metric_lines() if json.loads(line)["epoch"] <= ckpt["epoch"]]
+                atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
             return ckpt
+        if rank() != 0:
+            return None
+        self.out.mkdir(parents=True, exist_ok=True)
         if self.overwrite:
             for name in self.FILES:
                 path = self.out / name
@@ -176,14 +203,40 @@ class RunFiles:
         return self.metrics.read_text().splitlines(keepends=True) if self.metrics.exists() else []
 
     def log_epoch(self, record: dict) -> None:
+        if rank() != 0:
+            return
         lines = self._metric_lines() + [json.dumps(record) + "\n"]
         atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
 
     def save_checkpoint(self, state: dict) -> None:
-        atomic_write(self.last, lambda f: torch.save(state, f))
+        if rank() == 0:
+            atomic_write(self.last, lambda f: torch.save(state, f))
+
+    def save_best(self, model) -> None:
+        if rank() == 0:
+            model.save_pretrained(self.best)
 
     def save_results(self, results: dict) -> None:
-        write_json(self.out / "results.json", results)
+        if rank() == 0:
+            write_json(self.out / "results.json", results)
+
+
+def rng_states() -> list[dict]:
+    """The random-number states of every process (dropout, masking), so a resumed run repeats exactly."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    if world_size() == 1:
+        return [state]
+    states = [None] * world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 # -----------------------------------------------------------------------------
@@ -223,9 +276,10 @@ def fit(
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         objective.load_state_dict(ckpt["objective"])
-        torch.set_rng_state(ckpt["rng"])
-        if torch.cuda.is_available() and ckpt.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        if len(ckpt["rng"]) != world_size():
+            raise TrainingError(f"{run.last}: the run was started with {len(ckpt['rng'])} processes, "
+                                f"resume it with the same number (not {world_size()})")
+        set_rng_state(ckpt["rng"][rank()])
         best, start = ckpt["best"], ckpt["epoch"] + 1
     elif objective.needs_initial_stats:
         objective.update(measure_train())  # eq. (14): the first G, from the initial model
@@ -242,15 +296,15 @@ def fit(
         line = {"epoch": epoch, **record, "train_loss": train_loss, "train_cmi": train_stats.cmi(weighting), **metrics,
                 "epoch_seconds": seconds, "samples_per_s": seen / seconds}
         if best is None or metrics[primary] > best["metrics"][primary]:
-            model.save_pretrained(run.best)
+            run.save_best(model)
             best = {"epoch": epoch, "metrics": metrics}
         run.log_epoch(line)
         run.save_checkpoint({
             "epoch": epoch, "best": best, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "objective": objective.state_dict(), "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "scheduler": scheduler.state_dict(), "objective": objective.state_dict(), "rng": rng_states(),
         })
-        print(json.dumps(line), flush=True)
+        if rank() == 0:
+            print(json.dumps(line), flush=True)
 
     results = {"args": run.args, "best_epoch": best["epoch"], **best["metrics"]}
     run.save_results(results)

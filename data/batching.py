@@ -43,9 +43,11 @@ def train_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, g
     return batches[rank::world_size][:num_train_batches(len(lengths), batch_size, world_size)]
 
 
-def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Evaluation batches: all examples sorted by length, longest first (a too-large batch fails at once)."""
-    return _sorted_batches(np.arange(len(lengths)), lengths, batch_size)
+def eval_batches(lengths: np.ndarray, batch_size: int, rank: int = 0, world_size: int = 1) -> list[np.ndarray]:
+    """Evaluation batches: all examples sorted by length, longest first (a too-large batch fails at once).
+    With world_size > 1, rank r takes every world_size-th example, so each example is evaluated exactly once
+    and every rank has some as long as there are at least world_size examples."""
+    return _sorted_batches(np.arange(len(lengths))[rank::world_size], lengths, batch_size)
 
 
 def batch_width(lengths: np.ndarray, pad_to_multiple_of: int | None = None) -> int:

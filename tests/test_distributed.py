@@ -1,0 +1,162 @@
+"""Data parallelism on CPU with Gloo, 2 processes: gathered evaluation, one DDP step, all-reduced centroids,
+and train.py under torchrun (rank 0 alone writes; a kill and --resume)."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from cmi.loop import linear_schedule, make_optimizer, predict, train_step
+from cmi.objectives import CMIObjective, Centroids, FeatureMap
+from data.batching import eval_batches
+from models.bert import BertConfig, BertForSequenceClassification
+from tests.test_train import GLUE, ROOT, args_for, metric_lines, tiny_bert  # noqa: F401 (fixture)
+
+WORLD = 2
+N, T = 7, 9  # an odd number of examples: it does not divide by 2
+FEATURES = FeatureMap()
+
+
+def tiny_model(dropout=0.0):
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
+    return BertForSequenceClassification(config)
+
+
+def examples():
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.randint(3, T + 1, (N,), generator=g)
+    ids = torch.randint(5, 50, (N, T), generator=g) * (torch.arange(T) < lengths[:, None])
+    return ids, (ids != 0).long(), torch.tensor([0, 1, 1, 0, 1, 0, 0]), lengths.numpy()
+
+
+def batch_of(index):
+    ids, mask, labels, _ = examples()
+    index = torch.as_tensor(index)
+    return {"input_ids": ids[index], "attention_mask": mask[index], "token_type_ids": torch.zeros_like(ids[index]),
+            "labels": labels[index], "index": index}
+
+
+def forward_of(model):
+    return lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+
+
+def worker(rank, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        lengths = examples()[3]
+        # evaluation: each rank its share, gathered by predict
+        model = tiny_model()
+        batches = [batch_of(b) for b in eval_batches(lengths, 2, rank, WORLD)]
+        logits, stats = predict(forward_of(model), model, batches, FEATURES, 2, N, ctx=torch.no_grad())
+        # online centroids: each rank observes its share
+        centroids = Centroids("online", 2, 16)
+        centroids.observe(FEATURES(model(batch_of(np.arange(N)[rank::WORLD])["input_ids"])), batch_of(np.arange(N)[rank::WORLD])["labels"])
+        centroids.end_epoch()
+        # one DDP step of min-CMI against fixed centroids, each rank on half of a batch of 6
+        ddp = DDP(model)
+        objective = CMIObjective("min", 0.5, 2, Centroids("epoch", 2, 16), FEATURES)
+        objective.update(stats)
+        optimizer = make_optimizer(model, 1e-2, 0.01, torch.device("cpu"))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, 10, 0))
+        train_step(forward_of(ddp), model, objective, optimizer, scheduler, batch_of(range(3 * rank, 3 * rank + 3)),
+                   ctx=torch.enable_grad(), clip=1.0)
+        if rank == 0:
+            torch.save({"logits": logits, "cmi": stats.cmi(), "centroids": stats.centroids(),
+                        "online": centroids.G, "weights": model.state_dict()}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp") / "rank0.pt"
+    mp.spawn(worker, args=(free_port(), str(out)), nprocs=WORLD, join=True)
+    return torch.load(out, weights_only=True)
+
+
+def test_gathered_evaluation_equals_a_single_process_pass(two_processes):
+    model = tiny_model()
+    lengths = examples()[3]
+    batches = [batch_of(b) for b in eval_batches(lengths, 2)]
+    logits, stats = predict(forward_of(model), model, batches, FEATURES, 2, N, ctx=torch.no_grad())
+    torch.testing.assert_close(two_processes["logits"], logits)  # every example once, none dropped
+    assert (logits.abs().sum(-1) > 0).all()
+    torch.testing.assert_close(two_processes["centroids"], stats.centroids())
+    assert two_processes["cmi"] == pytest.approx(stats.cmi(), rel=1e-9)
+
+
+def test_online_centroids_are_all_reduced(two_processes):
+    model = tiny_model()
+    everything = batch_of(np.arange(N))
+    f = FEATURES(model(everything["input_ids"]))
+    torch.testing.assert_close(two_processes["online"], torch.stack([f[everything["labels"] == k].mean(0) for k in (0, 1)]))
+
+
+def test_one_ddp_step_equals_a_single_process_step_on_the_concatenated_batch(two_processes):
+    model = tiny_model()
+    lengths = examples()[3]
+    stats = predict(forward_of(model), model, [batch_of(b) for b in eval_batches(lengths, 2)], FEATURES, 2, N,
+                    ctx=torch.no_grad())[1]
+    objective = CMIObjective("min", 0.5, 2, Centroids("epoch", 2, 16), FEATURES)
+    objective.update(stats)
+    optimizer = make_optimizer(model, 1e-2, 0.01, torch.device("cpu"))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, 10, 0))
+    train_step(forward_of(model), model, objective, optimizer, scheduler, batch_of(range(6)), ctx=torch.enable_grad(),
+               clip=1.0)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(two_processes["weights"][name], value, atol=1e-6, rtol=1e-5, msg=name)
+    assert not torch.equal(two_processes["weights"]["classifier.weight"], tiny_model().state_dict()["classifier.weight"])
+
+
+def torchrun(argv, **kwargs):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD), "--master_port",
+           str(free_port()), str(ROOT / "train.py"), *argv]
+    return cmd
+
+
+def test_train_under_torchrun_rank0_writes_and_resumes_after_a_kill(tiny_bert, tmp_path):
+    argv = args_for(tiny_bert, tmp_path / "full", "--mode", "min", "--max-train-samples", "600", "--epochs", "3",
+                    "--max-eval-samples", "101")
+    done = subprocess.run(torchrun(argv), capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["args.json", "best", "last.pt", "metrics.jsonl",
+                                                                     "results.json"]
+    lines = metric_lines(tmp_path / "full")
+    assert [line["epoch"] for line in lines] == [1, 2, 3]  # one line per epoch: rank 0 alone writes
+    assert lines[0]["train_examples"] == 600 and lines[0]["eval_examples"] == 101
+
+    killed = argv[:]
+    killed[killed.index(str(tmp_path / "full"))] = str(tmp_path / "killed")
+    proc = subprocess.Popen(torchrun(killed), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
+    proc.wait()
+    assert len(metric_lines(tmp_path / "killed")) < 3, "the run finished before it could be killed"
+    resumed = subprocess.run(torchrun(killed + ["--resume"]), capture_output=True, text=True, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert metric_lines(tmp_path / "killed") == lines
