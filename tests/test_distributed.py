@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from cmi.loop import linear_schedule, make_optimizer, predict, train_step
+from cmi.loop import linear_schedule, predict, train_step
 from cmi.objectives import CMIObjective, Centroids, FeatureMap
 from data.batching import eval_batches
 from models.bert import BertConfig, BertForSequenceClassification
@@ -71,7 +71,7 @@ def worker(rank, port, out):
         ddp = DDP(model)
         objective = CMIObjective("min", 0.5, 2, Centroids("epoch", 2, 16), FEATURES)
         objective.update(stats)
-        optimizer = make_optimizer(model, 1e-2, 0.01, torch.device("cpu"))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)  # Adam's first step ~ sign(g) would amplify rounding
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, 10, 0))
         train_step(forward_of(ddp), model, objective, optimizer, scheduler, batch_of(range(3 * rank, 3 * rank + 3)),
                    ctx=torch.enable_grad(), clip=1.0)
@@ -103,7 +103,7 @@ def test_gathered_evaluation_equals_a_single_process_pass(two_processes):
     torch.testing.assert_close(two_processes["logits"], logits)  # every example once, none dropped
     assert (logits.abs().sum(-1) > 0).all()
     torch.testing.assert_close(two_processes["centroids"], stats.centroids())
-    assert two_processes["cmi"] == pytest.approx(stats.cmi(), rel=1e-9)
+    assert two_processes["cmi"] == pytest.approx(stats.cmi(), rel=1e-6)  # float32 features, other batches
 
 
 def test_online_centroids_are_all_reduced(two_processes):
@@ -120,7 +120,7 @@ def test_one_ddp_step_equals_a_single_process_step_on_the_concatenated_batch(two
                     ctx=torch.no_grad())[1]
     objective = CMIObjective("min", 0.5, 2, Centroids("epoch", 2, 16), FEATURES)
     objective.update(stats)
-    optimizer = make_optimizer(model, 1e-2, 0.01, torch.device("cpu"))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, 10, 0))
     train_step(forward_of(model), model, objective, optimizer, scheduler, batch_of(range(6)), ctx=torch.enable_grad(),
                clip=1.0)
