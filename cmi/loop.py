@@ -86,17 +86,20 @@ def train_step(forward, model, objective, optimizer, scheduler, batch, *, ctx, c
 
 
 def train_epoch(forward, model, objective, optimizer, scheduler, batches, *, ctx, clip, desc, log_every=10):
-    """One pass over `batches` taking a step per batch. Returns (mean loss, number of samples).
+    """One pass over `batches` taking a step per batch. Returns ({"loss": mean loss, and the mean of every
+    value the objective logs, e.g. "ce"}, number of samples); means are over samples.
 
     Loss values stay on the device and are read back only every `log_every` steps (a read is a device sync);
     a non-finite loss raises TrainingError before the corrupted weights can be saved."""
     model.train()
-    loss_sum, seen = 0.0, 0
+    totals, seen = {}, 0
     bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None if rank() == 0 else True)
     for step, batch in enumerate(bar, 1):
         loss, logs = train_step(forward, model, objective, optimizer, scheduler, batch, ctx=ctx, clip=clip)
         n = len(batch["labels"])
-        loss_sum, seen = loss_sum + loss.detach().double() * n, seen + n
+        for k, v in {"loss": loss, **logs}.items():
+            totals[k] = totals.get(k, 0.0) + v.detach().double() * n
+        seen += n
         if step % log_every == 0 or step == len(batches):
             # every process reads the same number (the mean over processes), so all of them stop together
             value = all_reduce(loss.detach().float().reshape(1)).item() / world_size()
@@ -104,9 +107,10 @@ def train_epoch(forward, model, objective, optimizer, scheduler, batches, *, ctx
                 raise TrainingError(f"the loss became {value} at {desc}, step {step}: stopping; "
                                     "the last checkpoint of the run is intact")
             bar.set_postfix({k: f"{float(v):.4g}" for k, v in {"loss": value, **logs}.items()})
-    totals = all_reduce(torch.stack([torch.as_tensor(loss_sum, dtype=torch.float64, device=loss.device),
-                                     torch.tensor(seen, dtype=torch.float64, device=loss.device)]))
-    return (totals[0] / totals[1]).item(), int(totals[1])
+    # the means over the samples of every process: one all-reduce of the sums and the count
+    keys = sorted(totals)
+    sums = all_reduce(torch.stack([totals[k] for k in keys] + [torch.tensor(seen, dtype=torch.float64, device=loss.device)]))
+    return {k: (sums[i] / sums[-1]).item() for i, k in enumerate(keys)}, int(sums[-1])
 
 
 @torch.no_grad()
@@ -266,7 +270,8 @@ def fit(
     train_batches(epoch) -> the epoch's batches (a sized iterable, same order for the same epoch);
     measure_train() -> CMIStats of the training set under the current model (an eval-mode pass);
     evaluate() -> the dev metrics by name, including `primary` and `eval_cmi`;
-    record: the constant fields of every metrics.jsonl line (task, mode, lam, seed, ...);
+    record: the constant fields of every metrics.jsonl line (task, mode, lam, seed, ...); the line also holds
+    train_loss and train_K for every value K the objective logs (the epoch's means), and the exact train_cmi;
     weighting: how train_cmi weighs the classes (cmi.core.WEIGHTINGS).
     `model` is the uncompiled module (saved, checkpointed); `forward` may run a compiled version of it."""
     best, start = None, 1
@@ -286,14 +291,15 @@ def fit(
 
     for epoch in range(start, epochs + 1):
         t0 = time.perf_counter()
-        train_loss, seen = train_epoch(forward, model, objective, optimizer, scheduler, train_batches(epoch),
+        means, seen = train_epoch(forward, model, objective, optimizer, scheduler, train_batches(epoch),
                                        ctx=ctx, clip=clip, desc=f"epoch {epoch}/{epochs}")
         seconds = time.perf_counter() - t0
         objective.end_epoch()
         train_stats = measure_train()  # exact train CMI after the epoch; the `epoch` policy's next G
         objective.update(train_stats)
         metrics = evaluate()
-        line = {"epoch": epoch, **record, "train_loss": train_loss, "train_cmi": train_stats.cmi(weighting), **metrics,
+        line = {"epoch": epoch, **record, **{f"train_{k}": v for k, v in means.items()},
+                "train_cmi": train_stats.cmi(weighting), **metrics,
                 "epoch_seconds": seconds, "samples_per_s": seen / seconds}
         if best is None or metrics[primary] > best["metrics"][primary]:
             run.save_best(model)
