@@ -54,6 +54,20 @@ def autocast_context(device: torch.device, amp: bool):
 # one epoch of training, one pass of inference
 
 
+def train_step(forward, model, objective, optimizer, scheduler, batch, *, ctx, clip):
+    """One optimisation step: the loss under `ctx`, backward, gradient clipping, AdamW, the schedule.
+    Returns the loss, still on the device (not read back: no sync), and the objective's logs."""
+    with ctx:
+        loss, logs = objective(forward, batch)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=True)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss, logs
+
+
 def train_epoch(forward, model, objective, optimizer, scheduler, batches, *, ctx, clip, desc, log_every=10):
     """One pass over `batches` taking a step per batch. Returns (mean loss, number of samples).
 
@@ -63,14 +77,7 @@ def train_epoch(forward, model, objective, optimizer, scheduler, batches, *, ctx
     total, seen = 0.0, 0
     bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None)
     for step, batch in enumerate(bar, 1):
-        with ctx:
-            loss, logs = objective(forward, batch)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=True)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss, logs = train_step(forward, model, objective, optimizer, scheduler, batch, ctx=ctx, clip=clip)
         n = len(batch["labels"])
         total, seen = total + loss.detach() * n, seen + n
         if step % log_every == 0 or step == len(batches):
