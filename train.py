@@ -144,13 +144,18 @@ def make_evaluate(args, task, forward, model, evals, features, device, ctx, pad_
     return evaluate
 
 
+def batch_pad_multiple(args, device) -> int | None:
+    """--pad-multiple, or its default: 8 on CUDA (tensor-core friendly widths, fewer shapes), none on CPU."""
+    return args.pad_multiple or (8 if device.type == "cuda" else None)
+
+
 BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def train_model(args, task, model, inputs, objective, train, evals, features, device, amp, compile_, record, run):
     """Optimiser, schedule, compile and the loop: what train.py and distill.py do once everything is built.
     `inputs`: the batch fields the model takes, in the order of its forward (DistilBERT: no token types)."""
-    pad_multiple = args.pad_multiple or (8 if device.type == "cuda" else None)
+    pad_multiple = batch_pad_multiple(args, device)
     model.to(device)
     compiled = torch.compile(model, dynamic=True) if compile_ else model
 
