@@ -287,7 +287,7 @@ def matmul(device: torch.device, dtype: torch.dtype):
 def rates(seconds: list[float], examples: int, tokens: int, slots: int) -> dict:
     s = statistics.median(seconds)
     return {"seconds": s, "samples_per_s": examples / s, "tokens_per_s": tokens / s, "slots_per_s": slots / s,
-            "repeats": len(seconds)}
+            "repeats": len(seconds), "all_seconds": seconds}
 
 
 # -----------------------------------------------------------------------------
@@ -344,7 +344,8 @@ def bench_overhead(args, preset, ours, theirs, variants, device, ctx, step_rows)
         for name in calls:
             s = statistics.median(seconds[name])
             # the step's fixed cost as a share of the B x T step measured in the step section
-            row[name] = {"seconds": s, "share_of_step": s / full[name]["seconds"] if full else None}
+            row[name] = {"seconds": s, "share_of_step": s / full[name]["seconds"] if full else None,
+                         "all_seconds": seconds[name]}
         rows.append(row)
         print(f"  overhead {preset} {row['compile']}: {row['ours']['seconds'] * 1e3:.1f} ms", flush=True)
     return rows
@@ -366,7 +367,7 @@ def bench_cmi(args, preset, ours, variants, batch, device, ctx) -> list[dict]:
         seconds = alternate(calls, args.repeats, args.warmup, device)
         rows.append({"preset": preset, "compile": mode or "eager", "batch_size": len(batch["labels"]),
                      "seq_len": batch["input_ids"].shape[1], "ce_seconds": statistics.median(seconds["ce"]),
-                     "min_seconds": statistics.median(seconds["min"]),
+                     "min_seconds": statistics.median(seconds["min"]), "all_seconds": seconds,
                      "overhead": paired_ratio(seconds["min"], seconds["ce"]) - 1})
         print(f"  cmi {preset} {mode or 'eager'}: overhead {rows[-1]['overhead']:+.1%}", flush=True)
     return rows
@@ -380,10 +381,11 @@ def time_epochs(runs: dict, chunk: int, device) -> dict[str, list[float]]:
     return alternate(calls, len(next(iter(turns.values()))), 0, device)
 
 
-def epoch_figures(seconds: float, batches: list[np.ndarray], num_train: int) -> dict:
-    examples = sum(len(b) for b in batches)
+def epoch_figures(turns: list[float], batches: list[np.ndarray], num_train: int) -> dict:
+    """Totals of the timed turns, and the epoch time at their rate."""
+    examples, seconds = sum(len(b) for b in batches), sum(turns)
     return {"seconds": seconds, "batches": len(batches), "examples": examples, "samples_per_s": examples / seconds,
-            "epoch_seconds": num_train / examples * seconds}
+            "epoch_seconds": num_train / examples * seconds, "all_seconds": turns}
 
 
 def bench_epoch(args, preset, ours, cola, device, ctx, compile_, pad_multiple) -> dict:
@@ -405,7 +407,7 @@ def bench_epoch(args, preset, ours, cola, device, ctx, compile_, pad_multiple) -
     row = {"preset": preset, "compile": mode or "eager", "batch_size": args.batch_size, "max_len": args.max_len,
            "train_examples": len(cola), "graphs_compiled": compiled_graphs() - graphs}
     for name, (batches, pad) in pipelines.items():
-        row[name] = epoch_figures(sum(seconds[name]), batches, len(cola))
+        row[name] = epoch_figures(seconds[name], batches, len(cola))
         row[name]["padding"] = padding_fraction(lengths, batches, pad)
     row["speedup"] = row["dynamic"]["samples_per_s"] / row["padded"]["samples_per_s"]
     print(f"  epoch {preset}: speedup {row['speedup']:.2f}", flush=True)
@@ -442,7 +444,7 @@ def bench_distill(args, preset, teacher, cola, device, ctx, compile_, pad_multip
     row = {"teacher": preset, "student_layers": student.config.n_layers, "compile": mode or "eager",
            "batch_size": args.batch_size, "train_examples": len(cola), "teacher_pass_seconds": cache_seconds}
     for name in objectives:
-        row[name] = epoch_figures(sum(seconds[name]), batches, len(cola))
+        row[name] = epoch_figures(seconds[name], batches, len(cola))
     row["speedup"] = paired_ratio(seconds["live"], seconds["cached"])  # each turn: the same batches
     # over the paper's 10 student epochs, the cache costs one teacher pass
     live, cached = row["live"]["epoch_seconds"], row["cached"]["epoch_seconds"]
