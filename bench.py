@@ -215,10 +215,13 @@ def alternate(contenders: dict, repeats: int, warmup: int, device: torch.device)
     return seconds
 
 
-def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
-    """The median over rounds of one contender's time over the other's in the same round: calls adjacent in time
-    share the machine's load, so this ratio is steadier than a ratio of medians on a shared machine."""
-    return statistics.median(n / d for n, d in zip(numerator, denominator))
+def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[float, list[float]]:
+    """The median over rounds of one contender's time over the other's in the same round, and its quartiles (the
+    spread the machine's noise leaves): calls adjacent in time share the machine's load, so this ratio is
+    steadier than a ratio of medians on a shared machine."""
+    ratios = [n / d for n, d in zip(numerator, denominator)]
+    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return median, [q1, q3]
 
 
 def compiled_graphs() -> int:
@@ -317,7 +320,8 @@ def bench_step(args, preset, ours, theirs, variants, batch, device, ctx, amp) ->
             row[name] = rates(seconds[name], B, tokens, slots)
             row[name]["peak_mib"] = peak_memory_mib(calls[name], device)
             row[name]["sdpa"] = kernels[name]
-        row["speedup"] = paired_ratio(seconds["transformers"], seconds["ours"]) if theirs is not None else None
+        if theirs is not None:
+            row["speedup"], row["speedup_quartiles"] = paired_ratio(seconds["transformers"], seconds["ours"])
         if "mfu" in args.sections:
             rate = matmul_flops / statistics.median(seconds["matmul"])
             row["matmul_flops_per_s"] = rate
@@ -325,7 +329,7 @@ def bench_step(args, preset, ours, theirs, variants, batch, device, ctx, amp) ->
                 row[name]["mfu_real"] = flops_real / row[name]["seconds"] / rate
                 row[name]["mfu_padded"] = flops_padded / row[name]["seconds"] / rate
         rows.append(row)
-        print(f"  step {preset} {row['compile']}: speedup {fmt(row['speedup'])}", flush=True)
+        print(f"  step {preset} {row['compile']}: speedup {fmt(row.get('speedup'))}", flush=True)
     return rows
 
 
@@ -365,10 +369,11 @@ def bench_cmi(args, preset, ours, variants, batch, device, ctx) -> list[dict]:
         objectives["min"].update(stats)  # the `epoch` policy's G: class means of f_x under the current model
         calls = {name: (lambda o=o: c.step(batch, o)) for name, o in objectives.items()}
         seconds = alternate(calls, args.repeats, args.warmup, device)
+        ratio, quartiles = paired_ratio(seconds["min"], seconds["ce"])
         rows.append({"preset": preset, "compile": mode or "eager", "batch_size": len(batch["labels"]),
                      "seq_len": batch["input_ids"].shape[1], "ce_seconds": statistics.median(seconds["ce"]),
                      "min_seconds": statistics.median(seconds["min"]), "all_seconds": seconds,
-                     "overhead": paired_ratio(seconds["min"], seconds["ce"]) - 1})
+                     "overhead": ratio - 1, "overhead_quartiles": [q - 1 for q in quartiles]})
         print(f"  cmi {preset} {mode or 'eager'}: overhead {rows[-1]['overhead']:+.1%}", flush=True)
     return rows
 
@@ -445,7 +450,7 @@ def bench_distill(args, preset, teacher, cola, device, ctx, compile_, pad_multip
            "batch_size": args.batch_size, "train_examples": len(cola), "teacher_pass_seconds": cache_seconds}
     for name in objectives:
         row[name] = epoch_figures(seconds[name], batches, len(cola))
-    row["speedup"] = paired_ratio(seconds["live"], seconds["cached"])  # each turn: the same batches
+    row["speedup"], row["speedup_quartiles"] = paired_ratio(seconds["live"], seconds["cached"])  # same batches
     # over the paper's 10 student epochs, the cache costs one teacher pass
     live, cached = row["live"]["epoch_seconds"], row["cached"]["epoch_seconds"]
     row["speedup_10_epochs"] = STUDENT_EPOCHS * live / (STUDENT_EPOCHS * cached + cache_seconds)
@@ -459,6 +464,13 @@ def bench_distill(args, preset, teacher, cola, device, ctx, compile_, pad_multip
 
 def fmt(x, spec=".3g") -> str:
     return "n/a" if x is None else format(x, spec)
+
+
+def spread(value, quartiles, spec=".2f") -> str:
+    """A ratio in bold with its quartiles over rounds: **1.02** (0.97 to 1.06)."""
+    if value is None:
+        return "n/a"
+    return f"**{value:{spec}}** ({quartiles[0]:{spec}} to {quartiles[1]:{spec}})"
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -477,7 +489,8 @@ def report(results: dict) -> str:
         for r in results["step"]:
             o, t = r["ours"], r.get("transformers") or {}
             rows.append([r["preset"], f"{r['batch_size']} x {r['seq_len']}", r["compile"],
-                         f"{o['samples_per_s']:.3g}", fmt(t.get("samples_per_s")), f"**{fmt(r['speedup'], '.2f')}**",
+                         f"{o['samples_per_s']:.3g}", fmt(t.get("samples_per_s")),
+                         spread(r.get("speedup"), r.get("speedup_quartiles")),
                          f"{o['tokens_per_s']:.3g}", fmt(o.get("mfu_real"), ".1%") + " / " + fmt(o.get("mfu_padded"), ".1%"),
                          fmt(t.get("mfu_real"), ".1%") + " / " + fmt(t.get("mfu_padded"), ".1%"),
                          fmt(o["peak_mib"], ".0f") + " / " + fmt(t.get("peak_mib"), ".0f"),
@@ -498,7 +511,7 @@ def report(results: dict) -> str:
                    table(["preset", "compile", "ours ms", "transformers ms", "ours, share of the B x T step"], rows))
     if results.get("cmi"):
         rows = [[r["preset"], f"{r['batch_size']} x {r['seq_len']}", r["compile"], f"{r['ce_seconds'] * 1e3:.1f}",
-                 f"{r['min_seconds'] * 1e3:.1f}", f"**{r['overhead']:+.1%}**"] for r in results["cmi"]]
+                 f"{r['min_seconds'] * 1e3:.1f}", spread(r["overhead"], r["overhead_quartiles"], "+.1%")] for r in results["cmi"]]
         out.append("The CMI term's cost: step time with --mode min (epoch centroids) over --mode ce, median over rounds, "
                    "minus 1 (goal: <= 3%)\n\n" +
                    table(["preset", "B x T", "compile", "ce ms", "min ms", "overhead"], rows))
@@ -514,7 +527,7 @@ def report(results: dict) -> str:
     if results.get("distill"):
         rows = [[r["teacher"], r["student_layers"], r["compile"], f"{r['cached']['batches']}",
                  f"{r['cached']['epoch_seconds']:.4g} / {r['live']['epoch_seconds']:.4g}",
-                 f"{r['teacher_pass_seconds']:.3g}", f"**{r['speedup']:.2f}**", f"{r['speedup_10_epochs']:.2f}"]
+                 f"{r['teacher_pass_seconds']:.3g}", spread(r["speedup"], r["speedup_quartiles"]), f"{r['speedup_10_epochs']:.2f}"]
                 for r in results["distill"]]
         out.append("Distillation on CoLA, a DistilBERT student: cached teacher logits / live teacher (epoch s "
                    "extrapolated from the batches timed; speedup = live / cached time of the same batches, median "

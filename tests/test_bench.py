@@ -35,6 +35,7 @@ def test_smallest_run_writes_every_section(tmp_path):
     assert (step["preset"], step["compile"], step["batch_size"], step["seq_len"]) == ("tiny", "eager", 4, 16)
     assert 0 < step["real_tokens"] < step["padded_slots"] == 64  # the synthetic batch has padding
     assert positive(step["speedup"], step["matmul_flops_per_s"], step["flops_real"], step["flops_padded"])
+    assert step["speedup_quartiles"][0] <= step["speedup"] <= step["speedup_quartiles"][1]
     for name in ("ours", "transformers"):
         s = step[name]
         assert positive(s["seconds"], s["samples_per_s"], s["tokens_per_s"], s["slots_per_s"], s["mfu_real"], s["mfu_padded"])
@@ -46,6 +47,7 @@ def test_smallest_run_writes_every_section(tmp_path):
 
     (cmi,) = r["cmi"]
     assert positive(cmi["ce_seconds"], cmi["min_seconds"]) and cmi["overhead"] > -1
+    assert cmi["overhead_quartiles"][0] <= cmi["overhead"] <= cmi["overhead_quartiles"][1]
 
     (epoch,) = r["epoch"]
     assert epoch["train_examples"] == 8551
