@@ -1,0 +1,605 @@
+"""Speed, measured side by side: our models against transformers', our data pipeline against padding to 128, the
+CMI term's cost, cached against live teacher logits.
+
+    python bench.py --presets tiny,minilm --out bench.json
+
+Each comparison runs its contenders in one process, alternating (A B, B A, A B, ...), and takes medians of the
+timed repeats after warm-up, so that the load of a shared machine falls on every contender alike; the figures to
+read are the ratios. Sections (--sections):
+
+  step      a training step (forward, loss, backward, clipping, AdamW) of our classifier and of transformers'
+            with the same config, weights, batch and precision, eager and compiled: samples/s, tokens/s, peak
+            memory, and the attention kernel SDPA chose
+  mfu       model FLOPs utilisation of those steps: FLOPs per step (6 N tokens + 12 L T d tokens) over the rate of
+            a large matrix product timed in the same rotation, on the same device and dtype (needs step)
+  overhead  the step at batch 1 x 8, nearly all fixed per-step cost (Python, kernel launches), against B x T
+  cmi       the CMI term's cost: a step with --mode min (epoch centroids from a pass) against --mode ce
+  epoch     training on real CoLA with our pipeline (dynamic padding, length-grouped batches) against the same
+            model fed batches padded to --max-len, as transformers' run_glue.py does by default
+  distill   distillation into a DistilBERT student with cached teacher logits against a live teacher
+
+Presets: bert-base, distilbert-base, minilm (the checkpoint in --checkpoint, real weights), tiny (2 layers,
+d = 128). The step, overhead and cmi sections use a synthetic batch of --batch-size sequences padded to
+--seq-len (real lengths drawn from [T/2, T]); epoch and distill time --epoch-batches batches of an epoch
+(0: all) and give the epoch time from the examples per second.
+"""
+import argparse
+import copy
+import datetime
+import inspect
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+import train
+from cmi.loop import autocast_context, make_optimizer, predict, train_epoch, train_step
+from cmi.objectives import CMIObjective, Centroids, DistillationObjective, FeatureMap
+from data.batching import eval_batches, num_train_batches, padding_fraction, train_batches
+from data.loading import load_split
+from data.tasks import get_task
+from data.tokenization import encode, load_tokenizer
+from models.bert import BertConfig, BertForSequenceClassification, SelfAttention
+from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
+
+try:  # optional: the step and overhead sections compare against it when it is installed
+    import transformers
+except ImportError:
+    transformers = None
+
+SHARED = Path(__file__).resolve().parent.parent / "shared"
+PRESETS = ("tiny", "minilm", "distilbert-base", "bert-base")
+SECTIONS = ("step", "mfu", "overhead", "cmi", "epoch", "distill")
+TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)
+OVERHEAD_SHAPE = (1, 8)  # batch x tokens of the overhead section: almost no arithmetic left
+MATMUL_SIZE = {"cuda": 8192, "cpu": 2048}  # n of the n x n x n product that gives the device's FLOP rate
+STUDENT_EPOCHS = 10  # the paper's distillation epochs, over which the teacher pass is amortised
+TRAIN = train.parse_args(["--task", "cola"])  # train.py's defaults: lr, weight decay, clipping, lam, ...
+KD = {"alpha": 0.5, "temperature": 2.0}  # DESIGN.md's distill.py defaults (the time does not depend on them)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = train.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = parser.add_argument_group("what to measure")
+    g.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)}")
+    g.add_argument("--presets", default=",".join(PRESETS), help=f"comma-separated, from {', '.join(PRESETS)}")
+    g.add_argument("--out", default="bench.json", help="JSON file the results are written to")
+    g = parser.add_argument_group("sizes")
+    g.add_argument("--batch-size", type=int, default=TRAIN.batch_size, help="examples per step")
+    g.add_argument("--seq-len", type=int, default=TRAIN.max_len, help="padded length of the synthetic batch (step, "
+                                                                      "overhead, cmi)")
+    g.add_argument("--max-len", type=int, default=TRAIN.max_len, help="truncation length of CoLA, and the fixed "
+                                                                      "length of the padded pipeline (epoch)")
+    g.add_argument("--warmup", type=int, default=2, help="untimed calls of each contender first (compiles here)")
+    g.add_argument("--repeats", type=int, default=5, help="timed calls of each contender (medians are reported)")
+    g.add_argument("--epoch-batches", type=int, default=0,
+                   help="epoch, distill: time this many batches of the epoch's order (0: the whole epoch)")
+    g.add_argument("--chunk", type=int, default=5, help="epoch, distill: batches per turn when alternating")
+    g.add_argument("--pad-multiple", type=int, default=None,
+                   help="epoch, distill: pad batches to a multiple of this (default, as train.py: 8 on CUDA)")
+    g = parser.add_argument_group("data and hardware")
+    g.add_argument("--glue-dir", default=str(SHARED / "glue"), help="folder in the GLUE download layout")
+    g.add_argument("--checkpoint", default=str(SHARED / "models" / "all-MiniLM-L6-v2"),
+                   help="the minilm preset's checkpoint, whose tokenizer also encodes CoLA")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    g.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on for CUDA)")
+    g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="also measure torch.compile (auto: on for CUDA)")
+    g.add_argument("--compile-modes", default=None,
+                   help="torch.compile modes measured in step, overhead and cmi (default: default, plus "
+                        "reduce-overhead (CUDA graphs) on CUDA); epoch and distill compile as train.py does")
+    g.add_argument("--seed", type=int, default=0, help="seed of the weights, the synthetic batch and the epoch order")
+    args = parser.parse_args(argv)
+    args.sections, args.presets = args.sections.split(","), args.presets.split(",")
+    for name, given, known in (("--sections", args.sections, SECTIONS), ("--presets", args.presets, PRESETS)):
+        unknown = [x for x in given if x not in known]
+        if unknown:
+            parser.error(f"{name}: unknown {', '.join(unknown)}; expected some of {', '.join(known)}")
+    if "mfu" in args.sections and "step" not in args.sections:
+        parser.error("--sections: mfu is measured within step; add step")
+    for name in ("batch_size", "seq_len", "max_len", "repeats", "chunk"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.warmup < 0 or args.epoch_batches < 0:
+        parser.error("--warmup and --epoch-batches must be >= 0")
+    return args
+
+
+# -----------------------------------------------------------------------------
+# models, contenders, timing
+
+
+def build_model(preset: str, checkpoint: str, num_labels: int):
+    """Our classifier of a preset: random weights (seeded), or the minilm checkpoint's real ones."""
+    if preset == "minilm":
+        return BertForSequenceClassification.from_pretrained(checkpoint, num_labels=num_labels)
+    if preset == "distilbert-base":
+        return DistilBertForSequenceClassification(DistilBertConfig(num_labels=num_labels))
+    return BertForSequenceClassification(BertConfig(num_labels=num_labels, **(TINY if preset == "tiny" else {})))
+
+
+def transformers_twin(model):
+    """transformers' class of the same name with the same config and weights (saved and loaded back, SDPA
+    attention, same dtype), in training mode; None when transformers is not installed."""
+    if transformers is None:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        twin = getattr(transformers, type(model).__name__).from_pretrained(
+            folder, attn_implementation="sdpa", dtype=next(model.parameters()).dtype)
+    return twin.to(next(model.parameters()).device).train()  # from_pretrained returns it in eval mode
+
+
+def model_inputs(model) -> tuple[str, ...]:
+    """The batch fields the model's forward takes (either library's): DistilBERT has no token types."""
+    return tuple(k for k in train.BERT_INPUTS if k in inspect.signature(model.forward).parameters)
+
+
+def student_config(config: BertConfig) -> DistilBertConfig:
+    """A DistilBERT with the teacher's widths and half its layers (bert-base -> distilbert-base)."""
+    return DistilBertConfig(vocab_size=config.vocab_size, max_position_embeddings=config.max_position_embeddings,
+                            n_layers=max(1, config.num_hidden_layers // 2), n_heads=config.num_attention_heads,
+                            dim=config.hidden_size, hidden_dim=config.intermediate_size,
+                            activation=config.hidden_act, num_labels=config.num_labels)
+
+
+def cross_entropy(forward, batch):
+    """The plain CE objective, which both libraries' models can be trained with."""
+    return F.cross_entropy(forward(batch).logits.float(), batch["labels"]), {}
+
+
+def batch_forward(model, mode: str | None = None, dynamic: bool | None = None):
+    """forward(batch) of `model`, compiled with torch.compile `mode` (None: eager)."""
+    compiled = model if mode is None else torch.compile(model, mode=mode, dynamic=dynamic)
+    inputs = model_inputs(model)
+    # CUDA graphs keep their outputs in place between replays: each call is marked as a new step
+    cudagraphs = mode in ("reduce-overhead", "max-autotune")
+
+    def forward(batch):
+        if cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        return compiled(**{k: batch[k] for k in inputs})
+    return forward
+
+
+class Contender:
+    """A model ready to train as train.py trains it: maybe compiled, AdamW with train.py's settings (fused on
+    CUDA), clipping, the autocast context. `mode` is a torch.compile mode, None for eager."""
+
+    def __init__(self, model, device, ctx, mode: str | None = None, dynamic: bool | None = None):
+        self.model, self.ctx, self.forward = model, ctx, batch_forward(model, mode, dynamic)
+        self.optimizer = make_optimizer(model, TRAIN.lr, TRAIN.weight_decay, device)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)  # only time matters
+
+    def step(self, batch, objective=cross_entropy) -> None:
+        train_step(self.forward, self.model, objective, self.optimizer, self.scheduler, batch, ctx=self.ctx,
+                   clip=TRAIN.clip)
+
+    def epoch(self, batches, objective=cross_entropy) -> None:
+        train_epoch(self.forward, self.model, objective, self.optimizer, self.scheduler, batches, ctx=self.ctx,
+                    clip=TRAIN.clip, desc="bench")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def alternate(contenders: dict, repeats: int, warmup: int, device: torch.device) -> dict[str, list[float]]:
+    """Call every contender `warmup` times untimed, then `repeats` timed rounds of one call each, the order
+    reversed every other round (A B, B A, ...) so that a drift in the machine's load falls on all alike.
+    Returns each contender's seconds per call."""
+    names = list(contenders)
+    for _ in range(warmup):
+        for name in names:
+            contenders[name]()
+    synchronize(device)
+    seconds = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else reversed(names):
+            t0 = time.perf_counter()
+            contenders[name]()
+            synchronize(device)
+            seconds[name].append(time.perf_counter() - t0)
+    return seconds
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[float, list[float]]:
+    """The median over rounds of one contender's time over the other's in the same round, and its quartiles (the
+    spread the machine's noise leaves): calls adjacent in time share the machine's load, so this ratio is
+    steadier than a ratio of medians on a shared machine."""
+    ratios = [n / d for n, d in zip(numerator, denominator)]
+    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return median, [q1, q3]
+
+
+def compiled_graphs() -> int:
+    """Graphs torch.compile has built so far in this process (recompiles included)."""
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def peak_memory_mib(call, device: torch.device) -> float | None:
+    """The memory one call allocates at its peak above what was allocated before it (activations, gradients,
+    temporaries), in MiB: CUDA only; None on CPU, where no allocator keeps the figure."""
+    if device.type != "cuda":
+        return None
+    synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    call()
+    synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
+def sdpa_kernels(model, batch, ctx) -> str:
+    """The kernel(s) F.scaled_dot_product_attention dispatched to in one eager forward of `model` in its current
+    (training) mode: attention_math, flash_attention, efficient_attention, cudnn_attention, ... (profiler op names)."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof, ctx:
+        batch_forward(model)(batch)
+    prefix = "aten::_scaled_dot_product_"
+    return ", ".join(sorted({e.name.removeprefix(prefix) for e in prof.events() if e.name.startswith(prefix)})) or "none"
+
+
+def synthetic_batch(vocab_size: int, num_labels: int, batch_size: int, seq_len: int, seed: int, device) -> dict:
+    """A batch in collate's format: real lengths drawn from [T/2, T] (one of them T), the rest padding."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(max(1, seq_len // 2), seq_len + 1, (batch_size,), generator=g)
+    lengths[0] = seq_len
+    mask = (torch.arange(seq_len) < lengths[:, None]).long()
+    batch = {
+        "input_ids": torch.randint(1000, vocab_size, (batch_size, seq_len), generator=g) * mask,  # 0 = [PAD]
+        "attention_mask": mask,
+        "token_type_ids": torch.zeros(batch_size, seq_len, dtype=torch.long),
+        "labels": torch.randint(0, num_labels, (batch_size,), generator=g),
+        "index": torch.arange(batch_size),
+    }
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def step_flops(model, attention_mask: torch.Tensor) -> tuple[float, float]:
+    """FLOPs of one training step (forward and backward), 6 N tokens + 12 L T d tokens, with N the parameters
+    outside the embedding tables, L layers, d the hidden size and T the attended length: counted over the real
+    tokens (each sequence its own T) and over all padded slots (T the padded width)."""
+    attention = [m for m in model.modules() if isinstance(m, SelfAttention)]
+    L, d = len(attention), attention[0].query.in_features
+    N = sum(p.numel() for p in model.parameters()) - sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding))
+    lengths = attention_mask.sum(1).double()
+    B, T = attention_mask.shape
+    real = 6 * N * lengths.sum() + 12 * L * d * (lengths**2).sum()
+    return float(real), float(6 * N * B * T + 12 * L * d * B * T**2)
+
+
+def matmul(device: torch.device, dtype: torch.dtype):
+    """A call doing one n x n x n matrix product, and its FLOPs: the device's attainable rate at this dtype."""
+    n = MATMUL_SIZE[device.type]
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    return (lambda: a @ b), 2.0 * n**3
+
+
+def rates(seconds: list[float], examples: int, tokens: int, slots: int) -> dict:
+    s = statistics.median(seconds)
+    return {"seconds": s, "samples_per_s": examples / s, "tokens_per_s": tokens / s, "slots_per_s": slots / s,
+            "repeats": len(seconds), "all_seconds": seconds}
+
+
+# -----------------------------------------------------------------------------
+# sections
+
+
+def bench_step(args, preset, ours, theirs, variants, batch, device, ctx, amp) -> list[dict]:
+    """Our training step against transformers', per variant (eager, each compile mode)."""
+    B, T = batch["input_ids"].shape
+    tokens, slots = int(batch["attention_mask"].sum()), B * T
+    flops_real, flops_padded = step_flops(ours, batch["attention_mask"])
+    models = {"ours": ours, "transformers": theirs} if theirs is not None else {"ours": ours}
+    kernels = {name: sdpa_kernels(model, batch, ctx) for name, model in models.items()}
+    rows = []
+    for mode in variants:
+        torch._dynamo.reset()  # each variant compiles afresh, far from the recompile limit
+        contenders = {name: Contender(model, device, ctx, mode) for name, model in models.items()}
+        calls = {name: (lambda c=c: c.step(batch)) for name, c in contenders.items()}
+        if "mfu" in args.sections:
+            calls["matmul"], matmul_flops = matmul(device, torch.bfloat16 if amp else torch.float32)
+        graphs = compiled_graphs()
+        seconds = alternate(calls, args.repeats, args.warmup, device)
+        row = {"preset": preset, "compile": mode or "eager", "batch_size": B, "seq_len": T, "real_tokens": tokens,
+               "padded_slots": slots, "flops_real": flops_real, "flops_padded": flops_padded,
+               "graphs_compiled": compiled_graphs() - graphs}
+        for name in contenders:
+            row[name] = rates(seconds[name], B, tokens, slots)
+            row[name]["peak_mib"] = peak_memory_mib(calls[name], device)
+            row[name]["sdpa"] = kernels[name]
+        if theirs is not None:
+            row["speedup"], row["speedup_quartiles"] = paired_ratio(seconds["transformers"], seconds["ours"])
+        if "mfu" in args.sections:
+            rate = matmul_flops / statistics.median(seconds["matmul"])
+            row["matmul_flops_per_s"] = rate
+            for name in contenders:
+                row[name]["mfu_real"] = flops_real / row[name]["seconds"] / rate
+                row[name]["mfu_padded"] = flops_padded / row[name]["seconds"] / rate
+        rows.append(row)
+        print(f"  step {preset} {row['compile']}: speedup {fmt(row.get('speedup'))}", flush=True)
+    return rows
+
+
+def bench_overhead(args, preset, ours, theirs, variants, device, ctx, step_rows) -> list[dict]:
+    """The step at batch 1 x 8, ours against transformers': what a step costs beyond its arithmetic."""
+    B, T = OVERHEAD_SHAPE
+    batch = synthetic_batch(ours.config.vocab_size, ours.config.num_labels, B, T, args.seed, device)
+    models = {"ours": ours, "transformers": theirs} if theirs is not None else {"ours": ours}
+    rows = []
+    for mode in variants:
+        torch._dynamo.reset()
+        calls = {name: (lambda c=Contender(model, device, ctx, mode): c.step(batch)) for name, model in models.items()}
+        seconds = alternate(calls, args.repeats, args.warmup, device)
+        full = next((r for r in step_rows if r["preset"] == preset and r["compile"] == (mode or "eager")), None)
+        row = {"preset": preset, "compile": mode or "eager", "batch_size": B, "seq_len": T}
+        for name in calls:
+            s = statistics.median(seconds[name])
+            # the step's fixed cost as a share of the B x T step measured in the step section
+            row[name] = {"seconds": s, "share_of_step": s / full[name]["seconds"] if full else None,
+                         "all_seconds": seconds[name]}
+        rows.append(row)
+        print(f"  overhead {preset} {row['compile']}: {row['ours']['seconds'] * 1e3:.1f} ms", flush=True)
+    return rows
+
+
+def bench_cmi(args, preset, ours, variants, batch, device, ctx) -> list[dict]:
+    """A step with the min-CMI objective (eq. 14, G from an eval pass) against plain ce, on one model."""
+    C, d = ours.config.num_labels, ours.classifier.in_features
+    features = FeatureMap()
+    objectives = {mode: CMIObjective(mode, TRAIN.lam, C, Centroids("epoch", C, d, device), features)
+                  for mode in ("ce", "min")}
+    rows = []
+    for mode in variants:
+        torch._dynamo.reset()
+        c = Contender(ours, device, ctx, mode)
+        stats = predict(c.forward, ours, [batch], features, C, len(batch["labels"]), ctx=ctx)[1]
+        objectives["min"].update(stats)  # the `epoch` policy's G: class means of f_x under the current model
+        calls = {name: (lambda o=o: c.step(batch, o)) for name, o in objectives.items()}
+        seconds = alternate(calls, args.repeats, args.warmup, device)
+        ratio, quartiles = paired_ratio(seconds["min"], seconds["ce"])
+        rows.append({"preset": preset, "compile": mode or "eager", "batch_size": len(batch["labels"]),
+                     "seq_len": batch["input_ids"].shape[1], "ce_seconds": statistics.median(seconds["ce"]),
+                     "min_seconds": statistics.median(seconds["min"]), "all_seconds": seconds,
+                     "overhead": ratio - 1, "overhead_quartiles": [q - 1 for q in quartiles]})
+        print(f"  cmi {preset} {mode or 'eager'}: overhead {rows[-1]['overhead']:+.1%}", flush=True)
+    return rows
+
+
+def time_epochs(runs: dict, chunk: int, device) -> dict[str, list[float]]:
+    """runs: name -> (run(batches) that trains on a list of index batches, the index batches, as many for each
+    run). The batches are taken in turns of `chunk`, alternating as in `alternate`; returns each turn's seconds."""
+    turns = {name: [batches[i:i + chunk] for i in range(0, len(batches), chunk)] for name, (_, batches) in runs.items()}
+    calls = {name: (lambda run=run, turns=iter(turns[name]): run(next(turns))) for name, (run, _) in runs.items()}
+    return alternate(calls, len(next(iter(turns.values()))), 0, device)
+
+
+def epoch_figures(turns: list[float], batches: list[np.ndarray], num_train: int) -> dict:
+    """Totals of the timed turns, and the epoch time at their rate."""
+    examples, seconds = sum(len(b) for b in batches), sum(turns)
+    return {"seconds": seconds, "batches": len(batches), "examples": examples, "samples_per_s": examples / seconds,
+            "epoch_seconds": num_train / examples * seconds, "all_seconds": turns}
+
+
+def bench_epoch(args, preset, ours, cola, device, ctx, compile_, pad_multiple) -> dict:
+    """Training on CoLA: our pipeline against padding every batch to --max-len, same model and objective."""
+    lengths = cola.lengths
+    grouped = train_batches(lengths, args.batch_size, args.seed, epoch=0)
+    shuffled = train_batches(lengths, args.batch_size, args.seed, epoch=0, group_batches=1)  # a RandomSampler
+    n = args.epoch_batches or len(grouped)
+    pipelines = {"dynamic": (grouped[:n], pad_multiple), "padded": (shuffled[:n], args.max_len)}
+    mode = "default" if compile_ else None
+    torch._dynamo.reset()
+    c = Contender(ours, device, ctx, mode, dynamic=True)  # as train.py compiles: default mode, dynamic shapes
+    graphs = compiled_graphs()
+    for batches, pad in pipelines.values():  # warm-up (and compilation) on one batch of each
+        c.epoch(train.Batches(cola, batches[:1], device, pad))
+    runs = {name: (lambda b, pad=pad: c.epoch(train.Batches(cola, b, device, pad)), batches)
+            for name, (batches, pad) in pipelines.items()}
+    seconds = time_epochs(runs, args.chunk, device)
+    row = {"preset": preset, "compile": mode or "eager", "batch_size": args.batch_size, "max_len": args.max_len,
+           "train_examples": len(cola), "graphs_compiled": compiled_graphs() - graphs}
+    for name, (batches, pad) in pipelines.items():
+        row[name] = epoch_figures(seconds[name], batches, len(cola))
+        row[name]["padding"] = padding_fraction(lengths, batches, pad)
+    row["speedup"] = row["dynamic"]["samples_per_s"] / row["padded"]["samples_per_s"]
+    print(f"  epoch {preset}: speedup {row['speedup']:.2f}", flush=True)
+    return row
+
+
+def bench_distill(args, preset, teacher, cola, device, ctx, compile_, pad_multiple) -> dict:
+    """A DistilBERT student trained against cached teacher logits (one eval pass) and against a live teacher."""
+    teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
+    student = DistilBertForSequenceClassification(student_config(teacher.config)).to(device)
+    mode = "default" if compile_ else None  # as train.py compiles: default mode, dynamic shapes
+    torch._dynamo.reset()
+    live_forward = batch_forward(teacher, mode, dynamic=True)
+    batches = train_batches(cola.lengths, args.batch_size, args.seed, epoch=0)[:args.epoch_batches or None]
+    # the cache: one eval-mode pass over the examples trained on, longest first as predict is run
+    index = np.concatenate(batches)
+    passes = [index[b] for b in eval_batches(cola.lengths[index], TRAIN.eval_batch_size)]
+    predict(live_forward, teacher, train.Batches(cola, passes[:1], device, pad_multiple), FeatureMap(),
+            teacher.config.num_labels, len(cola), ctx=ctx)  # warm-up
+    synchronize(device)
+    t0 = time.perf_counter()
+    logits = predict(live_forward, teacher, train.Batches(cola, passes, device, pad_multiple), FeatureMap(),
+                     teacher.config.num_labels, len(cola), ctx=ctx, desc="teacher logits")[0]
+    synchronize(device)
+    cache_seconds = (time.perf_counter() - t0) * len(cola) / len(index)  # extrapolated to the whole split
+    objectives = {"cached": DistillationObjective(KD["alpha"], KD["temperature"], teacher_logits=logits),
+                  "live": DistillationObjective(KD["alpha"], KD["temperature"], teacher_forward=live_forward)}
+    c = Contender(student, device, ctx, mode, dynamic=True)
+    for objective in objectives.values():
+        c.epoch(train.Batches(cola, batches[:1], device, pad_multiple), objective)  # warm-up
+    runs = {name: (lambda b, o=o: c.epoch(train.Batches(cola, b, device, pad_multiple), o), batches)
+            for name, o in objectives.items()}
+    seconds = time_epochs(runs, args.chunk, device)
+    row = {"teacher": preset, "student_layers": student.config.n_layers, "compile": mode or "eager",
+           "batch_size": args.batch_size, "train_examples": len(cola), "teacher_pass_seconds": cache_seconds}
+    for name in objectives:
+        row[name] = epoch_figures(seconds[name], batches, len(cola))
+    row["speedup"], row["speedup_quartiles"] = paired_ratio(seconds["live"], seconds["cached"])  # same batches
+    # over the paper's 10 student epochs, the cache costs one teacher pass
+    live, cached = row["live"]["epoch_seconds"], row["cached"]["epoch_seconds"]
+    row["speedup_10_epochs"] = STUDENT_EPOCHS * live / (STUDENT_EPOCHS * cached + cache_seconds)
+    print(f"  distill {preset}: speedup {row['speedup']:.2f}", flush=True)
+    return row
+
+
+# -----------------------------------------------------------------------------
+# report
+
+
+def fmt(x, spec=".3g") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def spread(value, quartiles, spec=".2f") -> str:
+    """A ratio in bold with its quartiles over rounds: **1.02** (0.97 to 1.06)."""
+    if value is None:
+        return "n/a"
+    return f"**{value:{spec}}** ({quartiles[0]:{spec}} to {quartiles[1]:{spec}})"
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def report(results: dict) -> str:
+    """The results as Markdown tables, one per section."""
+    out = []
+    meta = results["meta"]
+    out.append(f"{meta['date']}, {meta['device']}, {meta['threads']} threads, {meta['precision']}, torch "
+               f"{meta['torch']}, transformers {meta['transformers']}\n`{meta['command']}`")
+    if results.get("step"):
+        rows = []
+        for r in results["step"]:
+            o, t = r["ours"], r.get("transformers") or {}
+            rows.append([r["preset"], f"{r['batch_size']} x {r['seq_len']}", r["compile"],
+                         f"{o['samples_per_s']:.3g}", fmt(t.get("samples_per_s")),
+                         spread(r.get("speedup"), r.get("speedup_quartiles")),
+                         f"{o['tokens_per_s']:.3g}", fmt(o.get("mfu_real"), ".1%") + " / " + fmt(o.get("mfu_padded"), ".1%"),
+                         fmt(t.get("mfu_real"), ".1%") + " / " + fmt(t.get("mfu_padded"), ".1%"),
+                         fmt(o["peak_mib"], ".0f") + " / " + fmt(t.get("peak_mib"), ".0f"),
+                         f"{o['sdpa']} / {t.get('sdpa', 'n/a')}"])
+        out.append("Training step (forward, backward, clipping, AdamW), medians; speedup = transformers' step time / "
+                   "ours, median over rounds; MFU over real tokens / padded slots; peak memory above weights and optimizer state\n\n" +
+                   table(["preset", "B x T", "compile", "ours samples/s", "transformers samples/s", "speedup",
+                          "ours real tokens/s", "ours MFU", "transformers MFU", "peak MiB ours / transformers",
+                          "SDPA kernel ours / transformers"], rows))
+        if any("matmul_flops_per_s" in r for r in results["step"]):
+            out.append("Matrix-product rate measured in each rotation (MFU denominator): " + ", ".join(
+                f"{r['preset']} {r['compile']} {r['matmul_flops_per_s'] / 1e12:.3g} TFLOP/s" for r in results["step"]))
+    if results.get("overhead"):
+        rows = [[r["preset"], r["compile"], f"{r['ours']['seconds'] * 1e3:.1f}",
+                 f"{r['transformers']['seconds'] * 1e3:.1f}" if "transformers" in r else "n/a",
+                 fmt(r["ours"]["share_of_step"], ".1%")] for r in results["overhead"]]
+        out.append(f"Fixed per-step cost: the step at {OVERHEAD_SHAPE[0]} x {OVERHEAD_SHAPE[1]}\n\n" +
+                   table(["preset", "compile", "ours ms", "transformers ms", "ours, share of the B x T step"], rows))
+    if results.get("cmi"):
+        rows = [[r["preset"], f"{r['batch_size']} x {r['seq_len']}", r["compile"], f"{r['ce_seconds'] * 1e3:.1f}",
+                 f"{r['min_seconds'] * 1e3:.1f}", spread(r["overhead"], r["overhead_quartiles"], "+.1%")] for r in results["cmi"]]
+        out.append("The CMI term's cost: step time with --mode min (epoch centroids) over --mode ce, median over rounds, "
+                   "minus 1 (goal: <= 3%)\n\n" +
+                   table(["preset", "B x T", "compile", "ce ms", "min ms", "overhead"], rows))
+    if results.get("epoch"):
+        rows = [[r["preset"], r["compile"], f"{r['dynamic']['batches']} of {num_train_batches(r['train_examples'], r['batch_size'])}",
+                 f"{r['dynamic']['padding']:.0%} / {r['padded']['padding']:.0%}",
+                 f"{r['dynamic']['samples_per_s']:.4g} / {r['padded']['samples_per_s']:.4g}",
+                 f"{r['dynamic']['epoch_seconds']:.4g} / {r['padded']['epoch_seconds']:.4g}",
+                 f"**{r['speedup']:.2f}**"] for r in results["epoch"]]
+        out.append(f"CoLA training epoch: our pipeline (dynamic padding, length grouping) / padded to max-len; epoch "
+                   f"seconds = {results['epoch'][0]['train_examples']} examples at the timed rate\n\n" +
+                   table(["preset", "compile", "batches timed", "padding", "samples/s", "epoch s", "speedup"], rows))
+    if results.get("distill"):
+        rows = [[r["teacher"], r["student_layers"], r["compile"], f"{r['cached']['batches']}",
+                 f"{r['cached']['epoch_seconds']:.4g} / {r['live']['epoch_seconds']:.4g}",
+                 f"{r['teacher_pass_seconds']:.3g}", spread(r["speedup"], r["speedup_quartiles"]), f"{r['speedup_10_epochs']:.2f}"]
+                for r in results["distill"]]
+        out.append("Distillation on CoLA, a DistilBERT student: cached teacher logits / live teacher (epoch s "
+                   "extrapolated from the batches timed; speedup = live / cached time of the same batches, median "
+                   "over turns; over 10 epochs the cache costs one teacher pass)\n\n" +
+                   table(["teacher", "student layers", "compile", "batches timed", "epoch s cached / live",
+                          "teacher pass s", "speedup", "over 10 epochs"], rows))
+    return "\n\n".join(out)
+
+
+# -----------------------------------------------------------------------------
+# main
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    device, amp, compile_ = train.setup(args)
+    ctx = autocast_context(device, amp)
+    modes = (args.compile_modes or ("default,reduce-overhead" if device.type == "cuda" else "default")).split(",")
+    variants = [None] + (modes if compile_ else [])  # None: eager
+    pad_multiple = train.pad_multiple_of(args, device)
+    logging.getLogger("models.checkpoint").setLevel(logging.ERROR)  # the fresh classifier of minilm, expected
+    if transformers is not None:
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+
+    results = {"meta": {
+        "date": datetime.date.today().isoformat(), "command": " ".join(["python bench.py", *sys.argv[1:]]),
+        "device": device_name(device), "threads": torch.get_num_threads(),
+        "precision": "bf16 autocast" if amp else "float32", "torch": torch.__version__,
+        "transformers": transformers.__version__ if transformers is not None else None,
+        "compile_modes": [v or "eager" for v in variants], "args": vars(args)}}
+    for section in SECTIONS:
+        if section != "mfu":
+            results[section] = []
+
+    cola = None
+    if {"epoch", "distill"} & set(args.sections):
+        tokenizer = load_tokenizer(args.checkpoint)
+        cola = encode(tokenizer, load_split(get_task("cola"), "train", args.glue_dir), args.max_len)
+
+    for preset in args.presets:
+        print(f"{preset}:", flush=True)
+        torch.manual_seed(args.seed)
+        ours = build_model(preset, args.checkpoint, num_labels=2).to(device).train()
+        if {"step", "overhead", "cmi"} & set(args.sections):
+            if args.seq_len > ours.config.max_position_embeddings:
+                raise SystemExit(f"error: --seq-len {args.seq_len} > the {preset} preset's "
+                                 f"{ours.config.max_position_embeddings} positions")
+            batch = synthetic_batch(ours.config.vocab_size, 2, args.batch_size, args.seq_len, args.seed, device)
+        theirs = transformers_twin(ours) if {"step", "overhead"} & set(args.sections) else None
+        if "step" in args.sections:
+            results["step"] += bench_step(args, preset, ours, theirs, variants, batch, device, ctx, amp)
+        if "overhead" in args.sections:
+            results["overhead"] += bench_overhead(args, preset, ours, theirs, variants, device, ctx, results["step"])
+        del theirs
+        if "cmi" in args.sections:
+            results["cmi"] += bench_cmi(args, preset, ours, variants, batch, device, ctx)
+        if "epoch" in args.sections:
+            results["epoch"].append(bench_epoch(args, preset, ours, cola, device, ctx, compile_, pad_multiple))
+        if "distill" in args.sections and isinstance(ours, BertForSequenceClassification):
+            results["distill"].append(bench_distill(args, preset, ours, cola, device, ctx, compile_, pad_multiple))
+
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print("\n" + report(results) + f"\n\nwritten to {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""bench.py end to end in its smallest configuration: the JSON it writes has every field, with positive numbers.
+No timing thresholds: the figures are measured, not asserted."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import bench
+from models.bert import BertConfig, BertForSequenceClassification
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def positive(*values):
+    return all(isinstance(v, (int, float)) and v > 0 for v in values)
+
+
+def test_smallest_run_writes_every_section(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["--presets", "tiny", "--sections", "step,mfu,overhead,cmi,epoch,distill", "--batch-size", "4",
+            "--seq-len", "16", "--repeats", "2", "--warmup", "1", "--epoch-batches", "2", "--chunk", "1",
+            "--device", "cpu", "--compile", "off", "--out", str(out)]
+    result = subprocess.run([sys.executable, str(ROOT / "bench.py"), *argv], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| preset | B x T | compile |" in result.stdout  # the table is printed
+    r = json.loads(out.read_text())
+
+    assert r["meta"]["precision"] == "float32" and r["meta"]["compile_modes"] == ["eager"]
+    assert r["meta"]["command"].startswith("python bench.py --presets tiny")
+
+    (step,) = r["step"]
+    assert (step["preset"], step["compile"], step["batch_size"], step["seq_len"]) == ("tiny", "eager", 4, 16)
+    assert 0 < step["real_tokens"] < step["padded_slots"] == 64  # the synthetic batch has padding
+    assert positive(step["speedup"], step["matmul_flops_per_s"], step["flops_real"], step["flops_padded"])
+    assert step["speedup_quartiles"][0] <= step["speedup"] <= step["speedup_quartiles"][1]
+    for name in ("ours", "transformers"):
+        s = step[name]
+        assert positive(s["seconds"], s["samples_per_s"], s["tokens_per_s"], s["slots_per_s"], s["mfu_real"], s["mfu_padded"])
+        assert s["repeats"] == 2 and s["peak_mib"] is None  # no peak-memory figure on CPU
+        assert s["sdpa"].startswith(("attention_math", "flash_attention"))
+
+    (overhead,) = r["overhead"]
+    assert positive(overhead["ours"]["seconds"], overhead["ours"]["share_of_step"], overhead["transformers"]["seconds"])
+
+    (cmi,) = r["cmi"]
+    assert positive(cmi["ce_seconds"], cmi["min_seconds"]) and cmi["overhead"] > -1
+    assert cmi["overhead_quartiles"][0] <= cmi["overhead"] <= cmi["overhead_quartiles"][1]
+
+    (epoch,) = r["epoch"]
+    assert epoch["train_examples"] == 8551
+    for name in ("dynamic", "padded"):
+        e = epoch[name]
+        assert e["batches"] == 2 and e["examples"] == 8
+        assert positive(e["seconds"], e["samples_per_s"], e["epoch_seconds"])
+    assert 0 <= epoch["dynamic"]["padding"] < epoch["padded"]["padding"] < 1  # CoLA is short: padding to 128 wastes
+    assert positive(epoch["speedup"])
+
+    (distill,) = r["distill"]
+    assert distill["teacher"] == "tiny" and distill["student_layers"] == 1
+    assert positive(distill["speedup"], distill["speedup_10_epochs"], distill["teacher_pass_seconds"],
+                    distill["cached"]["epoch_seconds"], distill["live"]["epoch_seconds"])
+
+
+@pytest.mark.parametrize("argv", [["--sections", "step,nope"], ["--presets", "huge"], ["--sections", "mfu"],
+                                  ["--repeats", "0"]])
+def test_bad_flags_are_one_line_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench.parse_args(argv)
+    assert exit_.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_step_flops_formula():
+    """6 N tokens + 12 L T d tokens, N without the embedding tables; real tokens give each sequence its own T."""
+    config = BertConfig(vocab_size=99, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=20)
+    model = BertForSequenceClassification(config)
+    N = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("bert.embeddings."))
+    N += sum(p.numel() for p in model.bert.embeddings.norm.parameters())  # LayerNorm is not a table
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    real, padded = bench.step_flops(model, mask)
+    assert real == 6 * N * 6 + 12 * 2 * 16 * (4 * 4 + 2 * 2)
+    assert padded == 6 * N * 8 + 12 * 2 * 16 * 2 * 4 * 4
