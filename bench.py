@@ -12,7 +12,8 @@ read are the ratios. Sections (--sections):
             memory, and the attention kernel SDPA chose
   mfu       model FLOPs utilisation of those steps: FLOPs per step (6 N tokens + 12 L T d tokens) over the rate of
             a large matrix product timed in the same rotation, on the same device and dtype (needs step)
-  overhead  the step at batch 1 x 8, nearly all fixed per-step cost (Python, kernel launches), against B x T
+  overhead  the step at batch 1 x 8: nearly all of it is fixed per-step cost (AdamW's pass over every parameter,
+            the embedding tables included; Python; kernel launches), against the B x T step
   cmi       the CMI term's cost: a step with --mode min (epoch centroids from a pass) against --mode ce, and
             the two objectives alone on one forward's outputs (the term's own cost, robust to a noisy machine)
   epoch     training on real CoLA with our pipeline (dynamic padding, length-grouped batches) against the same
@@ -233,7 +234,8 @@ def compiled_graphs() -> int:
 
 def peak_memory_mib(call, device: torch.device) -> float | None:
     """The memory one call allocates at its peak above what was allocated before it (activations, gradients,
-    temporaries), in MiB: CUDA only; None on CPU, where no allocator keeps the figure."""
+    temporaries), in MiB: CUDA only; None on CPU, where no allocator keeps the figure. Under CUDA graphs the
+    graphs' memory pool, held since their recording, is not counted."""
     if device.type != "cuda":
         return None
     synchronize(device)
