@@ -48,6 +48,7 @@ def test_smallest_run_writes_every_section(tmp_path):
     (cmi,) = r["cmi"]
     assert positive(cmi["ce_seconds"], cmi["min_seconds"]) and cmi["overhead"] > -1
     assert cmi["overhead_quartiles"][0] <= cmi["overhead"] <= cmi["overhead_quartiles"][1]
+    assert set(cmi["all_seconds"]) == {"ce", "min", "ce_alone", "min_alone"} and cmi["term_overhead"] < 1
 
     (epoch,) = r["epoch"]
     assert epoch["train_examples"] == 8551
