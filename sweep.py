@@ -9,9 +9,9 @@ Every run is a subprocess (train.py or distill.py) writing into its own folder u
 settings:
 
     TASK/ce/seedS                               plain fine-tuning (lambda plays no part: one run per seed)
-    TASK/min/lamL/seedS, TASK/max/lamL/seedS    fine-tuning with +lambda*CMI, -lambda*CMI
-    TASK/student/teacher-ce/alphaA-TT/seedS     DistilBERT from the ce run with the highest dev metric
-    TASK/student/teacher-max/alphaA-TT/seedS    DistilBERT from the max run selected by dev metric / dev CMI
+    TASK/min/lamL-seedS, TASK/max/lamL-seedS    fine-tuning with +lambda*CMI, -lambda*CMI
+    TASK/student-ce/alphaA-TT-seedS             DistilBERT from the ce run with the highest dev metric
+    TASK/student-max/alphaA-TT-seedS            DistilBERT from the max run selected by dev metric / dev CMI
 
 A run with results.json is finished and skipped; any other is started, or resumed from its last.pt, so the
 same command continues an interrupted sweep. --shard i/n takes the runs at positions i, i+n, i+2n, ... of
@@ -68,15 +68,17 @@ class Run:
         return self.mode == "student"
 
     @property
+    def group(self) -> str:
+        """The folder of the task's runs of one kind: ce, min, max, student-ce, student-max."""
+        return f"student-{self.teacher}" if self.is_student else self.mode
+
+    @property
     def folder(self) -> str:
-        """The run's folder relative to the sweep folder, e.g. cola/min/lam0.1/seed0."""
-        if self.is_student:
-            setting = [self.task, "student", f"teacher-{self.teacher}", f"alpha{num(self.alpha)}-T{num(self.temperature)}"]
-        elif self.mode == "ce":
-            setting = [self.task, "ce"]
-        else:
-            setting = [self.task, self.mode, f"lam{num(self.lam)}"]
-        return "/".join(setting + [f"seed{self.seed}"])
+        """The run's folder relative to the sweep folder, e.g. cola/min/lam0.1-seed0: TASK/GROUP/SETTING-seedS.
+        Each TASK/GROUP folder holds the runs of one kind directly, as distill.py --teacher-sweep reads them."""
+        setting = ([f"alpha{num(self.alpha)}", f"T{num(self.temperature)}"] if self.is_student else
+                   [] if self.mode == "ce" else [f"lam{num(self.lam)}"])
+        return f"{self.task}/{self.group}/" + "-".join(setting + [f"seed{self.seed}"])
 
     def sort_key(self) -> tuple:
         """Fine-tuning before students (teachers first); then task (GLUE order), mode, settings, seed."""
@@ -86,8 +88,8 @@ class Run:
 
 FOLDER_PATTERNS = [  # the inverse of Run.folder
     (re.compile(r"(\w+)/ce/seed(\d+)"), lambda t, s: Run(t, "ce", int(s))),
-    (re.compile(r"(\w+)/(min|max)/lam([^/]+)/seed(\d+)"), lambda t, m, lam, s: Run(t, m, int(s), float(lam))),
-    (re.compile(r"(\w+)/student/teacher-(ce|max)/alpha([^/]+)-T([^/]+)/seed(\d+)"),
+    (re.compile(r"(\w+)/(min|max)/lam([^/]+)-seed(\d+)"), lambda t, m, lam, s: Run(t, m, int(s), float(lam))),
+    (re.compile(r"(\w+)/student-(ce|max)/alpha([^/]+)-T([^/]+)-seed(\d+)"),
      lambda t, k, a, temp, s: Run(t, "student", int(s), teacher=k, alpha=float(a), temperature=float(temp))),
 ]
 
@@ -97,7 +99,10 @@ def parse_folder(folder: str) -> Run | None:
     for pattern, make in FOLDER_PATTERNS:
         match = pattern.fullmatch(folder)
         if match and match.group(1) in TASKS:
-            run = make(*match.groups())
+            try:
+                run = make(*match.groups())
+            except ValueError:  # lamx-seed0: not a number
+                return None
             return run if run.folder == folder else None  # only the canonical spelling: lam0.10 is not lam0.1
     return None
 

@@ -49,18 +49,18 @@ def test_default_grid_is_the_papers_protocol():
 
 @pytest.mark.parametrize("run, folder", [
     (sweep.Run("cola", "ce", 0), "cola/ce/seed0"),
-    (sweep.Run("mrpc", "min", 2, 0.1), "mrpc/min/lam0.1/seed2"),
-    (sweep.Run("mnli", "max", 1, 1.0), "mnli/max/lam1/seed1"),
+    (sweep.Run("mrpc", "min", 2, 0.1), "mrpc/min/lam0.1-seed2"),
+    (sweep.Run("mnli", "max", 1, 1.0), "mnli/max/lam1-seed1"),
     (sweep.Run("rte", "student", 0, teacher="max", alpha=0.05, temperature=2.0),
-     "rte/student/teacher-max/alpha0.05-T2/seed0"),
+     "rte/student-max/alpha0.05-T2-seed0"),
 ])
 def test_folder_names_are_the_settings_and_read_back(run, folder):
     assert run.folder == folder
     assert sweep.parse_folder(folder) == run
 
 
-@pytest.mark.parametrize("folder", ["cola/ce", "cola/min/seed0", "boolq/ce/seed0", "cola/min/lam0.10/seed0",
-                                    "cola/ce/seed0/best", "plots"])
+@pytest.mark.parametrize("folder", ["cola/ce", "cola/min/seed0", "boolq/ce/seed0", "cola/min/lam0.10-seed0",
+                                    "cola/min/lamx-seed0", "cola/ce/seed0/best", "plots"])
 def test_other_folders_are_not_runs(folder):
     assert sweep.parse_folder(folder) is None
 
@@ -70,7 +70,7 @@ def test_dry_run_lists_exactly_the_grid_and_runs_nothing(capsys, tmp_path):
     lines = dry_run(capsys, "--out", str(out), "--tasks", "mrpc,cola", "--modes", "ce,min", "--lams", "0.1,1",
                     "--seeds", "0,1", "--stage", "train", "--data-dir", str(GLUE), "--lr", "1e-3")
     expected = {f"{task}/ce/seed{seed}" for task in ("cola", "mrpc") for seed in (0, 1)} | \
-               {f"{task}/min/lam{lam}/seed{seed}" for task in ("cola", "mrpc") for lam in ("0.1", "1") for seed in (0, 1)}
+               {f"{task}/min/lam{lam}-seed{seed}" for task in ("cola", "mrpc") for lam in ("0.1", "1") for seed in (0, 1)}
     assert [folder for folder, _ in lines] == sorted(expected, key=lambda f: sweep.parse_folder(f).sort_key())
     for folder, command in lines:
         run = sweep.parse_folder(folder)
@@ -86,7 +86,7 @@ def test_students_get_the_shared_options_and_wait_for_their_teachers(capsys, tmp
     lines = dry_run(capsys, "--out", str(tmp_path), "--tasks", "cola", "--modes", "ce,max", "--lams", "0.5",
                     "--seeds", "0", "--alphas", "0.5", "--temperatures", "2,4", "--stage", "distill",
                     "--student-layers", "0,2", "--lr", "1e-3", "--cmi-feature", "cls")
-    assert [folder for folder, _ in lines] == [f"cola/student/teacher-{kind}/alpha0.5-T{t}/seed0"
+    assert [folder for folder, _ in lines] == [f"cola/student-{kind}/alpha0.5-T{t}-seed0"
                                                  for kind in ("ce", "max") for t in (2, 4)]
     for folder, command in lines:
         assert "distill.py --task cola --teacher '<the" in command and "--student-layers 0,2" in command
@@ -120,3 +120,115 @@ def test_bad_options_are_one_line_before_any_run(argv, message, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+# -----------------------------------------------------------------------------
+# a real sweep: tiny BERT, a few real SST-2 examples, 2 lambdas x 2 seeds x 1 epoch
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A tiny random BERT with the real uncased vocabulary (and its tokenizer files), saved as a checkpoint."""
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128, num_labels=2)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    BertForSequenceClassification(config).save_pretrained(path, tokenizer_dir=MINILM)
+    return path
+
+
+def grid_args(out, model):
+    return ["--out", str(out), "--tasks", "sst2", "--modes", "ce,min,max", "--lams", "0.1,0.5", "--seeds", "0,1",
+            "--epochs", "1", "--alphas", "0.5", "--temperatures", "2", "--student-epochs", "1",
+            "--model", str(model), "--data-dir", str(GLUE), "--max-train-samples", "192", "--max-eval-samples", "128",
+            "--batch-size", "16", "--lr", "1e-3"]
+
+
+def run_sweep(*argv, **kwargs):
+    return subprocess.run([sys.executable, str(ROOT / "sweep.py"), *argv], capture_output=True, text=True, cwd=ROOT,
+                          **kwargs)
+
+
+def finished_runs(out: Path) -> dict[str, int]:
+    """{run folder: modification time of its results.json}"""
+    return {p.parent.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.glob("*/*/*/results.json")}
+
+
+@pytest.fixture(scope="module")
+def interrupted(tiny_bert, tmp_path_factory):
+    """The train stage of the grid, killed (with its running train.py) after 3 runs, then run again."""
+    out = tmp_path_factory.mktemp("sweep")
+    argv = [*grid_args(out, tiny_bert), "--stage", "train"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), *argv], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(finished_runs(out)) < 3 and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = finished_runs(out)
+    started = sorted(p.parent.relative_to(out).as_posix() for p in out.glob("*/*/*/args.json"))
+    again = run_sweep(*argv)
+    return {"out": out, "argv": argv, "before": before, "started": started, "again": again}
+
+
+def test_interrupted_sweep_resumes_without_redoing_finished_runs(interrupted):
+    before, again = interrupted["before"], interrupted["again"]
+    assert 3 <= len(before) < 10, "the sweep finished before it could be killed"
+    assert again.returncode == 0, again.stderr
+    after = finished_runs(interrupted["out"])
+    assert len(after) == 10
+    assert {run: after[run] for run in before} == before  # finished runs untouched: results.json not rewritten
+    launched = [line for line in again.stdout.splitlines() if line.startswith("[")]
+    assert len(launched) == 10 - len(before)  # the run counter: only the unfinished runs ran again
+    assert f"10 runs, {len(before)} already finished, {10 - len(before)} run now, 0 failed" in again.stderr
+    for folder in interrupted["started"]:  # a run killed half-way is resumed in its folder, not refused
+        if folder not in before:
+            assert any(line.endswith(f"{folder}: resuming") for line in launched), again.stdout
+
+
+def test_finished_sweep_runs_nothing(interrupted, capsys):
+    before = finished_runs(interrupted["out"])
+    assert sweep.main(interrupted["argv"]) == 0
+    assert "10 runs, 10 already finished, 0 run now" in capsys.readouterr().err
+    assert finished_runs(interrupted["out"]) == before
+
+
+def cells(markdown: str, first: str) -> list[list[str]]:
+    """The cells of the Markdown table rows whose first cell is `first`."""
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines() if line.startswith("|")]
+    return [r for r in rows if r[0] == first]
+
+
+def test_report_medians_are_the_medians_of_the_runs(interrupted):
+    out = interrupted["out"]
+    results = {p.parent.relative_to(out).as_posix(): json.loads(p.read_text())
+               for p in out.glob("sst2/*/*/results.json")}
+    by_setting = {}  # computed by hand from the folder names: "min/lam0.1-seed0" -> ("min", "0.1")
+    for folder, r in results.items():
+        _, mode, name = folder.split("/")
+        lam = name.split("-seed")[0].removeprefix("lam") if mode != "ce" else "–"
+        by_setting.setdefault((mode, lam), []).append(r)
+    assert sorted(len(v) for v in by_setting.values()) == [2] * 5
+
+    def median(mode, lam, key):
+        return statistics.median(r[key] for r in by_setting[mode, lam])
+
+    markdown = report.report(out)
+    for (mode, lam), runs in by_setting.items():
+        [row] = [r for r in cells(markdown, mode) if r[1] == lam]
+        assert row[2].removesuffix(" ← best") == f"{100 * median(mode, lam, 'accuracy'):.1f}"
+        assert row[4] == f"{median(mode, lam, 'eval_cmi'):.3g}"
+        for r in runs:
+            assert f"{r['args']['seed']}: {100 * r['accuracy']:.1f}" in row[3]
+    best = max(["0.1", "0.5"], key=lambda lam: median("min", lam, "accuracy"))
+    [table_one] = cells(markdown, "sst2")[:1]
+    ce, low = median("ce", "–", "accuracy"), median("min", best, "accuracy")
+    assert table_one == ["sst2", "accuracy", f"{100 * ce:.1f}", f"{100 * low:.1f}", best, f"{100 * (low - ce):+.1f}"]
+
+
+def test_report_draws_metric_and_cmi_against_lambda(interrupted, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    report.main([str(interrupted["out"]), "--plots", str(tmp_path)])
+    assert "## Table I" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["sst2.png"]
+    assert (tmp_path / "sst2.png").read_bytes().startswith(b"\x89PNG")
