@@ -55,12 +55,13 @@ def autocast_context(device: torch.device, amp: bool):
 
 
 def train_epoch(forward, model, objective, optimizer, scheduler, batches, *, ctx, clip, desc, log_every=10):
-    """One pass over `batches` taking a step per batch. Returns (mean loss, number of samples).
+    """One pass over `batches` taking a step per batch. Returns ({"loss": mean loss, and the mean of every
+    value the objective logs, e.g. "ce"}, number of samples); means are over samples.
 
     Loss values stay on the device and are read back only every `log_every` steps (a read is a device sync);
     a non-finite loss raises TrainingError before the corrupted weights can be saved."""
     model.train()
-    total, seen = 0.0, 0
+    totals, seen = {}, 0
     bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None)
     for step, batch in enumerate(bar, 1):
         with ctx:
@@ -72,14 +73,16 @@ def train_epoch(forward, model, objective, optimizer, scheduler, batches, *, ctx
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         n = len(batch["labels"])
-        total, seen = total + loss.detach() * n, seen + n
+        for k, v in {"loss": loss, **logs}.items():
+            totals[k] = totals.get(k, 0.0) + v.detach().float() * n
+        seen += n
         if step % log_every == 0 or step == len(batches):
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise TrainingError(f"the loss became {value} at {desc}, step {step}: stopping; "
                                     "the last checkpoint of the run is intact")
             bar.set_postfix({k: f"{float(v):.4g}" for k, v in {"loss": value, **logs}.items()})
-    return float(total) / max(seen, 1), seen
+    return {k: float(v) / max(seen, 1) for k, v in totals.items()}, seen
 
 
 @torch.no_grad()
@@ -206,7 +209,8 @@ def fit(
     train_batches(epoch) -> the epoch's batches (a sized iterable, same order for the same epoch);
     measure_train() -> CMIStats of the training set under the current model (an eval-mode pass);
     evaluate() -> the dev metrics by name, including `primary` and `eval_cmi`;
-    record: the constant fields of every metrics.jsonl line (task, mode, lam, seed, ...);
+    record: the constant fields of every metrics.jsonl line (task, mode, lam, seed, ...); the line also holds
+    train_loss and train_K for every value K the objective logs (the epoch's means), and the exact train_cmi;
     weighting: how train_cmi weighs the classes (cmi.core.WEIGHTINGS).
     `model` is the uncompiled module (saved, checkpointed); `forward` may run a compiled version of it."""
     best, start = None, 1
@@ -225,14 +229,15 @@ def fit(
 
     for epoch in range(start, epochs + 1):
         t0 = time.perf_counter()
-        train_loss, seen = train_epoch(forward, model, objective, optimizer, scheduler, train_batches(epoch),
+        means, seen = train_epoch(forward, model, objective, optimizer, scheduler, train_batches(epoch),
                                        ctx=ctx, clip=clip, desc=f"epoch {epoch}/{epochs}")
         seconds = time.perf_counter() - t0
         objective.end_epoch()
         train_stats = measure_train()  # exact train CMI after the epoch; the `epoch` policy's next G
         objective.update(train_stats)
         metrics = evaluate()
-        line = {"epoch": epoch, **record, "train_loss": train_loss, "train_cmi": train_stats.cmi(weighting), **metrics,
+        line = {"epoch": epoch, **record, **{f"train_{k}": v for k, v in means.items()},
+                "train_cmi": train_stats.cmi(weighting), **metrics,
                 "epoch_seconds": seconds, "samples_per_s": seen / seconds}
         if best is None or metrics[primary] > best["metrics"][primary]:
             model.save_pretrained(run.best)

@@ -178,7 +178,7 @@ class CMIObjective(Objective):
         else:  # ce: the batch's own CMI, for the progress bar only
             with torch.no_grad():
                 cmi = conditional_mutual_information(f, y, class_centroids(f, y, self.num_classes), self.weighting)
-        logs["cmi"] = cmi.detach()
+        logs["batch_cmi"] = cmi.detach()  # the mean over batches is no CMI of the epoch: not named train_cmi
         if self.mlm is not None:
             mlm = self.mlm(forward, batch)
             loss = loss + self.mlm.gamma * mlm

@@ -1,4 +1,5 @@
 """The objectives (eqs. 13-16), the alternating centroid step (eq. 14) and the KD loss (eq. 8), on a tiny model."""
+import contextlib
 import copy
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from cmi.core import class_centroids, conditional_mutual_information, feature_distribution
-from cmi.loop import RunFiles, fit, linear_schedule, make_optimizer, predict
+from cmi.loop import RunFiles, fit, linear_schedule, make_optimizer, predict, train_epoch
 from cmi.objectives import CMIObjective, Centroids, DistillationObjective, FeatureMap, kd_loss, mask_tokens
 from tests.tiny import TinyClassifier, forward_of, synthetic_batches
 
@@ -132,6 +133,8 @@ def test_kd_loss_closed_forms():
     p, q = F.softmax(t / T, -1), F.softmax(s / T, -1)
     kl = (p * (p / q).log()).sum(-1).mean()  # summed over classes, averaged over the batch
     torch.testing.assert_close(kd_loss(s, t, y, 0.4, T)[0], 0.6 * ce + 0.4 * T**2 * kl)
+    p, q = F.softmax(t, -1), F.softmax(s, -1)
+    torch.testing.assert_close(kd_loss(s, t, y, 1.0, 1.0)[0], (p * (p / q).log()).sum(-1).mean())  # T = 1, alpha = 1: KL
 
 
 def test_distillation_objective_cached_and_live_teacher_agree():
@@ -143,6 +146,26 @@ def test_distillation_objective_cached_and_live_teacher_agree():
     cache = DistillationObjective(0.5, 2.0, teacher_logits=cached)
     for batch in batches:
         torch.testing.assert_close(cache(forward_of(student), batch)[0], live(forward_of(student), batch)[0])
+
+
+def test_train_epoch_returns_the_sample_means_of_the_loss_and_of_every_logged_value():
+    torch.manual_seed(0)
+    model = TinyClassifier()
+    batches = synthetic_batches(n=36)  # the last batch has 4 examples: the means weigh batches by their size
+    cmi_objective, seen = make_objective("min", "batch"), []
+
+    def objective(forward, batch):
+        loss, logs = cmi_objective(forward, batch)
+        seen.append((len(batch["labels"]), {"loss": loss.detach(), **logs}))
+        return loss, logs
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    means, n = train_epoch(forward_of(model), model, objective, opt, sched, batches, ctx=contextlib.nullcontext(),
+                           clip=0, desc="test")
+    assert n == 36 and set(means) == {"loss", "ce", "batch_cmi"}
+    for k in means:
+        assert means[k] == pytest.approx(float(sum(b * logs[k] for b, logs in seen)) / n, rel=1e-6), k
 
 
 def test_mask_tokens_masks_only_maskable_positions_at_the_rate():

@@ -1,0 +1,79 @@
+"""Teacher selection: among the max-CMI runs of a task, the one with the highest ratio of its dev metric to its
+dev CMI, as the paper picks its teachers: one that classifies well with widely spread feature clusters.
+
+A sweep folder holds one run per sub-folder, each as train.py writes it: results.json (the arguments, the best
+epoch and that epoch's dev metrics, eval_cmi among them) and best/ (the model of that epoch).
+"""
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cmi.loop import TrainingError
+
+
+@dataclass
+class Candidate:
+    run: Path
+    metric: float  # the task's primary dev metric at the best epoch
+    eval_cmi: float  # the dev CMI at the same epoch
+    args: dict
+
+    @property
+    def ratio(self) -> float:
+        return self.metric / self.eval_cmi
+
+    @property
+    def best(self) -> Path:
+        return self.run / "best"
+
+
+@dataclass
+class Selection:
+    chosen: Candidate
+    candidates: list[Candidate]  # every usable max-CMI run of the task, best ratio first
+    notes: list[str] = field(default_factory=list)  # runs left out, ties: one line each
+
+    def summary(self) -> str:
+        c = self.chosen
+        return (f"teacher {c.best}: {c.metric:.4g} / eval_cmi {c.eval_cmi:.4g} = ratio {c.ratio:.4g}, "
+                f"the highest of {len(self.candidates)} max-CMI runs")
+
+
+def select_teacher(sweep: str | Path, task: str, metric: str) -> Selection:
+    """The run under `sweep` with args.mode == "max", args.task == `task` and the highest
+    results[metric] / results["eval_cmi"]. Runs without results.json or best/, with an unreadable results.json,
+    or whose metric is missing or CMI is not positive (the ratio means nothing) are left out with a note; a tie
+    goes to the first run by folder name, also noted. TrainingError (one line) when no run is usable."""
+    sweep = Path(sweep)
+    if not sweep.is_dir():
+        raise TrainingError(f"--teacher-sweep {sweep}: not a folder")
+    candidates, notes = [], []
+    for run in sorted(p for p in sweep.iterdir() if p.is_dir()):
+        try:
+            results = json.loads((run / "results.json").read_text())
+        except FileNotFoundError:
+            notes.append(f"{run.name}: skipped, no results.json (an unfinished run?)")
+            continue
+        except ValueError as e:
+            notes.append(f"{run.name}: skipped, results.json is not valid JSON ({e})")
+            continue
+        args = results.get("args") or {}
+        if args.get("mode") != "max" or args.get("task") != task:
+            continue  # another task or another objective: not a candidate, nothing to report
+        value, cmi = results.get(metric), results.get("eval_cmi")
+        if not isinstance(value, (int, float)) or not isinstance(cmi, (int, float)):
+            notes.append(f"{run.name}: skipped, results.json lacks {metric!r} or 'eval_cmi'")
+        elif not cmi > 0:
+            notes.append(f"{run.name}: skipped, eval_cmi is {cmi}, so {metric} / eval_cmi is undefined")
+        elif not (run / "best").is_dir():
+            notes.append(f"{run.name}: skipped, no best/ folder")
+        else:
+            candidates.append(Candidate(run, float(value), float(cmi), args))
+    if not candidates:
+        detail = "; ".join(notes) if notes else "no sub-folder holds one"
+        raise TrainingError(f"--teacher-sweep {sweep}: no usable max-CMI run of task {task} ({detail})")
+    candidates.sort(key=lambda c: -c.ratio)  # stable: equal ratios keep the folder-name order
+    tied = [c.run.name for c in candidates if c.ratio == candidates[0].ratio]
+    if len(tied) > 1:
+        notes.append(f"runs {', '.join(tied)} tie at ratio {candidates[0].ratio:.4g}: took {tied[0]}, the first by name")
+    return Selection(candidates[0], candidates, notes)
