@@ -15,8 +15,10 @@ import statistics
 import sys
 from pathlib import Path
 
+from cmi.loop import TrainingError
+from cmi.selection import select_teacher
 from data.tasks import TASKS
-from sweep import TEACHERS, TRAIN_MODES, Run, best_ce_run, num, parse_folder
+from sweep import TEACHERS, TRAIN_MODES, Run, best_ce_run, finished, num, parse_folder, results_of
 
 try:  # optional: pip install -e ".[plot]"
     import matplotlib
@@ -117,9 +119,24 @@ class Task:
         self.students = {kind: seeds_by_setting({r: v for r, v in mine.items() if r.teacher == kind},
                                                 lambda r: (r.alpha, r.temperature)) for kind in TEACHERS}
         self.best_student = {kind: best_setting(t, self.metric) for kind, t in self.students.items()}
-        # the teacher each student was actually distilled from (distill.py's --teacher, in its results.json)
-        self.used_teachers = {kind: sorted({v["args"].get("teacher", "?") for r, v in mine.items() if r.teacher == kind})
-                              for kind in TEACHERS}
+        # the teachers as sweep.py chooses them, and those the students were distilled from (their --teacher)
+        self.chosen = {kind: None for kind in TEACHERS}
+        self.selection, self.selection_error = None, None
+        if self.runs["ce"]:
+            self.chosen["ce"] = best_ce_run(sweep / name / "ce", self.metric)
+        if self.runs["max"]:
+            try:
+                self.selection = select_teacher(sweep / name / "max", name, self.metric)
+                self.chosen["max"] = self.selection.chosen.run
+            except TrainingError as e:
+                self.selection_error = str(e)
+        self.used = {kind: sorted({Path(v["args"]["teacher"]).parent for r, v in mine.items()
+                                   if r.teacher == kind and v["args"].get("teacher")}) for kind in TEACHERS}
+
+    def teacher_value(self, kind: str) -> float | None:
+        """The dev metric of the teacher of `kind`: the one its students used, else the one chosen now."""
+        run = self.used[kind][0] if len(self.used[kind]) == 1 else self.chosen[kind]
+        return results_of(run)[self.metric] if run is not None and finished(run) else None
 
     def ce_median(self) -> float | None:
         return median(self.ce, self.metric) if self.ce else None
@@ -142,9 +159,11 @@ def table_two(tasks: list[Task]) -> list[str]:
     def best(t, kind):
         setting = t.best_student[kind]
         return "–" if setting is None else f"{num(setting[0])}, {num(setting[1])}"
-    rows = [row(t.name, t.metric, pct(t.student_median("ce")), best(t, "ce"), pct(t.student_median("max")),
-                best(t, "max"), diff(t.student_median("max"), t.student_median("ce"))) for t in tasks]
-    return table(["task", "metric", "student of CE teacher", "α, T", "student of max-CMI teacher", "α, T", "Δ"], rows)
+    rows = [row(t.name, t.metric, pct(t.teacher_value("ce")), pct(t.student_median("ce")), best(t, "ce"),
+                pct(t.teacher_value("max")), pct(t.student_median("max")), best(t, "max"),
+                diff(t.student_median("max"), t.student_median("ce"))) for t in tasks]
+    return table(["task", "metric", "CE teacher", "its student", "α, T", "max-CMI teacher", "its student", "α, T",
+                  "Δ (students)"], rows)
 
 
 def lambda_table(t: Task) -> list[str]:
@@ -161,18 +180,30 @@ def lambda_table(t: Task) -> list[str]:
 
 
 def teacher_section(t: Task) -> list[str]:
+    def rel(path: Path) -> str:
+        return f"`{path.relative_to(t.sweep) if path.is_relative_to(t.sweep) else path}`"
+
     lines = [f"### {t.name}: teachers", ""]
-    ce = t.runs["ce"]
-    if ce:
-        folders = [t.sweep / r.folder for r in sorted(ce, key=Run.sort_key)]
-        chosen = best_ce_run(folders, t.metric).relative_to(t.sweep).as_posix()
-        lines += [f"- CE teacher: `{chosen}`, dev {t.metric} {pct(ce[parse_folder(chosen)][t.metric])}, the highest "
-                  f"of {len(ce)} ce runs.", ""]
-    for kind in ("ce", "max"):
-        if t.used_teachers[kind]:
-            lines += [f"- the students of the {kind} teacher were distilled from: "
-                      + ", ".join(f"`{Path(p).parent.relative_to(t.sweep) if Path(p).is_relative_to(t.sweep) else p}`"
-                                  for p in t.used_teachers[kind]), ""]
+    if t.chosen["ce"]:
+        lines.append(f"- CE teacher: {rel(t.chosen['ce'])}, dev {t.metric} {pct(results_of(t.chosen['ce'])[t.metric])}: the highest "
+                     f"of {len(t.runs['ce'])} ce runs.")
+    if t.selection_error:
+        lines.append(f"- max-CMI teacher: none, {t.selection_error}")
+    if t.selection:
+        c = t.selection.chosen
+        lines.append(f"- max-CMI teacher: {rel(c.run)}, dev {t.metric} / dev CMI = {c.metric:.4g} / {c.eval_cmi:.4g} = "
+                     f"{c.ratio:.4g}: the highest ratio of {len(t.selection.candidates)} max runs (the paper's rule).")
+        lines += [f"- note: {note}" for note in t.selection.notes]
+    for kind in TEACHERS:
+        if t.used[kind]:
+            differs = " (not the teacher chosen now: the sweep folder changed since)" if t.used[kind] != [t.chosen[kind]] else ""
+            lines.append(f"- the students of the {kind} teacher were distilled from "
+                         + ", ".join(map(rel, t.used[kind])) + differs + ".")
+    lines.append("")
+    if t.selection:
+        rows = [row(rel(c.run), pct(c.metric), cmi(c.eval_cmi), f"{c.ratio:.4g}" + (" ← selected" if i == 0 else ""))
+                for i, c in enumerate(t.selection.candidates)]
+        lines += table(["max run", f"dev {t.metric} (%)", "dev CMI", "ratio"], rows)
     return lines
 
 

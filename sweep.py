@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import train
+from cmi.loop import TrainingError
+from cmi.selection import select_teacher
 from data.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parent
@@ -143,26 +145,52 @@ def teacher_runs(student: Run, grid: list[Run]) -> list[Run]:
     return [r for r in grid if not r.is_student and r.task == student.task and r.mode == student.teacher]
 
 
-def best_ce_run(folders: list[Path], metric: str) -> Path:
-    """The CE teacher: the finished ce run with the highest dev metric (ties: the first, i.e. lowest seed)."""
-    return max(folders, key=lambda f: results_of(f)[metric])
+def best_ce_run(folder: Path, metric: str) -> Path:
+    """The CE teacher: of the finished runs in `folder` (TASK/ce), the one with the highest dev metric
+    (ties: the first by name)."""
+    runs = sorted(p.parent for p in folder.glob("*/results.json"))
+    if not runs:
+        raise TrainingError(f"{folder}: no finished ce run to be the teacher")
+    return max(runs, key=lambda run: results_of(run)[metric])
 
 
-def pick_teacher(student: Run, grid: list[Run], out: Path) -> tuple[Path | None, str]:
-    """(the teacher's best/ folder, how it was chosen), or (None, why not yet) while teacher runs are missing."""
-    candidates = teacher_runs(student, grid)
-    if not candidates:
-        return None, f"no {student.teacher} runs of {student.task} in the grid (add {student.teacher} to --modes)"
-    waiting = [r.folder for r in candidates if not finished(out / r.folder)]
-    if waiting:
-        return None, (f"waiting for {len(waiting)} of {len(candidates)} {student.teacher} teacher runs "
-                      f"(e.g. {waiting[0]}); run the sweep again once they are finished")
-    folders = [out / r.folder for r in candidates]
-    metric = TASKS[student.task].primary_metric
-    if student.teacher == "ce":
-        chosen = best_ce_run(folders, metric)
-        return chosen / "best", f"highest dev {metric} of {len(folders)} ce runs"
-    raise NotImplementedError("the max-CMI teacher needs distill.py's selection (branch distill)")
+def choose_teacher(task: str, kind: str, out: Path) -> tuple[Path, str]:
+    """The teacher run of `kind` for the task's students, among the finished runs in out/TASK/KIND, and why:
+    ce, the highest dev metric; max, the highest dev metric / dev CMI (cmi.selection, as distill.py
+    --teacher-sweep chooses). The report makes the same choice from the same folders."""
+    metric = TASKS[task].primary_metric
+    if kind == "ce":
+        run = best_ce_run(out / task / "ce", metric)
+        return run, f"dev {metric} {results_of(run)[metric]:.4g}, the highest of the ce runs"
+    selection = select_teacher(out / task / "max", task, metric)
+    return selection.chosen.run, selection.summary()
+
+
+class NotReady(Exception):
+    """A student's teacher cannot be chosen yet: some of the grid's teacher runs are not finished."""
+
+
+class Teachers:
+    """The teacher of each task and kind, chosen once, when its first student asks, and announced with why."""
+
+    def __init__(self, grid: list[Run], out: Path):
+        self.grid, self.out, self.chosen = grid, out, {}
+
+    def best_dir(self, student: Run) -> Path:
+        """The student's --teacher: the best/ folder of the chosen run. NotReady while any of the grid's
+        teacher runs of the task is unfinished (another shard may still be training it); TrainingError when
+        no run can be a teacher."""
+        key = (student.task, student.teacher)
+        if key not in self.chosen:
+            candidates = teacher_runs(student, self.grid)
+            waiting = [r.folder for r in candidates if not finished(self.out / r.folder)]
+            if waiting:
+                raise NotReady(f"waiting for {len(waiting)} of {len(candidates)} {student.teacher} teacher runs "
+                               f"(e.g. {waiting[0]}); run the sweep again once they are finished")
+            run, why = choose_teacher(student.task, student.teacher, self.out)
+            print(f"{student.task}: the {student.teacher} teacher is {run.relative_to(self.out)}: {why}", flush=True)
+            self.chosen[key] = run
+        return self.chosen[key] / "best"
 
 
 # -----------------------------------------------------------------------------
@@ -286,7 +314,8 @@ def main(argv=None) -> int:
     selected = [r for r in grid if args.stage == "all" or r.is_student == (args.stage == "distill")]
     index, count = args.shard
     runs = shard(selected, index, count)
-    done, ran, failed, waiting = 0, 0, [], []
+    done, ran, failed, skipped = 0, 0, [], []
+    teachers = Teachers(grid, out)  # from the whole grid: other shards may train a student's teachers
     for i, run in enumerate(runs, 1):
         folder = out / run.folder
         if finished(folder):
@@ -295,13 +324,18 @@ def main(argv=None) -> int:
                 print(f"{run.folder}  (finished)")
             continue
         if run.is_student:
-            teacher, why = pick_teacher(run, grid, out)
-            if teacher is None and not args.dry_run:
-                waiting.append(run.folder)
-                print(f"[{i}/{len(runs)}] {run.folder}: skipped, {why}", flush=True)
+            try:
+                teacher = str(teachers.best_dir(run))
+            except NotReady as e:
+                if not args.dry_run:
+                    skipped.append(run.folder)
+                    print(f"[{i}/{len(runs)}] {run.folder}: skipped, {e}", flush=True)
+                    continue
+                teacher = f"<the {run.teacher} teacher of {run.task}, chosen once its runs are finished>"
+            except TrainingError as e:
+                failed.append(f"{run.folder} (no teacher: {e})")
                 continue
-            placeholder = f"<the {run.teacher} teacher of {run.task}, chosen once its runs are finished>"
-            command = student_command(run, folder, str(teacher) if teacher else placeholder, args, student_extra)
+            command = student_command(run, folder, teacher, args, student_extra)
         else:
             command = train_command(run, folder, args, train_extra)
         if args.dry_run:
@@ -317,7 +351,7 @@ def main(argv=None) -> int:
             print(f"[{i}/{len(runs)}] {run.folder}: failed with exit code {returncode}", flush=True)
     summary = (f"shard {index}/{count}, stage {args.stage}: {len(runs)} runs, {done} already finished, "
                + ("nothing run (dry run)" if args.dry_run else
-                  f"{ran} run now, {len(failed)} failed, {len(waiting)} waiting for their teachers"))
+                  f"{ran} run now, {len(failed)} failed, {len(skipped)} waiting for their teachers"))
     print(summary, file=sys.stderr)
     for line in failed:
         print(f"failed: {line}", file=sys.stderr)

@@ -105,6 +105,23 @@ def test_shards_split_the_grid_with_no_overlap(capsys, tmp_path, n):
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
 
 
+def test_students_whose_teachers_are_unfinished_are_skipped(capsys, tmp_path):
+    code = sweep.main(["--out", str(tmp_path), "--tasks", "rte", "--modes", "ce,max", "--lams", "0.5", "--seeds", "0",
+                       "--alphas", "0.5", "--temperatures", "2", "--stage", "distill"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "0 run now, 0 failed, 2 waiting for their teachers" in err
+    assert "rte/student-max/alpha0.5-T2-seed0: skipped, waiting for 1 of 1 max teacher runs (e.g. rte/max/lam0.5-seed0)" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_run_does_not_stop_the_sweep(capsys, tmp_path):
+    code = sweep.main(["--out", str(tmp_path), "--tasks", "rte", "--modes", "ce", "--seeds", "0,1", "--stage", "train",
+                       "--model", str(tmp_path / "no-such-model")])
+    err = capsys.readouterr().err
+    assert code == 1 and "2 runs, 0 already finished, 0 run now, 2 failed" in err
+    assert "failed: rte/ce/seed0 (exit code 2)" in err and "failed: rte/ce/seed1 (exit code 2)" in err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--seed", "1"], "--seed is set by the sweep"),
     (["--lams", "0.1,x"], "--lams"),
