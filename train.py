@@ -33,7 +33,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
-    """The options train.py and distill.py share: task and data, optimisation, run files, hardware."""
+    """The options train.py and distill.py share: task and data, optimisation (with the CMI measured every
+    epoch), run files, hardware."""
     g = parser.add_argument_group("task and data")
     g.add_argument("--task", required=True, choices=list(TASKS), help="GLUE task")
     g.add_argument("--data-dir", help="folder in the GLUE download layout (CoLA/train.tsv, ...); "
@@ -52,6 +53,9 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (not on biases, LayerNorm)")
     g.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping threshold (0: off)")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, dropout and batch order")
+    g.add_argument("--cmi-weighting", choices=WEIGHTINGS[:2], default="true",
+                   help="how the CMI (logged as train_cmi, eval_cmi; train.py's term) weighs the classes: "
+                        "true: I(X;Z|Y), by P(y); balanced: every class 1/C")
     g = parser.add_argument_group("run files and hardware")
     g.add_argument("--out", default=None, help="output folder (default: runs/TASK-MODE-...)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -147,22 +151,32 @@ def make_evaluate(args, task, forward, model, evals, features, device, ctx, pad_
 BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+def forward_of(model, inputs):
+    """forward(batch) -> model's output, fed the batch fields `inputs` in the order of its forward."""
+    return lambda batch: model(*(batch[k] for k in inputs))
+
+
+def pad_multiple_of(args, device) -> int | None:
+    return args.pad_multiple or (8 if device.type == "cuda" else None)
+
+
+def train_eval_batches(args, train, device) -> Batches:
+    """The training split in evaluation batches: for the train CMI, and for distill.py's teacher logits."""
+    return Batches(train, eval_batches(train.lengths, args.eval_batch_size), device, pad_multiple_of(args, device))
+
+
 def train_model(args, task, model, inputs, objective, train, evals, features, device, amp, compile_, record, run):
     """Optimiser, schedule, compile and the loop: what train.py and distill.py do once everything is built.
     `inputs`: the batch fields the model takes, in the order of its forward (DistilBERT: no token types)."""
-    pad_multiple = args.pad_multiple or (8 if device.type == "cuda" else None)
+    pad_multiple = pad_multiple_of(args, device)
     model.to(device)
-    compiled = torch.compile(model, dynamic=True) if compile_ else model
-
-    def forward(batch):
-        return compiled(*(batch[k] for k in inputs))
-
+    forward = forward_of(torch.compile(model, dynamic=True) if compile_ else model, inputs)
     ctx = autocast_context(device, amp)
     optimizer = make_optimizer(model, args.lr, args.weight_decay, device)
     total_steps = args.epochs * num_train_batches(len(train), args.batch_size)
     warmup = int(args.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, total_steps, warmup))
-    train_eval = Batches(train, eval_batches(train.lengths, args.eval_batch_size), device, pad_multiple)
+    train_eval = train_eval_batches(args, train, device)
 
     def measure_train():
         return predict(forward, model, train_eval, features, task.num_labels, len(train), ctx=ctx, desc="train CMI")[1]
@@ -187,6 +201,12 @@ def check_head(checkpoint_dir, task) -> None:
         if n != task.num_labels:
             raise CheckpointError(f"{checkpoint_dir}: its classifier has {n} labels, task {task.name} has "
                                   f"{task.num_labels}; start from a checkpoint without a task head")
+
+
+def name_labels(model, task) -> None:
+    """Write the task's label names into the model's config, so the saved best/ model says what it predicts."""
+    model.config.id2label = dict(enumerate(task.label_names))
+    model.config.label2id = {name: i for i, name in enumerate(task.label_names)}
 
 
 def run_main(main) -> None:
@@ -215,8 +235,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="h_s: the pooled output the classifier reads, or the raw last-layer [CLS] state")
     g.add_argument("--cmi-scale", choices=SCALES, default="true",
                    help="true: lambda * I(X;Z|Y); paper: lambda / C, the per-sample weight of eqs. (12)-(14)")
-    g.add_argument("--cmi-weighting", choices=WEIGHTINGS[:2], default="true",
-                   help="true: I(X;Z|Y), classes weighted by P(y); balanced: every class weighted 1/C")
     g.add_argument("--tau", type=float, default=1.0, help="feature temperature: f_x = softmax(h_s / tau) "
                                                           "(1 = the paper; an extension)")
     add_training_args(parser)
@@ -238,8 +256,7 @@ def main(argv=None) -> None:
     checkpoint_dir = resolve(args.model)
     check_head(checkpoint_dir, task)
     model = BertForSequenceClassification.from_pretrained(checkpoint_dir, num_labels=task.num_labels)
-    model.config.id2label = dict(enumerate(task.label_names))
-    model.config.label2id = {name: i for i, name in enumerate(task.label_names)}
+    name_labels(model, task)
 
     # data
     train, evals, tokenizer = load_data(args, task, checkpoint_dir, device)
