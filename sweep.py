@@ -30,6 +30,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import distill
 import train
 from cmi.loop import TrainingError
 from cmi.selection import select_teacher
@@ -228,11 +229,15 @@ def train_command(run: Run, folder: Path, args, extra: list[str]) -> list[str]:
             "--seed", str(run.seed), "--epochs", str(args.epochs), "--out", str(folder), *resume, *extra]
 
 
+def student_options(args) -> list[str]:
+    """The sweep's options that distill.py takes: how the student is made."""
+    return (["--student-layers", args.student_layers] if args.student_layers else []) + \
+           (["--student", args.student] if args.student else [])
+
+
 def student_command(run: Run, folder: Path, teacher: str, args, extra: list[str]) -> list[str]:
-    student = (["--student-layers", args.student_layers] if args.student_layers else []) + \
-              (["--student", args.student] if args.student else [])
     resume = ["--resume"] if folder.exists() else []
-    return [sys.executable, str(ROOT / "distill.py"), "--task", run.task, "--teacher", teacher, *student,
+    return [sys.executable, str(ROOT / "distill.py"), "--task", run.task, "--teacher", teacher, *student_options(args),
             "--alpha", num(run.alpha), "--temperature", num(run.temperature), "--seed", str(run.seed),
             "--epochs", str(args.student_epochs), "--out", str(folder), *resume, *extra]
 
@@ -303,6 +308,8 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     student_extra = [t for chunk in chunks if option_name(chunk) in shared for t in chunk]
     # a typo in a passed-on option should fail now, not in each of hundreds of runs
     train.parse_args(["--task", args.tasks[0], "--out", "unused", *train_extra])
+    distill.parse_args(["--task", args.tasks[0], "--teacher", "unused", "--out", "unused",
+                        *student_options(args), *student_extra])
     return args, train_extra, student_extra
 
 

@@ -14,6 +14,7 @@ import torch
 
 import report
 import sweep
+from cmi.selection import select_teacher
 from models.bert import BertConfig, BertForSequenceClassification
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +130,7 @@ def test_a_failing_run_does_not_stop_the_sweep(capsys, tmp_path):
     (["--shard", "3/3"], "0 <= i < n"),
     (["--lrr", "1e-3"], "unrecognized arguments: --lrr"),
     (["--lr", "-1"], "--lr must be > 0"),
+    (["--student-layers", "0,x"], "--student-layers"),
 ])
 def test_bad_options_are_one_line_before_any_run(argv, message, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "--out", str(tmp_path / "s"), *argv],
@@ -156,7 +158,7 @@ def tiny_bert(tmp_path_factory):
 
 def grid_args(out, model):
     return ["--out", str(out), "--tasks", "sst2", "--modes", "ce,min,max", "--lams", "0.1,0.5", "--seeds", "0,1",
-            "--epochs", "1", "--alphas", "0.5", "--temperatures", "2", "--student-epochs", "1",
+            "--epochs", "1", "--alphas", "0.5", "--temperatures", "2", "--student-epochs", "1", "--student-layers", "0,1",
             "--model", str(model), "--data-dir", str(GLUE), "--max-train-samples", "192", "--max-eval-samples", "128",
             "--batch-size", "16", "--lr", "1e-3"]
 
@@ -223,6 +225,8 @@ def test_report_medians_are_the_medians_of_the_runs(interrupted):
     by_setting = {}  # computed by hand from the folder names: "min/lam0.1-seed0" -> ("min", "0.1")
     for folder, r in results.items():
         _, mode, name = folder.split("/")
+        if mode.startswith("student"):
+            continue
         lam = name.split("-seed")[0].removeprefix("lam") if mode != "ce" else "–"
         by_setting.setdefault((mode, lam), []).append(r)
     assert sorted(len(v) for v in by_setting.values()) == [2] * 5
@@ -249,3 +253,41 @@ def test_report_draws_metric_and_cmi_against_lambda(interrupted, tmp_path, capsy
     assert "## Table I" in capsys.readouterr().out
     assert [p.name for p in tmp_path.iterdir()] == ["sst2.png"]
     assert (tmp_path / "sst2.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.fixture(scope="module")
+def distilled(interrupted):
+    """The distillation stage of the same grid, once every teacher is trained."""
+    return run_sweep(*interrupted["argv"][:-1], "distill")
+
+
+def test_students_are_distilled_from_the_chosen_teachers(interrupted, distilled):
+    out = interrupted["out"]
+    assert distilled.returncode == 0, distilled.stderr
+    assert "4 runs, 0 already finished, 4 run now, 0 failed, 0 waiting" in distilled.stderr
+    ce_runs = sorted(out.glob("sst2/ce/seed*"))
+    best_ce = max(ce_runs, key=lambda run: json.loads((run / "results.json").read_text())["accuracy"])
+    selection = select_teacher(out / "sst2" / "max", "sst2", "accuracy")
+    assert f"sst2: the max teacher is {selection.chosen.run.relative_to(out)}: {selection.summary()}" in distilled.stdout
+    for kind, teacher in (("ce", best_ce / "best"), ("max", selection.chosen.best)):
+        for seed in (0, 1):
+            results = json.loads((out / f"sst2/student-{kind}/alpha0.5-T2-seed{seed}/results.json").read_text())
+            assert results["args"]["teacher"] == str(teacher) and results["args"]["seed"] == seed
+            assert results["args"]["student_layers"] == [0, 1] and results["args"]["epochs"] == 1
+
+
+def test_report_table_two_is_the_median_of_the_students(interrupted, distilled):
+    out = interrupted["out"]
+    markdown = report.report(out)
+    value = {}
+    for kind in ("ce", "max"):
+        students = [json.loads(p.read_text()) for p in out.glob(f"sst2/student-{kind}/*/results.json")]
+        assert len(students) == 2
+        teacher = Path(students[0]["args"]["teacher"]).parent
+        value[kind] = (json.loads((teacher / "results.json").read_text())["accuracy"],
+                       statistics.median(r["accuracy"] for r in students))
+    (ce_teacher, ce_student), (max_teacher, max_student) = value["ce"], value["max"]
+    assert cells(markdown, "sst2")[1] == [
+        "sst2", "accuracy", f"{100 * ce_teacher:.1f}", f"{100 * ce_student:.1f}", "0.5, 2",
+        f"{100 * max_teacher:.1f}", f"{100 * max_student:.1f}", "0.5, 2", f"{100 * (max_student - ce_student):+.1f}"]
+    assert "← selected" in markdown and "the highest ratio of 4 max runs" in markdown
