@@ -15,12 +15,14 @@ settings:
 
 A run with results.json is finished and skipped; any other is started, or resumed from its last.pt, so the
 same command continues an interrupted sweep. --shard i/n takes the runs at positions i, i+n, i+2n, ... of
-the sorted grid: n processes given the same grid options split it with no coordination. A student waits for
+the sorted grid (of the --stage): n processes given the same grid options split it with no coordination,
+and a lock in each run folder keeps two processes from ever running the same run at once. A student waits for
 its task's teacher runs (all of the grid's ce or max runs of the task) to finish; run `--stage train` on
 every shard first, then `--stage distill`, or run the whole sweep twice. Options not listed below are passed
 to train.py unchanged, and those train.py and distill.py share (train.add_training_args) to distill.py too.
 """
 import argparse
+import fcntl
 import itertools
 import json
 import re
@@ -189,7 +191,7 @@ class Teachers:
                 raise NotReady(f"waiting for {len(waiting)} of {len(candidates)} {student.teacher} teacher runs "
                                f"(e.g. {waiting[0]}); run the sweep again once they are finished")
             run, why = choose_teacher(student.task, student.teacher, self.out)
-            print(f"{student.task}: the {student.teacher} teacher is {run.relative_to(self.out)}: {why}", flush=True)
+            print(f"{student.task}: the {student.teacher} teacher is {run.relative_to(self.out)}: {why}", file=sys.stderr)
             self.chosen[key] = run
         return self.chosen[key] / "best"
 
@@ -222,9 +224,14 @@ def option_name(chunk: list[str]) -> str:
     return chunk[0].split("=", 1)[0]
 
 
+def resume_flag(folder: Path) -> list[str]:
+    """--resume for a run that was started (train.py and distill.py start afresh when no epoch was saved)."""
+    return ["--resume"] if (folder / "args.json").exists() else []
+
+
 def train_command(run: Run, folder: Path, args, extra: list[str]) -> list[str]:
     lam = [] if run.lam is None else ["--lam", num(run.lam)]
-    resume = ["--resume"] if folder.exists() else []
+    resume = resume_flag(folder)
     return [sys.executable, str(ROOT / "train.py"), "--task", run.task, "--mode", run.mode, *lam,
             "--seed", str(run.seed), "--epochs", str(args.epochs), "--out", str(folder), *resume, *extra]
 
@@ -236,10 +243,25 @@ def student_options(args) -> list[str]:
 
 
 def student_command(run: Run, folder: Path, teacher: str, args, extra: list[str]) -> list[str]:
-    resume = ["--resume"] if folder.exists() else []
+    resume = resume_flag(folder)
     return [sys.executable, str(ROOT / "distill.py"), "--task", run.task, "--teacher", teacher, *student_options(args),
             "--alpha", num(run.alpha), "--temperature", num(run.temperature), "--seed", str(run.seed),
             "--epochs", str(args.student_epochs), "--out", str(folder), *resume, *extra]
+
+
+def run_locked(command: list[str], folder: Path) -> int | None:
+    """Run `command` holding an exclusive lock on folder/sweep.lock, and return its exit code; None, running
+    nothing, when another process holds the lock (the same run in an overlapping shard, or a job requeued
+    while the old one still runs). The command inherits the lock, which ends with the last process holding
+    it: a killed sweep leaves no stale lock, and its orphaned run still keeps the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "sweep.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        # a subprocess: a crash or an out-of-memory in one run does not end the sweep, and frees the GPU
+        return subprocess.run(command, pass_fds=(lock.fileno(),)).returncode
 
 
 # -----------------------------------------------------------------------------
@@ -321,7 +343,7 @@ def main(argv=None) -> int:
     selected = [r for r in grid if args.stage == "all" or r.is_student == (args.stage == "distill")]
     index, count = args.shard
     runs = shard(selected, index, count)
-    done, ran, failed, skipped = 0, 0, [], []
+    done, ran, failed, skipped, busy = 0, 0, [], [], []
     teachers = Teachers(grid, out)  # from the whole grid: other shards may train a student's teachers
     for i, run in enumerate(runs, 1):
         folder = out / run.folder
@@ -349,16 +371,19 @@ def main(argv=None) -> int:
             print(f"{run.folder}  {shlex.join(command)}")
             continue
         print(f"[{i}/{len(runs)}] {run.folder}: {'resuming' if '--resume' in command else 'starting'}", flush=True)
-        # a subprocess: a crash or an out-of-memory in one run does not end the sweep, and frees the GPU
-        returncode = subprocess.run(command).returncode
-        if returncode == 0:
+        returncode = run_locked(command, folder)
+        if returncode is None:
+            busy.append(run.folder)
+            print(f"[{i}/{len(runs)}] {run.folder}: skipped, another process is running it", flush=True)
+        elif returncode == 0:
             ran += 1
         else:
             failed.append(f"{run.folder} (exit code {returncode})")
             print(f"[{i}/{len(runs)}] {run.folder}: failed with exit code {returncode}", flush=True)
     summary = (f"shard {index}/{count}, stage {args.stage}: {len(runs)} runs, {done} already finished, "
                + ("nothing run (dry run)" if args.dry_run else
-                  f"{ran} run now, {len(failed)} failed, {len(skipped)} waiting for their teachers"))
+                  f"{ran} run now, {len(failed)} failed, {len(skipped)} waiting for their teachers, "
+                  f"{len(busy)} running in another process"))
     print(summary, file=sys.stderr)
     for line in failed:
         print(f"failed: {line}", file=sys.stderr)

@@ -1,4 +1,5 @@
 """sweep.py and report.py: the grid, --dry-run, sharding, and a real sweep that is killed, resumed and reported."""
+import fcntl
 import itertools
 import json
 import os
@@ -121,6 +122,19 @@ def test_a_failing_run_does_not_stop_the_sweep(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 1 and "2 runs, 0 already finished, 0 run now, 2 failed" in err
     assert "failed: rte/ce/seed0 (exit code 2)" in err and "failed: rte/ce/seed1 (exit code 2)" in err
+
+
+def test_a_run_locked_by_another_process_is_left_alone(capsys, tmp_path):
+    folder = tmp_path / "rte" / "ce" / "seed0"
+    folder.mkdir(parents=True)
+    with open(folder / "sweep.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        code = sweep.main(["--out", str(tmp_path), "--tasks", "rte", "--modes", "ce", "--seeds", "0",
+                           "--stage", "train"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "rte/ce/seed0: skipped, another process is running it" in out
+    assert "0 run now, 0 failed, 0 waiting for their teachers, 1 running in another process" in err
+    assert [p.name for p in folder.iterdir()] == ["sweep.lock"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -268,7 +282,7 @@ def test_students_are_distilled_from_the_chosen_teachers(interrupted, distilled)
     ce_runs = sorted(out.glob("sst2/ce/seed*"))
     best_ce = max(ce_runs, key=lambda run: json.loads((run / "results.json").read_text())["accuracy"])
     selection = select_teacher(out / "sst2" / "max", "sst2", "accuracy")
-    assert f"sst2: the max teacher is {selection.chosen.run.relative_to(out)}: {selection.summary()}" in distilled.stdout
+    assert f"sst2: the max teacher is {selection.chosen.run.relative_to(out)}: {selection.summary()}" in distilled.stderr
     for kind, teacher in (("ce", best_ce / "best"), ("max", selection.chosen.best)):
         for seed in (0, 1):
             results = json.loads((out / f"sst2/student-{kind}/alpha0.5-T2-seed{seed}/results.json").read_text())
