@@ -92,8 +92,8 @@ def table(header: list[str], rows: list[str]) -> list[str]:
     return [row(*header), row(*["---"] * len(header)), *rows, ""]
 
 
-def seed_values(seeds: dict[int, dict], key: str, fmt=pct) -> str:
-    return ", ".join(f"{seed}: {fmt(results[key])}" for seed, results in sorted(seeds.items()))
+def seed_values(seeds: dict[int, dict], key: str) -> str:
+    return ", ".join(f"{seed}: {pct(results[key])}" for seed, results in sorted(seeds.items()))
 
 
 def settings_line(results: list[dict], keys: tuple[str, ...]) -> str:
@@ -152,7 +152,7 @@ class Task:
 def table_one(tasks: list[Task]) -> list[str]:
     rows = [row(t.name, t.metric, pct(t.ce_median()), pct(t.min_median()),
                 "–" if t.best_lam is None else num(t.best_lam), diff(t.min_median(), t.ce_median())) for t in tasks]
-    return table(["task", "metric", "CE", "min-CMI", "best λ", "Δ"], rows)
+    return table(["task", "metric", "CE", "min-CMI", "best λ", "Δ (min − CE)"], rows)
 
 
 def table_two(tasks: list[Task]) -> list[str]:
@@ -218,10 +218,14 @@ def student_table(t: Task) -> list[str]:
         table(["teacher", "α", "T", "median", "seeds"], rows)
 
 
+def load_tasks(sweep: Path, runs: dict[Run, dict]) -> list[Task]:
+    return [Task(name, runs, sweep) for name in TASKS if any(r.task == name for r in runs)]
+
+
 def report(sweep: Path) -> str:
     """The Markdown report of a sweep folder."""
     runs = load_runs(sweep)
-    tasks = [Task(name, runs, sweep) for name in TASKS if any(r.task == name for r in runs)]
+    tasks = load_tasks(sweep, runs)
     train_results = [v for r, v in runs.items() if not r.is_student]
     student_results = [v for r, v in runs.items() if r.is_student]
     lines = [f"# Sweep {sweep}", "",
@@ -294,12 +298,10 @@ def main(argv=None) -> None:
         return
     folder = Path(args.plots) if args.plots else sweep / "plots"
     folder.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(sweep)
-    for name in TASKS:
-        t = Task(name, runs, sweep)
+    for t in load_tasks(sweep, load_runs(sweep)):
         if any(t.lams.values()):
-            plot(t, folder / f"{name}.png")
-            print(f"wrote {folder / f'{name}.png'}", file=sys.stderr)
+            plot(t, folder / f"{t.name}.png")
+            print(f"wrote {folder / f'{t.name}.png'}", file=sys.stderr)
 
 
 if __name__ == "__main__":
