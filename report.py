@@ -102,7 +102,8 @@ def settings_line(results: list[dict], keys: tuple[str, ...]) -> str:
     for key in keys:
         values = sorted({json.dumps(r["args"].get(key)) for r in results})
         if values != ["null"]:
-            parts.append(f"{key} {' / '.join(values)}" + (" (MIXED: runs with other options)" if len(values) > 1 else ""))
+            mixed = " (MIXED: runs with other options)" if len(values) > 1 else ""
+            parts.append(f"{key} {' / '.join(values)}{mixed}")
     return ", ".join(parts)
 
 
@@ -176,7 +177,8 @@ def lambda_table(t: Task) -> list[str]:
             mark = " ← best" if mode == "min" and lam == t.best_lam else ""
             rows.append(row(mode, num(lam), pct(median(seeds, t.metric)) + mark, seed_values(seeds, t.metric),
                             cmi(median(seeds, "eval_cmi"))))
-    return [f"### {t.name}: dev {t.metric} (%) by λ", ""] + table(["run", "λ", "median", "seeds", "dev CMI (median)"], rows)
+    header = ["run", "λ", "median", "seeds", "dev CMI (median)"]
+    return [f"### {t.name}: dev {t.metric} (%) by λ", ""] + table(header, rows)
 
 
 def teacher_section(t: Task) -> list[str]:
@@ -185,8 +187,9 @@ def teacher_section(t: Task) -> list[str]:
 
     lines = [f"### {t.name}: teachers", ""]
     if t.chosen["ce"]:
-        lines.append(f"- CE teacher: {rel(t.chosen['ce'])}, dev {t.metric} {pct(results_of(t.chosen['ce'])[t.metric])}: the highest "
-                     f"of {len(t.runs['ce'])} ce runs.")
+        value = results_of(t.chosen["ce"])[t.metric]
+        lines.append(f"- CE teacher: {rel(t.chosen['ce'])}, dev {t.metric} {pct(value)}: the highest of "
+                     f"{len(t.runs['ce'])} ce runs.")
     if t.selection_error:
         lines.append(f"- max-CMI teacher: none, {t.selection_error}")
     if t.selection:
@@ -196,7 +199,8 @@ def teacher_section(t: Task) -> list[str]:
         lines += [f"- note: {note}" for note in t.selection.notes]
     for kind in TEACHERS:
         if t.used[kind]:
-            differs = " (not the teacher chosen now: the sweep folder changed since)" if t.used[kind] != [t.chosen[kind]] else ""
+            changed = t.used[kind] != [t.chosen[kind]]
+            differs = " (not the teacher chosen now: the sweep folder changed since)" if changed else ""
             lines.append(f"- the students of the {kind} teacher were distilled from "
                          + ", ".join(map(rel, t.used[kind])) + differs + ".")
     lines.append("")

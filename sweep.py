@@ -191,7 +191,8 @@ class Teachers:
                 raise NotReady(f"waiting for {len(waiting)} of {len(candidates)} {student.teacher} teacher runs "
                                f"(e.g. {waiting[0]}); run the sweep again once they are finished")
             run, why = choose_teacher(student.task, student.teacher, self.out)
-            print(f"{student.task}: the {student.teacher} teacher is {run.relative_to(self.out)}: {why}", file=sys.stderr)
+            print(f"{student.task}: the {student.teacher} teacher is {run.relative_to(self.out)}: {why}",
+                  file=sys.stderr)
             self.chosen[key] = run
         return self.chosen[key] / "best"
 
@@ -294,22 +295,25 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
                           allow_abbrev=False)
     g = parser.add_argument_group("the grid (defaults: the paper's protocol)")
     g.add_argument("--out", required=True, help="the sweep folder: one subfolder per run")
-    g.add_argument("--tasks", type=comma_list(str, list(TASKS)), default=list(TASKS), help="GLUE tasks (default: all 8)")
+    g.add_argument("--tasks", type=comma_list(str, list(TASKS)), default=list(TASKS),
+                   help="GLUE tasks (default: all 8)")
     g.add_argument("--modes", type=comma_list(str, TRAIN_MODES), default=list(TRAIN_MODES),
-                   help="fine-tuning objectives; ce and max also make the teachers of the students")
+                   help="fine-tuning objectives (default: ce,min,max); ce and max also make the students' teachers")
     g.add_argument("--lams", type=comma_list(float), default=[0.05, 0.1, 0.2, 0.5, 1.0],
-                   help="lambdas of the min and max runs (the paper: within 0.05-1)")
-    g.add_argument("--seeds", type=comma_list(int), default=[0, 1, 2], help="seeds of every setting (median reported)")
-    g.add_argument("--epochs", type=int, default=5, help="epochs of the fine-tuning runs")
+                   help="lambdas of the min and max runs (default: 0.05,0.1,0.2,0.5,1; the paper: 0.05-1)")
+    g.add_argument("--seeds", type=comma_list(int), default=[0, 1, 2],
+                   help="seeds of every setting, median reported (default: 0,1,2)")
+    g.add_argument("--epochs", type=int, default=5, help="epochs of the fine-tuning runs (default: 5)")
     g.add_argument("--alphas", type=comma_list(float), default=[0.05, 0.5, 0.9],
-                   help="distillation weights alpha of the students (the paper: within 0.05-0.9)")
+                   help="distillation weights alpha of the students (default: 0.05,0.5,0.9; the paper: 0.05-0.9)")
     g.add_argument("--temperatures", type=comma_list(float), default=[1.0, 2.0, 5.0],
-                   help="distillation temperatures T of the students (the paper: within 1-5)")
-    g.add_argument("--student-epochs", type=int, default=10, help="epochs of the students")
+                   help="distillation temperatures T of the students (default: 1,2,5; the paper: 1-5)")
+    g.add_argument("--student-epochs", type=int, default=10, help="epochs of the students (default: 10)")
     g.add_argument("--student-layers", help="passed to distill.py: teacher layers copied into the student")
     g.add_argument("--student", help="passed to distill.py: a pretrained DistilBERT instead of copied layers")
     g = parser.add_argument_group("what this process runs")
-    g.add_argument("--stage", choices=STAGES, default="all", help="train: fine-tuning runs only; distill: students only")
+    g.add_argument("--stage", choices=STAGES, default="all",
+                   help="train: fine-tuning runs only; distill: students only (default: all)")
     g.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="i/n",
                    help="run only the runs at positions i, i+n, ... of the sorted grid (0 <= i < n)")
     g.add_argument("--dry-run", action="store_true", help="print each run's folder and command; run nothing")

@@ -71,8 +71,9 @@ def test_dry_run_lists_exactly_the_grid_and_runs_nothing(capsys, tmp_path):
     out = tmp_path / "sweep"
     lines = dry_run(capsys, "--out", str(out), "--tasks", "mrpc,cola", "--modes", "ce,min", "--lams", "0.1,1",
                     "--seeds", "0,1", "--stage", "train", "--data-dir", str(GLUE), "--lr", "1e-3")
-    expected = {f"{task}/ce/seed{seed}" for task in ("cola", "mrpc") for seed in (0, 1)} | \
-               {f"{task}/min/lam{lam}-seed{seed}" for task in ("cola", "mrpc") for lam in ("0.1", "1") for seed in (0, 1)}
+    tasks, seeds = ("cola", "mrpc"), (0, 1)
+    expected = {f"{task}/ce/seed{seed}" for task in tasks for seed in seeds} | \
+               {f"{task}/min/lam{lam}-seed{seed}" for task in tasks for lam in ("0.1", "1") for seed in seeds}
     assert [folder for folder, _ in lines] == sorted(expected, key=lambda f: sweep.parse_folder(f).sort_key())
     for folder, command in lines:
         run = sweep.parse_folder(folder)
@@ -112,7 +113,8 @@ def test_students_whose_teachers_are_unfinished_are_skipped(capsys, tmp_path):
                        "--alphas", "0.5", "--temperatures", "2", "--stage", "distill"])
     out, err = capsys.readouterr()
     assert code == 0 and "0 run now, 0 failed, 2 waiting for their teachers" in err
-    assert "rte/student-max/alpha0.5-T2-seed0: skipped, waiting for 1 of 1 max teacher runs (e.g. rte/max/lam0.5-seed0)" in out
+    assert ("rte/student-max/alpha0.5-T2-seed0: skipped, waiting for 1 of 1 max teacher runs "
+            "(e.g. rte/max/lam0.5-seed0)") in out
     assert list(tmp_path.iterdir()) == []
 
 
@@ -172,9 +174,9 @@ def tiny_bert(tmp_path_factory):
 
 def grid_args(out, model):
     return ["--out", str(out), "--tasks", "sst2", "--modes", "ce,min,max", "--lams", "0.1,0.5", "--seeds", "0,1",
-            "--epochs", "1", "--alphas", "0.5", "--temperatures", "2", "--student-epochs", "1", "--student-layers", "0,1",
-            "--model", str(model), "--data-dir", str(GLUE), "--max-train-samples", "192", "--max-eval-samples", "128",
-            "--batch-size", "16", "--lr", "1e-3"]
+            "--epochs", "1", "--alphas", "0.5", "--temperatures", "2", "--student-epochs", "1",
+            "--student-layers", "0,1", "--model", str(model), "--data-dir", str(GLUE), "--max-train-samples", "192",
+            "--max-eval-samples", "128", "--batch-size", "16", "--lr", "1e-3"]
 
 
 def run_sweep(*argv, **kwargs):
@@ -282,7 +284,8 @@ def test_students_are_distilled_from_the_chosen_teachers(interrupted, distilled)
     ce_runs = sorted(out.glob("sst2/ce/seed*"))
     best_ce = max(ce_runs, key=lambda run: json.loads((run / "results.json").read_text())["accuracy"])
     selection = select_teacher(out / "sst2" / "max", "sst2", "accuracy")
-    assert f"sst2: the max teacher is {selection.chosen.run.relative_to(out)}: {selection.summary()}" in distilled.stderr
+    chosen = selection.chosen.run.relative_to(out)
+    assert f"sst2: the max teacher is {chosen}: {selection.summary()}" in distilled.stderr
     for kind, teacher in (("ce", best_ce / "best"), ("max", selection.chosen.best)):
         for seed in (0, 1):
             results = json.loads((out / f"sst2/student-{kind}/alpha0.5-T2-seed{seed}/results.json").read_text())
