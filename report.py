@@ -1,0 +1,312 @@
+"""Tables I and II of arXiv 2502.11258 from a sweep folder (written by sweep.py), as Markdown on stdout.
+
+    python report.py sweeps/glue > report.md
+    python report.py sweeps/glue --plots figures   # with matplotlib: dev metric and dev CMI against lambda
+
+Every number is a run's best epoch (by the task's dev metric) from its results.json; a setting's value is
+the median over its seeds. Table I: plain fine-tuning (ce) against min-CMI fine-tuning at its best lambda,
+the lambda with the highest median dev metric. Table II: the DistilBERT students of the ce teacher and of
+the max-CMI teacher, each at its best (alpha, T). Behind each choice, the table of every setting with each
+seed's value, and which teachers were selected and why. Metrics print as percentages, like the paper.
+"""
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from cmi.loop import TrainingError
+from cmi.selection import select_teacher
+from data.tasks import TASKS
+from sweep import TEACHERS, TRAIN_MODES, Run, best_ce_run, finished, num, parse_folder, results_of
+
+try:  # optional: pip install -e ".[plot]"
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    plt = None
+
+TRAIN_SETTINGS = ("model", "epochs", "batch_size", "lr", "max_train_samples", "cmi_scale", "cmi_feature", "tau")
+STUDENT_SETTINGS = ("epochs", "batch_size", "lr", "max_train_samples", "student_layers", "student")
+
+
+# -----------------------------------------------------------------------------
+# reading a sweep
+
+
+def load_runs(sweep: Path) -> dict[Run, dict]:
+    """The finished runs of a sweep folder: Run -> its results.json (folders not named by sweep.py are ignored)."""
+    runs = {}
+    for path in sorted(sweep.glob("**/results.json")):
+        run = parse_folder(path.parent.relative_to(sweep).as_posix())
+        if run is not None:
+            runs[run] = json.loads(path.read_text())
+    return runs
+
+
+def unfinished(sweep: Path) -> list[str]:
+    """The run folders that were started but have no results.json yet."""
+    folders = (p.parent.relative_to(sweep).as_posix() for p in sweep.glob("**/args.json"))
+    return sorted(f for f in folders if parse_folder(f) and not (sweep / f / "results.json").exists())
+
+
+def seeds_by_setting(runs: dict[Run, dict], setting) -> dict:
+    """{setting(run): {seed: results}}, settings in the grid's order."""
+    table = {}
+    for run in sorted(runs, key=Run.sort_key):
+        table.setdefault(setting(run), {})[run.seed] = runs[run]
+    return table
+
+
+def median(seeds: dict[int, dict], key: str) -> float:
+    return statistics.median(results[key] for results in seeds.values())
+
+
+def best_setting(table: dict, metric: str):
+    """The setting with the highest median dev metric (ties: the first in sorted order); None if empty."""
+    return max(table, key=lambda s: median(table[s], metric), default=None)
+
+
+# -----------------------------------------------------------------------------
+# Markdown
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def diff(a: float | None, b: float | None) -> str:
+    return "–" if a is None or b is None else f"{100 * (a - b):+.1f}"
+
+
+def cmi(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def row(*cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def table(header: list[str], rows: list[str]) -> list[str]:
+    return [row(*header), row(*["---"] * len(header)), *rows, ""]
+
+
+def seed_values(seeds: dict[int, dict], key: str) -> str:
+    return ", ".join(f"{seed}: {pct(results[key])}" for seed, results in sorted(seeds.items()))
+
+
+def settings_line(results: list[dict], keys: tuple[str, ...]) -> str:
+    """The run arguments `keys`, one value each; several values are flagged (a sweep run with other options)."""
+    parts = []
+    for key in keys:
+        values = sorted({json.dumps(r["args"].get(key)) for r in results})
+        if values != ["null"]:
+            mixed = " (MIXED: runs with other options)" if len(values) > 1 else ""
+            parts.append(f"{key} {' / '.join(values)}{mixed}")
+    return ", ".join(parts)
+
+
+class Task:
+    """A task's runs grouped by setting, and the choices Tables I and II make from them."""
+
+    def __init__(self, name: str, runs: dict[Run, dict], sweep: Path):
+        self.name, self.metric, self.sweep = name, TASKS[name].primary_metric, sweep
+        mine = {r: v for r, v in runs.items() if r.task == name}
+        self.runs = {mode: {r: v for r, v in mine.items() if r.mode == mode} for mode in TRAIN_MODES}
+        self.ce = seeds_by_setting(self.runs["ce"], lambda r: None).get(None, {})
+        self.lams = {mode: seeds_by_setting(self.runs[mode], lambda r: r.lam) for mode in ("min", "max")}
+        self.best_lam = best_setting(self.lams["min"], self.metric)
+        self.students = {kind: seeds_by_setting({r: v for r, v in mine.items() if r.teacher == kind},
+                                                lambda r: (r.alpha, r.temperature)) for kind in TEACHERS}
+        self.best_student = {kind: best_setting(t, self.metric) for kind, t in self.students.items()}
+        # the teachers as sweep.py chooses them, and those the students were distilled from (their --teacher)
+        self.chosen = {kind: None for kind in TEACHERS}
+        self.selection, self.selection_error = None, None
+        if self.runs["ce"]:
+            self.chosen["ce"] = best_ce_run(sweep / name / "ce", self.metric)
+        if self.runs["max"]:
+            try:
+                self.selection = select_teacher(sweep / name / "max", name, self.metric)
+                self.chosen["max"] = self.selection.chosen.run
+            except TrainingError as e:
+                self.selection_error = str(e)
+        self.used = {kind: sorted({Path(v["args"]["teacher"]).parent for r, v in mine.items()
+                                   if r.teacher == kind and v["args"].get("teacher")}) for kind in TEACHERS}
+
+    def teacher_value(self, kind: str) -> float | None:
+        """The dev metric of the teacher of `kind`: the one its students used, else the one chosen now."""
+        run = self.used[kind][0] if len(self.used[kind]) == 1 else self.chosen[kind]
+        return results_of(run)[self.metric] if run is not None and finished(run) else None
+
+    def ce_median(self) -> float | None:
+        return median(self.ce, self.metric) if self.ce else None
+
+    def min_median(self) -> float | None:
+        return median(self.lams["min"][self.best_lam], self.metric) if self.best_lam is not None else None
+
+    def student_median(self, kind: str) -> float | None:
+        best = self.best_student[kind]
+        return median(self.students[kind][best], self.metric) if best is not None else None
+
+
+def table_one(tasks: list[Task]) -> list[str]:
+    rows = [row(t.name, t.metric, pct(t.ce_median()), pct(t.min_median()),
+                "–" if t.best_lam is None else num(t.best_lam), diff(t.min_median(), t.ce_median())) for t in tasks]
+    return table(["task", "metric", "CE", "min-CMI", "best λ", "Δ (min − CE)"], rows)
+
+
+def table_two(tasks: list[Task]) -> list[str]:
+    def best(t, kind):
+        setting = t.best_student[kind]
+        return "–" if setting is None else f"{num(setting[0])}, {num(setting[1])}"
+    rows = [row(t.name, t.metric, pct(t.teacher_value("ce")), pct(t.student_median("ce")), best(t, "ce"),
+                pct(t.teacher_value("max")), pct(t.student_median("max")), best(t, "max"),
+                diff(t.student_median("max"), t.student_median("ce"))) for t in tasks]
+    return table(["task", "metric", "CE teacher", "its student", "α, T", "max-CMI teacher", "its student", "α, T",
+                  "Δ (students)"], rows)
+
+
+def lambda_table(t: Task) -> list[str]:
+    rows = []
+    if t.ce:
+        rows.append(row("ce", "–", pct(median(t.ce, t.metric)), seed_values(t.ce, t.metric),
+                        cmi(median(t.ce, "eval_cmi"))))
+    for mode in ("min", "max"):
+        for lam, seeds in t.lams[mode].items():
+            mark = " ← best" if mode == "min" and lam == t.best_lam else ""
+            rows.append(row(mode, num(lam), pct(median(seeds, t.metric)) + mark, seed_values(seeds, t.metric),
+                            cmi(median(seeds, "eval_cmi"))))
+    header = ["run", "λ", "median", "seeds", "dev CMI (median)"]
+    return [f"### {t.name}: dev {t.metric} (%) by λ", ""] + table(header, rows)
+
+
+def teacher_section(t: Task) -> list[str]:
+    def rel(path: Path) -> str:
+        return f"`{path.relative_to(t.sweep) if path.is_relative_to(t.sweep) else path}`"
+
+    lines = [f"### {t.name}: teachers", ""]
+    if t.chosen["ce"]:
+        value = results_of(t.chosen["ce"])[t.metric]
+        lines.append(f"- CE teacher: {rel(t.chosen['ce'])}, dev {t.metric} {pct(value)}: the highest of "
+                     f"{len(t.runs['ce'])} ce runs.")
+    if t.selection_error:
+        lines.append(f"- max-CMI teacher: none, {t.selection_error}")
+    if t.selection:
+        c = t.selection.chosen
+        lines.append(f"- max-CMI teacher: {rel(c.run)}, dev {t.metric} / dev CMI = {c.metric:.4g} / {c.eval_cmi:.4g} = "
+                     f"{c.ratio:.4g}: the highest ratio of {len(t.selection.candidates)} max runs (the paper's rule).")
+        lines += [f"- note: {note}" for note in t.selection.notes]
+    for kind in TEACHERS:
+        if t.used[kind]:
+            changed = t.used[kind] != [t.chosen[kind]]
+            differs = " (not the teacher chosen now: the sweep folder changed since)" if changed else ""
+            lines.append(f"- the students of the {kind} teacher were distilled from "
+                         + ", ".join(map(rel, t.used[kind])) + differs + ".")
+    lines.append("")
+    if t.selection:
+        rows = [row(rel(c.run), pct(c.metric), cmi(c.eval_cmi), f"{c.ratio:.4g}" + (" ← selected" if i == 0 else ""))
+                for i, c in enumerate(t.selection.candidates)]
+        lines += table(["max run", f"dev {t.metric} (%)", "dev CMI", "ratio"], rows)
+    return lines
+
+
+def student_table(t: Task) -> list[str]:
+    rows = []
+    for kind in ("ce", "max"):
+        for (alpha, temperature), seeds in t.students[kind].items():
+            mark = " ← best" if (alpha, temperature) == t.best_student[kind] else ""
+            rows.append(row(kind, num(alpha), num(temperature), pct(median(seeds, t.metric)) + mark,
+                            seed_values(seeds, t.metric)))
+    return [f"### {t.name}: students, dev {t.metric} (%) by teacher, α and T", ""] + \
+        table(["teacher", "α", "T", "median", "seeds"], rows)
+
+
+def load_tasks(sweep: Path, runs: dict[Run, dict]) -> list[Task]:
+    return [Task(name, runs, sweep) for name in TASKS if any(r.task == name for r in runs)]
+
+
+def report(sweep: Path) -> str:
+    """The Markdown report of a sweep folder."""
+    runs = load_runs(sweep)
+    tasks = load_tasks(sweep, runs)
+    train_results = [v for r, v in runs.items() if not r.is_student]
+    student_results = [v for r, v in runs.items() if r.is_student]
+    lines = [f"# Sweep {sweep}", "",
+             f"{len(train_results)} fine-tuning runs and {len(student_results)} students finished; values are dev "
+             "metrics in %, the median over seeds of each run's best epoch.", ""]
+    if train_results:
+        lines += [f"Fine-tuning: {settings_line(train_results, TRAIN_SETTINGS)}.", ""]
+    if student_results:
+        lines += [f"Students: {settings_line(student_results, STUDENT_SETTINGS)}.", ""]
+    started = unfinished(sweep)
+    if started:
+        lines += [f"Not finished ({len(started)}): " + ", ".join(f"`{f}`" for f in started), ""]
+    lines += ["## Table I: CE vs. min-CMI fine-tuning", ""] + table_one(tasks)
+    lines += ["## Table II: DistilBERT students of a CE and of a max-CMI teacher", ""] + table_two(tasks)
+    lines += ["## Per task", ""]
+    for t in tasks:
+        lines += lambda_table(t) + teacher_section(t)
+        if any(t.students.values()):
+            lines += student_table(t)
+    return "\n".join(lines)
+
+
+# -----------------------------------------------------------------------------
+# plots
+
+
+def plot(t: Task, path: Path) -> None:
+    """Dev metric and dev CMI against lambda (min and max: the median and each seed), ce as a line."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label, scale in [(axes[0], t.metric, f"dev {t.metric} (%)", 100), (axes[1], "eval_cmi", "dev CMI", 1)]:
+        for mode, color in (("min", "tab:blue"), ("max", "tab:red")):
+            lams = list(t.lams[mode])
+            if not lams:
+                continue
+            ax.plot(lams, [scale * median(t.lams[mode][lam], key) for lam in lams], "o-", color=color,
+                    label=f"{mode} (median)")
+            for lam in lams:
+                values = [scale * r[key] for r in t.lams[mode][lam].values()]
+                ax.scatter([lam] * len(values), values, color=color, alpha=0.3, s=12)
+        if t.ce:
+            ax.axhline(scale * median(t.ce, key), color="black", linestyle="--", label="ce (median)")
+        ax.set_xscale("log")
+        lams = sorted({lam for mode in ("min", "max") for lam in t.lams[mode]})
+        ax.set_xticks(lams, [num(lam) for lam in lams])
+        ax.minorticks_off()
+        ax.set_xlabel("λ")
+        ax.set_ylabel(label)
+        ax.legend()
+    fig.suptitle(t.name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep", help="the sweep folder (sweep.py --out)")
+    parser.add_argument("--plots", help="folder for the PNG plots, one per task (default: SWEEP/plots; "
+                                        "needs matplotlib)")
+    parser.add_argument("--no-plots", action="store_true", help="do not draw the plots")
+    args = parser.parse_args(argv)
+    sweep = Path(args.sweep).resolve()
+    if not sweep.is_dir():
+        parser.exit(2, f"error: {args.sweep} is not a folder\n")
+    print(report(sweep))
+    if args.no_plots:
+        return
+    if plt is None:
+        print("matplotlib is not installed: no plots (pip install -e '.[plot]')", file=sys.stderr)
+        return
+    folder = Path(args.plots) if args.plots else sweep / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    for t in load_tasks(sweep, load_runs(sweep)):
+        if any(t.lams.values()):
+            plot(t, folder / f"{t.name}.png")
+            print(f"wrote {folder / f'{t.name}.png'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,398 @@
+"""Run the paper's grid of fine-tuning and distillation runs: resumable, and split over GPUs by --shard.
+
+    python sweep.py --out sweeps/glue                       # the paper's protocol (Tables I and II)
+    python sweep.py --tasks cola --lams 0.1,0.5 --seeds 0,1 --out sweeps/cola --data-dir glue --dry-run
+    CUDA_VISIBLE_DEVICES=1 python sweep.py --out sweeps/glue --shard 1/4    # one of 4 GPUs
+    python report.py sweeps/glue                            # the tables, as Markdown
+
+Every run is a subprocess (train.py or distill.py) writing into its own folder under --out, named by its
+settings:
+
+    TASK/ce/seedS                               plain fine-tuning (lambda plays no part: one run per seed)
+    TASK/min/lamL-seedS, TASK/max/lamL-seedS    fine-tuning with +lambda*CMI, -lambda*CMI
+    TASK/student-ce/alphaA-TT-seedS             DistilBERT from the ce run with the highest dev metric
+    TASK/student-max/alphaA-TT-seedS            DistilBERT from the max run selected by dev metric / dev CMI
+
+A run with results.json is finished and skipped; any other is started, or resumed from its last.pt, so the
+same command continues an interrupted sweep. --shard i/n takes the runs at positions i, i+n, i+2n, ... of
+the sorted grid (of the --stage): n processes given the same grid options split it with no coordination,
+and a lock in each run folder keeps two processes from ever running the same run at once. A student waits for
+its task's teacher runs (all of the grid's ce or max runs of the task) to finish; run `--stage train` on
+every shard first, then `--stage distill`, or run the whole sweep twice. Options not listed below are passed
+to train.py unchanged, and those train.py and distill.py share (train.add_training_args) to distill.py too.
+"""
+import argparse
+import fcntl
+import itertools
+import json
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import distill
+import train
+from cmi.loop import TrainingError
+from cmi.selection import select_teacher
+from data.tasks import TASKS
+
+ROOT = Path(__file__).resolve().parent
+TRAIN_MODES = ("ce", "min", "max")
+TEACHERS = ("ce", "max")  # the kinds of teacher a student is distilled from
+STAGES = ("train", "distill", "all")
+SET_BY_SWEEP = ("--task", "--mode", "--lam", "--seed", "--resume", "--overwrite", "--teacher", "--teacher-sweep",
+                "--alpha", "--temperature")
+
+
+def num(x: float) -> str:
+    """The shortest text that reads back as exactly `x`: 0.1, 1, 0.05 (folder names and command lines)."""
+    text = f"{x:g}"
+    return text if float(text) == x else repr(x)
+
+
+# -----------------------------------------------------------------------------
+# the grid
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of the grid: fine-tuning (mode ce, min or max; lam is None for ce) or a student (mode
+    "student", distilled from a teacher of kind ce or max with alpha and temperature)."""
+    task: str
+    mode: str
+    seed: int
+    lam: float | None = None
+    teacher: str | None = None
+    alpha: float | None = None
+    temperature: float | None = None
+
+    @property
+    def is_student(self) -> bool:
+        return self.mode == "student"
+
+    @property
+    def group(self) -> str:
+        """The folder of the task's runs of one kind: ce, min, max, student-ce, student-max."""
+        return f"student-{self.teacher}" if self.is_student else self.mode
+
+    @property
+    def folder(self) -> str:
+        """The run's folder relative to the sweep folder, e.g. cola/min/lam0.1-seed0: TASK/GROUP/SETTING-seedS.
+        Each TASK/GROUP folder holds the runs of one kind directly, as distill.py --teacher-sweep reads them."""
+        setting = ([f"alpha{num(self.alpha)}", f"T{num(self.temperature)}"] if self.is_student else
+                   [] if self.mode == "ce" else [f"lam{num(self.lam)}"])
+        return f"{self.task}/{self.group}/" + "-".join(setting + [f"seed{self.seed}"])
+
+    def sort_key(self) -> tuple:
+        """Fine-tuning before students (teachers first); then task (GLUE order), mode, settings, seed."""
+        return (self.is_student, list(TASKS).index(self.task), (TRAIN_MODES + ("student",)).index(self.mode),
+                self.teacher or "", self.lam or 0.0, self.alpha or 0.0, self.temperature or 0.0, self.seed)
+
+
+FOLDER_PATTERNS = [  # the inverse of Run.folder
+    (re.compile(r"(\w+)/ce/seed(\d+)"), lambda t, s: Run(t, "ce", int(s))),
+    (re.compile(r"(\w+)/(min|max)/lam([^/]+)-seed(\d+)"), lambda t, m, lam, s: Run(t, m, int(s), float(lam))),
+    (re.compile(r"(\w+)/student-(ce|max)/alpha([^/]+)-T([^/]+)-seed(\d+)"),
+     lambda t, k, a, temp, s: Run(t, "student", int(s), teacher=k, alpha=float(a), temperature=float(temp))),
+]
+
+
+def parse_folder(folder: str) -> Run | None:
+    """The run a folder name (relative to the sweep folder) stands for; None for any other folder."""
+    for pattern, make in FOLDER_PATTERNS:
+        match = pattern.fullmatch(folder)
+        if match and match.group(1) in TASKS:
+            try:
+                run = make(*match.groups())
+            except ValueError:  # lamx-seed0: not a number
+                return None
+            return run if run.folder == folder else None  # only the canonical spelling: lam0.10 is not lam0.1
+    return None
+
+
+def expand(tasks, modes, lams, seeds, alphas=(), temperatures=()) -> list[Run]:
+    """Every run of the grid, each once, sorted. A ce run does not depend on lambda: one per (task, seed).
+    Students come for each teacher kind (ce, max) that is among `modes`."""
+    runs = set()
+    for task, seed in itertools.product(tasks, seeds):
+        for mode in modes:
+            for lam in [None] if mode == "ce" else lams:
+                runs.add(Run(task, mode, seed, lam))
+        for teacher, alpha, temperature in itertools.product([t for t in TEACHERS if t in modes], alphas, temperatures):
+            runs.add(Run(task, "student", seed, teacher=teacher, alpha=alpha, temperature=temperature))
+    return sorted(runs, key=Run.sort_key)
+
+
+def shard(runs: list, index: int, count: int) -> list:
+    """The runs at positions index, index + count, ... : a pure function of the grid, so `count` processes
+    split it with no coordination (interleaving also mixes long and short tasks in every shard)."""
+    return runs[index::count]
+
+
+def finished(folder: Path) -> bool:
+    return (folder / "results.json").is_file()
+
+
+def results_of(folder: Path) -> dict:
+    return json.loads((folder / "results.json").read_text())
+
+
+# -----------------------------------------------------------------------------
+# teachers
+
+
+def teacher_runs(student: Run, grid: list[Run]) -> list[Run]:
+    """The fine-tuning runs of the grid a student's teacher is chosen from: the task's ce or max runs."""
+    return [r for r in grid if not r.is_student and r.task == student.task and r.mode == student.teacher]
+
+
+def best_ce_run(folder: Path, metric: str) -> Path:
+    """The CE teacher: of the finished runs in `folder` (TASK/ce), the one with the highest dev metric
+    (ties: the first by name)."""
+    runs = sorted(p.parent for p in folder.glob("*/results.json"))
+    if not runs:
+        raise TrainingError(f"{folder}: no finished ce run to be the teacher")
+    return max(runs, key=lambda run: results_of(run)[metric])
+
+
+def choose_teacher(task: str, kind: str, out: Path) -> tuple[Path, str]:
+    """The teacher run of `kind` for the task's students, among the finished runs in out/TASK/KIND, and why:
+    ce, the highest dev metric; max, the highest dev metric / dev CMI (cmi.selection, as distill.py
+    --teacher-sweep chooses). The report makes the same choice from the same folders."""
+    metric = TASKS[task].primary_metric
+    if kind == "ce":
+        run = best_ce_run(out / task / "ce", metric)
+        return run, f"dev {metric} {results_of(run)[metric]:.4g}, the highest of the ce runs"
+    selection = select_teacher(out / task / "max", task, metric)
+    return selection.chosen.run, selection.summary()
+
+
+class NotReady(Exception):
+    """A student's teacher cannot be chosen yet: some of the grid's teacher runs are not finished."""
+
+
+class Teachers:
+    """The teacher of each task and kind, chosen once, when its first student asks, and announced with why."""
+
+    def __init__(self, grid: list[Run], out: Path):
+        self.grid, self.out, self.chosen = grid, out, {}
+
+    def best_dir(self, student: Run) -> Path:
+        """The student's --teacher: the best/ folder of the chosen run. NotReady while any of the grid's
+        teacher runs of the task is unfinished (another shard may still be training it); TrainingError when
+        no run can be a teacher."""
+        key = (student.task, student.teacher)
+        if key not in self.chosen:
+            candidates = teacher_runs(student, self.grid)
+            waiting = [r.folder for r in candidates if not finished(self.out / r.folder)]
+            if waiting:
+                raise NotReady(f"waiting for {len(waiting)} of {len(candidates)} {student.teacher} teacher runs "
+                               f"(e.g. {waiting[0]}); run the sweep again once they are finished")
+            run, why = choose_teacher(student.task, student.teacher, self.out)
+            print(f"{student.task}: the {student.teacher} teacher is {run.relative_to(self.out)}: {why}",
+                  file=sys.stderr)
+            self.chosen[key] = run
+        return self.chosen[key] / "best"
+
+
+# -----------------------------------------------------------------------------
+# commands
+
+
+def shared_options() -> set[str]:
+    """The option strings of the options train.py and distill.py share (train.add_training_args)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    train.add_training_args(parser)
+    return {s for action in parser._actions for s in action.option_strings}  # argparse lists them nowhere public
+
+
+def option_chunks(tokens: list[str]) -> list[list[str]]:
+    """Group command-line tokens by option: ['--lr', '1e-3', '--amp', 'off'] -> [['--lr', '1e-3'], ['--amp', 'off']]."""
+    chunks = []
+    for token in tokens:
+        if token.startswith("--"):
+            chunks.append([token])
+        elif chunks:
+            chunks[-1].append(token)
+        else:
+            raise ValueError(f"unexpected argument {token!r}: options are passed on as --name value")
+    return chunks
+
+
+def option_name(chunk: list[str]) -> str:
+    return chunk[0].split("=", 1)[0]
+
+
+def resume_flag(folder: Path) -> list[str]:
+    """--resume for a run that was started (train.py and distill.py start afresh when no epoch was saved)."""
+    return ["--resume"] if (folder / "args.json").exists() else []
+
+
+def train_command(run: Run, folder: Path, args, extra: list[str]) -> list[str]:
+    lam = [] if run.lam is None else ["--lam", num(run.lam)]
+    resume = resume_flag(folder)
+    return [sys.executable, str(ROOT / "train.py"), "--task", run.task, "--mode", run.mode, *lam,
+            "--seed", str(run.seed), "--epochs", str(args.epochs), "--out", str(folder), *resume, *extra]
+
+
+def student_options(args) -> list[str]:
+    """The sweep's options that distill.py takes: how the student is made."""
+    return (["--student-layers", args.student_layers] if args.student_layers else []) + \
+           (["--student", args.student] if args.student else [])
+
+
+def student_command(run: Run, folder: Path, teacher: str, args, extra: list[str]) -> list[str]:
+    resume = resume_flag(folder)
+    return [sys.executable, str(ROOT / "distill.py"), "--task", run.task, "--teacher", teacher, *student_options(args),
+            "--alpha", num(run.alpha), "--temperature", num(run.temperature), "--seed", str(run.seed),
+            "--epochs", str(args.student_epochs), "--out", str(folder), *resume, *extra]
+
+
+def run_locked(command: list[str], folder: Path) -> int | None:
+    """Run `command` holding an exclusive lock on folder/sweep.lock, and return its exit code; None, running
+    nothing, when another process holds the lock (the same run in an overlapping shard, or a job requeued
+    while the old one still runs). The command inherits the lock, which ends with the last process holding
+    it: a killed sweep leaves no stale lock, and its orphaned run still keeps the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "sweep.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        # a subprocess: a crash or an out-of-memory in one run does not end the sweep, and frees the GPU
+        return subprocess.run(command, pass_fds=(lock.fileno(),)).returncode
+
+
+# -----------------------------------------------------------------------------
+# command line
+
+
+def comma_list(kind, choices=None):
+    """An argparse type: 'a,b,c' -> [kind(a), kind(b), kind(c)], each among `choices` when given."""
+    def parse(text: str) -> list:
+        values = [kind(item) for item in text.split(",") if item.strip()]
+        bad = [v for v in values if choices is not None and v not in choices]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list"
+                                             + (f" of {', '.join(map(str, choices))}" if choices else ""))
+        return values
+    return parse
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not match or not int(match.group(1)) < int(match.group(2)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected i/n with 0 <= i < n, e.g. 0/4")
+    return int(match.group(1)), int(match.group(2))
+
+
+def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
+    """The sweep's options, then the options passed on to train.py and to distill.py."""
+    # allow_abbrev=False: --seed must not be read as --seeds, nor --task as --tasks
+    parser = train.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                          allow_abbrev=False)
+    g = parser.add_argument_group("the grid (defaults: the paper's protocol)")
+    g.add_argument("--out", required=True, help="the sweep folder: one subfolder per run")
+    g.add_argument("--tasks", type=comma_list(str, list(TASKS)), default=list(TASKS),
+                   help="GLUE tasks (default: all 8)")
+    g.add_argument("--modes", type=comma_list(str, TRAIN_MODES), default=list(TRAIN_MODES),
+                   help="fine-tuning objectives (default: ce,min,max); ce and max also make the students' teachers")
+    g.add_argument("--lams", type=comma_list(float), default=[0.05, 0.1, 0.2, 0.5, 1.0],
+                   help="lambdas of the min and max runs (default: 0.05,0.1,0.2,0.5,1; the paper: 0.05-1)")
+    g.add_argument("--seeds", type=comma_list(int), default=[0, 1, 2],
+                   help="seeds of every setting, median reported (default: 0,1,2)")
+    g.add_argument("--epochs", type=int, default=5, help="epochs of the fine-tuning runs (default: 5)")
+    g.add_argument("--alphas", type=comma_list(float), default=[0.05, 0.5, 0.9],
+                   help="distillation weights alpha of the students (default: 0.05,0.5,0.9; the paper: 0.05-0.9)")
+    g.add_argument("--temperatures", type=comma_list(float), default=[1.0, 2.0, 5.0],
+                   help="distillation temperatures T of the students (default: 1,2,5; the paper: 1-5)")
+    g.add_argument("--student-epochs", type=int, default=10, help="epochs of the students (default: 10)")
+    g.add_argument("--student-layers", help="passed to distill.py: teacher layers copied into the student")
+    g.add_argument("--student", help="passed to distill.py: a pretrained DistilBERT instead of copied layers")
+    g = parser.add_argument_group("what this process runs")
+    g.add_argument("--stage", choices=STAGES, default="all",
+                   help="train: fine-tuning runs only; distill: students only (default: all)")
+    g.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="i/n",
+                   help="run only the runs at positions i, i+n, ... of the sorted grid (0 <= i < n)")
+    g.add_argument("--dry-run", action="store_true", help="print each run's folder and command; run nothing")
+    args, extra = parser.parse_known_args(argv)
+    for name in ("epochs", "student_epochs"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be > 0")
+    try:
+        chunks = option_chunks(extra)
+    except ValueError as e:
+        parser.error(str(e))
+    for chunk in chunks:
+        if option_name(chunk) in SET_BY_SWEEP:
+            parser.error(f"{option_name(chunk)} is set by the sweep for each run (see --tasks, --modes, --lams, "
+                         "--seeds, --alphas, --temperatures)")
+    shared = shared_options()
+    train_extra = [t for chunk in chunks for t in chunk]
+    student_extra = [t for chunk in chunks if option_name(chunk) in shared for t in chunk]
+    # a typo in a passed-on option should fail now, not in each of hundreds of runs
+    train.parse_args(["--task", args.tasks[0], "--out", "unused", *train_extra])
+    distill.parse_args(["--task", args.tasks[0], "--teacher", "unused", "--out", "unused",
+                        *student_options(args), *student_extra])
+    return args, train_extra, student_extra
+
+
+def main(argv=None) -> int:
+    """Run (or list, --dry-run) this shard's runs of the grid. Returns 1 if any run failed, else 0."""
+    args, train_extra, student_extra = parse_args(argv)
+    out = Path(args.out).resolve()  # the same --out in every run's args.json, whatever the working folder
+    grid = expand(args.tasks, args.modes, args.lams, args.seeds, args.alphas, args.temperatures)
+    selected = [r for r in grid if args.stage == "all" or r.is_student == (args.stage == "distill")]
+    index, count = args.shard
+    runs = shard(selected, index, count)
+    done, ran, failed, skipped, busy = 0, 0, [], [], []
+    teachers = Teachers(grid, out)  # from the whole grid: other shards may train a student's teachers
+    for i, run in enumerate(runs, 1):
+        folder = out / run.folder
+        if finished(folder):
+            done += 1
+            if args.dry_run:
+                print(f"{run.folder}  (finished)")
+            continue
+        if run.is_student:
+            try:
+                teacher = str(teachers.best_dir(run))
+            except NotReady as e:
+                if not args.dry_run:
+                    skipped.append(run.folder)
+                    print(f"[{i}/{len(runs)}] {run.folder}: skipped, {e}", flush=True)
+                    continue
+                teacher = f"<the {run.teacher} teacher of {run.task}, chosen once its runs are finished>"
+            except TrainingError as e:
+                failed.append(f"{run.folder} (no teacher: {e})")
+                continue
+            command = student_command(run, folder, teacher, args, student_extra)
+        else:
+            command = train_command(run, folder, args, train_extra)
+        if args.dry_run:
+            print(f"{run.folder}  {shlex.join(command)}")
+            continue
+        print(f"[{i}/{len(runs)}] {run.folder}: {'resuming' if '--resume' in command else 'starting'}", flush=True)
+        returncode = run_locked(command, folder)
+        if returncode is None:
+            busy.append(run.folder)
+            print(f"[{i}/{len(runs)}] {run.folder}: skipped, another process is running it", flush=True)
+        elif returncode == 0:
+            ran += 1
+        else:
+            failed.append(f"{run.folder} (exit code {returncode})")
+            print(f"[{i}/{len(runs)}] {run.folder}: failed with exit code {returncode}", flush=True)
+    summary = (f"shard {index}/{count}, stage {args.stage}: {len(runs)} runs, {done} already finished, "
+               + ("nothing run (dry run)" if args.dry_run else
+                  f"{ran} run now, {len(failed)} failed, {len(skipped)} waiting for their teachers, "
+                  f"{len(busy)} running in another process"))
+    print(summary, file=sys.stderr)
+    for line in failed:
+        print(f"failed: {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""sweep.py and report.py: the grid, --dry-run, sharding, and a real sweep that is killed, resumed and reported."""
+import fcntl
+import itertools
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import report
+import sweep
+from cmi.selection import select_teacher
+from models.bert import BertConfig, BertForSequenceClassification
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+GLUE, MINILM = SHARED / "glue", SHARED / "models" / "all-MiniLM-L6-v2"
+
+
+def dry_run(capsys, *argv) -> list[tuple[str, str]]:
+    """(folder, command) of each line `sweep.py --dry-run` prints."""
+    assert sweep.main([*argv, "--dry-run"]) == 0
+    return [tuple(line.split("  ", 1)) for line in capsys.readouterr().out.splitlines()]
+
+
+# -----------------------------------------------------------------------------
+# the grid
+
+
+def test_default_grid_is_the_papers_protocol():
+    args, _, _ = sweep.parse_args(["--out", "unused"])
+    assert args.tasks == ["cola", "sst2", "mrpc", "qqp", "mnli", "qnli", "rte", "wnli"]
+    assert args.modes == ["ce", "min", "max"] and args.seeds == [0, 1, 2] and args.epochs == 5
+    assert all(0.05 <= lam <= 1 for lam in args.lams) and min(args.lams) == 0.05 and max(args.lams) == 1
+    assert all(0.05 <= a <= 0.9 for a in args.alphas) and all(1 <= t <= 5 for t in args.temperatures)
+    assert args.student_epochs == 10
+    grid = sweep.expand(args.tasks, args.modes, args.lams, args.seeds, args.alphas, args.temperatures)
+    train_runs = [r for r in grid if not r.is_student]
+    # per task and seed: one ce run (lambda plays no part), one min and one max run per lambda
+    assert len(train_runs) == 8 * 3 * (1 + 2 * len(args.lams))
+    assert len(grid) - len(train_runs) == 8 * 3 * 2 * len(args.alphas) * len(args.temperatures)
+    assert len({r.folder for r in grid}) == len(grid)
+    assert grid.index(max(train_runs, key=grid.index)) < len(train_runs)  # teachers before students
+
+
+@pytest.mark.parametrize("run, folder", [
+    (sweep.Run("cola", "ce", 0), "cola/ce/seed0"),
+    (sweep.Run("mrpc", "min", 2, 0.1), "mrpc/min/lam0.1-seed2"),
+    (sweep.Run("mnli", "max", 1, 1.0), "mnli/max/lam1-seed1"),
+    (sweep.Run("rte", "student", 0, teacher="max", alpha=0.05, temperature=2.0),
+     "rte/student-max/alpha0.05-T2-seed0"),
+])
+def test_folder_names_are_the_settings_and_read_back(run, folder):
+    assert run.folder == folder
+    assert sweep.parse_folder(folder) == run
+
+
+@pytest.mark.parametrize("folder", ["cola/ce", "cola/min/seed0", "boolq/ce/seed0", "cola/min/lam0.10-seed0",
+                                    "cola/min/lamx-seed0", "cola/ce/seed0/best", "plots"])
+def test_other_folders_are_not_runs(folder):
+    assert sweep.parse_folder(folder) is None
+
+
+def test_dry_run_lists_exactly_the_grid_and_runs_nothing(capsys, tmp_path):
+    out = tmp_path / "sweep"
+    lines = dry_run(capsys, "--out", str(out), "--tasks", "mrpc,cola", "--modes", "ce,min", "--lams", "0.1,1",
+                    "--seeds", "0,1", "--stage", "train", "--data-dir", str(GLUE), "--lr", "1e-3")
+    tasks, seeds = ("cola", "mrpc"), (0, 1)
+    expected = {f"{task}/ce/seed{seed}" for task in tasks for seed in seeds} | \
+               {f"{task}/min/lam{lam}-seed{seed}" for task in tasks for lam in ("0.1", "1") for seed in seeds}
+    assert [folder for folder, _ in lines] == sorted(expected, key=lambda f: sweep.parse_folder(f).sort_key())
+    for folder, command in lines:
+        run = sweep.parse_folder(folder)
+        assert f"train.py --task {run.task} --mode {run.mode} " in command
+        assert f" --seed {run.seed} --epochs 5 --out {out.resolve() / folder} " in command
+        assert (" --lam " in command) == (run.mode == "min")
+        assert run.lam is None or f" --lam {sweep.num(run.lam)} " in command
+        assert command.endswith(f"--data-dir {GLUE} --lr 1e-3") and "--resume" not in command
+    assert not out.exists()
+
+
+def test_students_get_the_shared_options_and_wait_for_their_teachers(capsys, tmp_path):
+    lines = dry_run(capsys, "--out", str(tmp_path), "--tasks", "cola", "--modes", "ce,max", "--lams", "0.5",
+                    "--seeds", "0", "--alphas", "0.5", "--temperatures", "2,4", "--stage", "distill",
+                    "--student-layers", "0,2", "--lr", "1e-3", "--cmi-feature", "cls")
+    assert [folder for folder, _ in lines] == [f"cola/student-{kind}/alpha0.5-T{t}-seed0"
+                                                 for kind in ("ce", "max") for t in (2, 4)]
+    for folder, command in lines:
+        assert "distill.py --task cola --teacher '<the" in command and "--student-layers 0,2" in command
+        assert "--epochs 10" in command and "--lr 1e-3" in command
+        assert "--cmi-feature" not in command  # train.py's own option: not distill.py's
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 60])
+def test_shards_split_the_grid_with_no_overlap(capsys, tmp_path, n):
+    grid_args = ["--out", str(tmp_path), "--tasks", "cola,rte", "--lams", "0.1,0.5", "--seeds", "0,1",
+                 "--alphas", "0.5", "--temperatures", "2"]
+    full = [folder for folder, _ in dry_run(capsys, *grid_args)]
+    assert len(full) == 2 * 2 * 5 + 2 * 2 * 2
+    shards = [[folder for folder, _ in dry_run(capsys, *grid_args, "--shard", f"{i}/{n}")] for i in range(n)]
+    assert sorted(itertools.chain(*shards)) == sorted(full)  # every run in exactly one shard
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+def test_students_whose_teachers_are_unfinished_are_skipped(capsys, tmp_path):
+    code = sweep.main(["--out", str(tmp_path), "--tasks", "rte", "--modes", "ce,max", "--lams", "0.5", "--seeds", "0",
+                       "--alphas", "0.5", "--temperatures", "2", "--stage", "distill"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "0 run now, 0 failed, 2 waiting for their teachers" in err
+    assert ("rte/student-max/alpha0.5-T2-seed0: skipped, waiting for 1 of 1 max teacher runs "
+            "(e.g. rte/max/lam0.5-seed0)") in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_run_does_not_stop_the_sweep(capsys, tmp_path):
+    code = sweep.main(["--out", str(tmp_path), "--tasks", "rte", "--modes", "ce", "--seeds", "0,1", "--stage", "train",
+                       "--model", str(tmp_path / "no-such-model")])
+    err = capsys.readouterr().err
+    assert code == 1 and "2 runs, 0 already finished, 0 run now, 2 failed" in err
+    assert "failed: rte/ce/seed0 (exit code 2)" in err and "failed: rte/ce/seed1 (exit code 2)" in err
+
+
+def test_a_run_locked_by_another_process_is_left_alone(capsys, tmp_path):
+    folder = tmp_path / "rte" / "ce" / "seed0"
+    folder.mkdir(parents=True)
+    with open(folder / "sweep.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        code = sweep.main(["--out", str(tmp_path), "--tasks", "rte", "--modes", "ce", "--seeds", "0",
+                           "--stage", "train"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "rte/ce/seed0: skipped, another process is running it" in out
+    assert "0 run now, 0 failed, 0 waiting for their teachers, 1 running in another process" in err
+    assert [p.name for p in folder.iterdir()] == ["sweep.lock"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seed", "1"], "--seed is set by the sweep"),
+    (["--lams", "0.1,x"], "--lams"),
+    (["--tasks", "cola,boolq"], "cola,boolq"),
+    (["--shard", "3/3"], "0 <= i < n"),
+    (["--lrr", "1e-3"], "unrecognized arguments: --lrr"),
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--student-layers", "0,x"], "--student-layers"),
+])
+def test_bad_options_are_one_line_before_any_run(argv, message, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "--out", str(tmp_path / "s"), *argv],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert not (tmp_path / "s").exists()
+
+
+# -----------------------------------------------------------------------------
+# a real sweep: tiny BERT, a few real SST-2 examples, 2 lambdas x 2 seeds x 1 epoch
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A tiny random BERT with the real uncased vocabulary (and its tokenizer files), saved as a checkpoint."""
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128, num_labels=2)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    BertForSequenceClassification(config).save_pretrained(path, tokenizer_dir=MINILM)
+    return path
+
+
+def grid_args(out, model):
+    return ["--out", str(out), "--tasks", "sst2", "--modes", "ce,min,max", "--lams", "0.1,0.5", "--seeds", "0,1",
+            "--epochs", "1", "--alphas", "0.5", "--temperatures", "2", "--student-epochs", "1",
+            "--student-layers", "0,1", "--model", str(model), "--data-dir", str(GLUE), "--max-train-samples", "192",
+            "--max-eval-samples", "128", "--batch-size", "16", "--lr", "1e-3"]
+
+
+def run_sweep(*argv, **kwargs):
+    return subprocess.run([sys.executable, str(ROOT / "sweep.py"), *argv], capture_output=True, text=True, cwd=ROOT,
+                          **kwargs)
+
+
+def finished_runs(out: Path) -> dict[str, int]:
+    """{run folder: modification time of its results.json}"""
+    return {p.parent.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.glob("*/*/*/results.json")}
+
+
+@pytest.fixture(scope="module")
+def interrupted(tiny_bert, tmp_path_factory):
+    """The train stage of the grid, killed (with its running train.py) after 3 runs, then run again."""
+    out = tmp_path_factory.mktemp("sweep")
+    argv = [*grid_args(out, tiny_bert), "--stage", "train"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), *argv], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(finished_runs(out)) < 3 and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = finished_runs(out)
+    started = sorted(p.parent.relative_to(out).as_posix() for p in out.glob("*/*/*/args.json"))
+    again = run_sweep(*argv)
+    return {"out": out, "argv": argv, "before": before, "started": started, "again": again}
+
+
+def test_interrupted_sweep_resumes_without_redoing_finished_runs(interrupted):
+    before, again = interrupted["before"], interrupted["again"]
+    assert 3 <= len(before) < 10, "the sweep finished before it could be killed"
+    assert again.returncode == 0, again.stderr
+    after = finished_runs(interrupted["out"])
+    assert len(after) == 10
+    assert {run: after[run] for run in before} == before  # finished runs untouched: results.json not rewritten
+    launched = [line for line in again.stdout.splitlines() if line.startswith("[")]
+    assert len(launched) == 10 - len(before)  # the run counter: only the unfinished runs ran again
+    assert f"10 runs, {len(before)} already finished, {10 - len(before)} run now, 0 failed" in again.stderr
+    for folder in interrupted["started"]:  # a run killed half-way is resumed in its folder, not refused
+        if folder not in before:
+            assert any(line.endswith(f"{folder}: resuming") for line in launched), again.stdout
+
+
+def test_finished_sweep_runs_nothing(interrupted, capsys):
+    before = finished_runs(interrupted["out"])
+    assert sweep.main(interrupted["argv"]) == 0
+    assert "10 runs, 10 already finished, 0 run now" in capsys.readouterr().err
+    assert finished_runs(interrupted["out"]) == before
+
+
+def cells(markdown: str, first: str) -> list[list[str]]:
+    """The cells of the Markdown table rows whose first cell is `first`."""
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines() if line.startswith("|")]
+    return [r for r in rows if r[0] == first]
+
+
+def test_report_medians_are_the_medians_of_the_runs(interrupted):
+    out = interrupted["out"]
+    results = {p.parent.relative_to(out).as_posix(): json.loads(p.read_text())
+               for p in out.glob("sst2/*/*/results.json")}
+    by_setting = {}  # computed by hand from the folder names: "min/lam0.1-seed0" -> ("min", "0.1")
+    for folder, r in results.items():
+        _, mode, name = folder.split("/")
+        if mode.startswith("student"):
+            continue
+        lam = name.split("-seed")[0].removeprefix("lam") if mode != "ce" else "–"
+        by_setting.setdefault((mode, lam), []).append(r)
+    assert sorted(len(v) for v in by_setting.values()) == [2] * 5
+
+    def median(mode, lam, key):
+        return statistics.median(r[key] for r in by_setting[mode, lam])
+
+    markdown = report.report(out)
+    for (mode, lam), runs in by_setting.items():
+        [row] = [r for r in cells(markdown, mode) if r[1] == lam]
+        assert row[2].removesuffix(" ← best") == f"{100 * median(mode, lam, 'accuracy'):.1f}"
+        assert row[4] == f"{median(mode, lam, 'eval_cmi'):.3g}"
+        for r in runs:
+            assert f"{r['args']['seed']}: {100 * r['accuracy']:.1f}" in row[3]
+    best = max(["0.1", "0.5"], key=lambda lam: median("min", lam, "accuracy"))
+    [table_one] = cells(markdown, "sst2")[:1]
+    ce, low = median("ce", "–", "accuracy"), median("min", best, "accuracy")
+    assert table_one == ["sst2", "accuracy", f"{100 * ce:.1f}", f"{100 * low:.1f}", best, f"{100 * (low - ce):+.1f}"]
+
+
+def test_report_draws_metric_and_cmi_against_lambda(interrupted, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    report.main([str(interrupted["out"]), "--plots", str(tmp_path)])
+    assert "## Table I" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["sst2.png"]
+    assert (tmp_path / "sst2.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.fixture(scope="module")
+def distilled(interrupted):
+    """The distillation stage of the same grid, once every teacher is trained."""
+    return run_sweep(*interrupted["argv"][:-1], "distill")
+
+
+def test_students_are_distilled_from_the_chosen_teachers(interrupted, distilled):
+    out = interrupted["out"]
+    assert distilled.returncode == 0, distilled.stderr
+    assert "4 runs, 0 already finished, 4 run now, 0 failed, 0 waiting" in distilled.stderr
+    ce_runs = sorted(out.glob("sst2/ce/seed*"))
+    best_ce = max(ce_runs, key=lambda run: json.loads((run / "results.json").read_text())["accuracy"])
+    selection = select_teacher(out / "sst2" / "max", "sst2", "accuracy")
+    chosen = selection.chosen.run.relative_to(out)
+    assert f"sst2: the max teacher is {chosen}: {selection.summary()}" in distilled.stderr
+    for kind, teacher in (("ce", best_ce / "best"), ("max", selection.chosen.best)):
+        for seed in (0, 1):
+            results = json.loads((out / f"sst2/student-{kind}/alpha0.5-T2-seed{seed}/results.json").read_text())
+            assert results["args"]["teacher"] == str(teacher) and results["args"]["seed"] == seed
+            assert results["args"]["student_layers"] == [0, 1] and results["args"]["epochs"] == 1
+
+
+def test_report_table_two_is_the_median_of_the_students(interrupted, distilled):
+    out = interrupted["out"]
+    markdown = report.report(out)
+    value = {}
+    for kind in ("ce", "max"):
+        students = [json.loads(p.read_text()) for p in out.glob(f"sst2/student-{kind}/*/results.json")]
+        assert len(students) == 2
+        teacher = Path(students[0]["args"]["teacher"]).parent
+        value[kind] = (json.loads((teacher / "results.json").read_text())["accuracy"],
+                       statistics.median(r["accuracy"] for r in students))
+    (ce_teacher, ce_student), (max_teacher, max_student) = value["ce"], value["max"]
+    assert cells(markdown, "sst2")[1] == [
+        "sst2", "accuracy", f"{100 * ce_teacher:.1f}", f"{100 * ce_student:.1f}", "0.5, 2",
+        f"{100 * max_teacher:.1f}", f"{100 * max_student:.1f}", "0.5, 2", f"{100 * (max_student - ce_student):+.1f}"]
+    assert "← selected" in markdown and "the highest ratio of 4 max runs" in markdown
