@@ -196,10 +196,11 @@ class RunFiles:
         if rank() != 0:
             return None
         self.out.mkdir(parents=True, exist_ok=True)
-        if self.overwrite:
-            for name in self.FILES:
-                path = self.out / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        # a fresh start: --overwrite, or --resume of a run killed before its first checkpoint (whose
+        # metrics.jsonl may already hold the line of the epoch it is about to redo)
+        for name in self.FILES:
+            path = self.out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         write_json(self.out / "args.json", self.args)
         return None
 
