@@ -26,6 +26,7 @@ def rank() -> int:
 
 
 def world_size() -> int:
+    """The number of processes under torch.distributed, 1 in a single-process run."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
@@ -157,6 +158,7 @@ def atomic_write(path: Path, write) -> None:
 
 
 def write_json(path: Path, obj) -> None:
+    """Write `obj` as indented JSON, atomically."""
     atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
@@ -239,6 +241,7 @@ def rng_states() -> list[dict]:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore one process's random-number state, as `rng_states` saved it."""
     torch.set_rng_state(state["cpu"])
     if "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"])

@@ -20,6 +20,8 @@ SUBSET_SEED = 0  # --max-*-samples draws the same subset in every run
 
 @dataclass
 class Examples:
+    """The raw examples of one split: the texts of each field and the labels."""
+
     texts: tuple[list[str], ...]  # one list per text field of the task: (sentences,) or (firsts, seconds)
     labels: np.ndarray            # int64 [N], indices into task.label_names
 

@@ -15,6 +15,7 @@ def confusion_matrix(preds: np.ndarray, labels: np.ndarray, num_classes: int | N
 
 
 def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
+    """The fraction of predictions (N,) equal to the labels (N,)."""
     c = confusion_matrix(preds, labels)
     return float(np.trace(c) / c.sum())
 

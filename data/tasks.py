@@ -10,6 +10,8 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Task:
+    """One GLUE task: its text fields and labels, dev splits, metrics, and its columns in the TSV files."""
+
     name: str                      # also the config name on the hub (nyu-mll/glue)
     label_names: tuple[str, ...]   # GLUE's order: label i is label_names[i]
     text_fields: tuple[str, ...]   # hub column names: one (single sentence) or two (sentence pair)

@@ -52,6 +52,8 @@ def _bert_wordpiece(model_dir: Path) -> Tokenizer:
 
 @dataclass
 class Encoded:
+    """A tokenised split: variable-length token ids per example, kept once for every epoch."""
+
     input_ids: list[np.ndarray]       # per example, int32 [length]: [CLS] a [SEP] or [CLS] a [SEP] b [SEP]
     token_type_ids: list[np.ndarray]  # per example, int32 [length]: 0 for [CLS] a [SEP], 1 for b [SEP]
     labels: np.ndarray                # int64 [N]

@@ -52,6 +52,7 @@ ACTIVATIONS = {
 
 
 def activation(name: str):
+    """The function `hidden_act` names in config.json."""
     if name not in ACTIVATIONS:
         raise ValueError(f"activation {name!r} is not supported, expected one of {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]
@@ -191,6 +192,8 @@ class MaskedLMHead(nn.Module):
 
 
 class ClassifierOutput(NamedTuple):
+    """What a classifier returns: eq. (5)'s logits, the feature vector h_s the CMI term reads, the last layer."""
+
     logits: torch.Tensor  # (B, C)
     features: torch.Tensor  # (B, d) h_s, the vector the classification layer reads (before its dropout)
     hidden_states: torch.Tensor  # (B, T, d) last layer; [:, 0] is the raw [CLS] state
