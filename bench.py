@@ -66,7 +66,6 @@ SECTIONS = ("step", "mfu", "overhead", "cmi", "epoch", "distill")
 TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)
 OVERHEAD_SHAPE = (1, 8)  # batch x tokens of the overhead section: almost no arithmetic left
 MATMUL_SIZE = {"cuda": 8192, "cpu": 2048}  # n of the n x n x n product that gives the device's FLOP rate
-ALONE_ROUNDS = 50  # rounds of the cmi section's objectives alone: microseconds each
 STUDENT_EPOCHS = 10  # the paper's distillation epochs, over which the teacher pass is amortised
 TRAIN = train.parse_args(["--task", "cola"])  # train.py's defaults: lr, weight decay, clipping, lam, ...
 KD = {"alpha": 0.5, "temperature": 2.0}  # DESIGN.md's distill.py defaults (the time does not depend on them)
@@ -383,12 +382,12 @@ def bench_cmi(args, preset, ours, variants, batch, device, ctx) -> list[dict]:
             loss.backward()
 
         calls = {name: (lambda o=o: c.step(batch, o)) for name, o in objectives.items()}
+        calls.update({f"{name}_alone": (lambda o=o: objective_alone(o)) for name, o in objectives.items()})
         seconds = alternate(calls, args.repeats, args.warmup, device)
-        calls = {f"{name}_alone": (lambda o=o: objective_alone(o)) for name, o in objectives.items()}
-        seconds.update(alternate(calls, ALONE_ROUNDS, args.warmup, device))
         ratio, quartiles = paired_ratio(seconds["min"], seconds["ce"])
-        # a call of microseconds is either undisturbed or loses a whole time slice to another process: the
-        # fastest round is its cost (as timeit reports)
+        # A call of microseconds is either undisturbed or loses whole time slices to other processes (on a loaded
+        # machine, a worker thread waking up); its rounds are spread over the section, and the fastest is its
+        # cost, as timeit reports.
         term = min(seconds["min_alone"]) - min(seconds["ce_alone"])
         rows.append({"preset": preset, "compile": mode or "eager", "batch_size": len(batch["labels"]),
                      "seq_len": batch["input_ids"].shape[1], "ce_seconds": statistics.median(seconds["ce"]),
@@ -537,7 +536,7 @@ def report(results: dict) -> str:
                  f"{r['term_seconds'] * 1e6:.0f} us", f"**{r['term_overhead']:+.2%}**"] for r in results["cmi"]]
         out.append("The CMI term's cost (goal: <= 3%): step time with --mode min (epoch centroids) over --mode ce, "
                    "median over rounds, minus 1; and the term alone: min minus ce objective on one forward's outputs "
-                   "(its forward and backward, fastest of 50 rounds), over the ce step\n\n" +
+                   "(its forward and backward, fastest round), over the ce step\n\n" +
                    table(["preset", "B x T", "compile", "ce ms", "min ms", "step overhead", "term alone",
                           "term / step"], rows))
     if results.get("epoch"):
