@@ -131,7 +131,7 @@ def main(argv=None) -> None:
     teacher_forward = forward_of(teacher, BERT_INPUTS)
 
     # data
-    train, evals, _ = load_data(args, task, teacher_dir, device)
+    train, evals, _ = load_data(args, task, teacher_dir, min(teacher.config.vocab_size, student.config.vocab_size))
 
     # objective, eq. (8)
     features = FeatureMap("pooled")  # the student's h_s for train_cmi / eval_cmi: the vector its classifier reads

@@ -90,6 +90,17 @@ def check_ranges(args: argparse.Namespace, parser: Parser) -> None:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
     if args.max_len < 3 or args.max_len > 512:
         parser.error(f"--max-len must be in [3, 512], got {args.max_len}")
+    if not 0 <= args.seed < 2**32:  # numpy's seed range
+        parser.error(f"--seed must be in [0, 2**32), got {args.seed}")
+    if args.device != "auto":
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            device = None
+        if device is None or device.type not in ("cpu", "cuda"):
+            parser.error(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: CUDA is not available on this machine")
 
 
 # -----------------------------------------------------------------------------
@@ -133,9 +144,14 @@ class Batches:
             yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
 
-def load_data(args, task, checkpoint_dir, device):
-    """Tokenise the training split and every dev split once; returns (train, {split: encoded}, tokenizer)."""
+def load_data(args, task, checkpoint_dir, vocab_size):
+    """Tokenise the training split and every dev split once; returns (train, {split: encoded}, tokenizer).
+    The tokenizer may know fewer tokens than the model's embedding table has rows (tables are often padded),
+    never more: those ids would index past the table."""
     tokenizer = load_tokenizer(checkpoint_dir)
+    if tokenizer.get_vocab_size() > vocab_size:
+        raise CheckpointError(f"{checkpoint_dir}: the tokenizer has {tokenizer.get_vocab_size()} tokens, the model's "
+                              f"embedding table {vocab_size} rows (config vocab_size); they must belong together")
     train = encode(tokenizer, load_split(task, "train", args.data_dir, args.max_train_samples), args.max_len)
     evals = {split: encode(tokenizer, load_split(task, split, args.data_dir, args.max_eval_samples), args.max_len)
              for split in task.eval_splits}
@@ -282,7 +298,7 @@ def main(argv=None) -> None:
     name_labels(model, task)
 
     # data
-    train, evals, tokenizer = load_data(args, task, checkpoint_dir, device)
+    train, evals, tokenizer = load_data(args, task, checkpoint_dir, model.config.vocab_size)
 
     # objective
     features = FeatureMap(args.cmi_feature, args.tau)

@@ -145,7 +145,8 @@ def predict(forward, model, batches, features, num_classes: int, num_examples: i
 
 def atomic_write(path: Path, write) -> None:
     """Write `path` via a temporary file in the same folder: `write(f)` fills the binary file, which is
-    flushed and fsynced, then renamed over `path` (atomic on POSIX)."""
+    flushed and fsynced, then renamed over `path` (atomic on POSIX). A failure (a full disk) raises
+    TrainingError and leaves the previous version of `path`."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -153,6 +154,8 @@ def atomic_write(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise TrainingError(f"{path}: writing failed ({e.strerror or e}); the previous version is kept") from None
     finally:
         tmp.unlink(missing_ok=True)
 

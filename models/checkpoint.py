@@ -12,19 +12,22 @@ describes its checkpoint names once, in a `Layout`; loading then goes:
    initialisation when the checkpoint lacks it or shapes it for another num_labels; then a strict load.
 """
 
+import ctypes
 import dataclasses
+import errno
 import json
 import logging
 import os
 import pickle
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from huggingface_hub import snapshot_download
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 log = logging.getLogger(__name__)
 
@@ -86,26 +89,66 @@ class Pretrained(nn.Module):
     def save_pretrained(self, path: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None) -> None:
         """Write config.json, model.safetensors (transformers' names, tied weights once) and the tokenizer files of
         `tokenizer_dir`, or of the folder the model was loaded from. A temporary sibling folder is written and
-        fsynced, then renamed into place, so an interrupted save leaves the old folder or the new one."""
+        fsynced, then swapped into place, so an interrupted save leaves the old folder or the new one; a failed
+        one (a full disk) raises CheckpointError and leaves the old folder."""
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        (tmp / "config.json").write_text(json.dumps(config_dict(self.config, type(self).__name__), indent=2, sort_keys=True) + "\n")
+        tmp = path.with_name(f".{path.name}.tmp")  # one writer per folder: a killed save's leftover is reused
         state = {self.layout.hf_name(k): v.contiguous() for k, v in self.state_dict().items()}
-        save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
+        files = {
+            "config.json": (json.dumps(config_dict(self.config, type(self).__name__), indent=2, sort_keys=True) + "\n").encode(),
+            # bytes written by Python, not safetensors' save_file: its writer can drop a write error (ENOSPC)
+            "model.safetensors": save(state, metadata={"format": "pt"}),
+        }
         source = Path(tokenizer_dir) if tokenizer_dir is not None else self.checkpoint_dir
-        for name in TOKENIZER_FILES:
-            if source is not None and (source / name).is_file():
-                shutil.copyfile(source / name, tmp / name)
-        for file in tmp.iterdir():
-            _fsync(file)
-        old = path.with_name(f".{path.name}.old{os.getpid()}")
-        if path.exists():
+        files |= {name: (source / name).read_bytes() for name in TOKENIZER_FILES
+                  if source is not None and (source / name).is_file()}
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for name, data in files.items():
+                with open(tmp / name, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            _fsync(tmp)
+            replace_folder(tmp, path)
+        except OSError as e:
+            raise CheckpointError(f"{path}: saving the model failed ({e.strerror or e}); the previous save there is kept") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_folder(new: Path, path: Path) -> None:
+    """Put the folder `new` at `path`, replacing any folder there, so that a kill at any instant leaves the old
+    folder or the new one at `path`. rename() cannot replace a non-empty folder; Linux's renameat2 with
+    RENAME_EXCHANGE swaps the two names in one atomic step. Elsewhere two renames, with an instant in between
+    where `path` is missing."""
+    if path.exists():
+        if not _exchange(new, path):
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
-        os.replace(tmp, path)
+            os.replace(new, path)
+            new = old
         _fsync(path.parent)
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(new)  # now the old folder
+    else:
+        os.replace(new, path)
+        _fsync(path.parent)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the names a and b atomically (Linux renameat2, RENAME_EXCHANGE); False where unavailable."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform == "linux" else None
+    if renameat2 is None:
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.EINVAL, errno.ENOSYS):  # a file system or kernel without RENAME_EXCHANGE
+            return False
+        raise OSError(err, os.strerror(err), str(b))
+    return True
 
 
 def _fsync(path: Path) -> None:
@@ -241,6 +284,8 @@ def load_state(model: Pretrained, state: dict[str, torch.Tensor], source: Path) 
         raise CheckpointError(f"{source}: missing keys: {_some(missing)}")
     fresh = []
     for hf, k in names.items():
+        if hf in state and state[hf].is_floating_point() != ours[k].is_floating_point():  # fp16/bf16 are cast
+            raise CheckpointError(f"{source}: {hf} has dtype {state[hf].dtype}, expected {ours[k].dtype}")
         if hf in state and state[hf].shape == ours[k].shape:
             ours[k] = state[hf]
         elif hf in state and not hf.startswith(model.layout.heads):

@@ -222,7 +222,7 @@ def test_distillation_runs_end_to_end_and_the_student_loads_in_transformers(teac
     theirs = transformers.DistilBertForSequenceClassification.from_pretrained(out / "best",
                                                                               attn_implementation="eager").eval()
     args = distill.parse_args(distill_args(out, "--teacher", str(teacher_run / "best")))
-    _, evals, _ = train.load_data(args, train.get_task("cola"), teacher_run / "best", CPU)
+    _, evals, _ = train.load_data(args, train.get_task("cola"), teacher_run / "best", ours.config.vocab_size)
     batch = collate(evals["validation"], np.arange(32))
     with torch.no_grad():
         expected = theirs(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -235,7 +235,7 @@ def test_cached_teacher_logits_equal_live_ones_and_train_the_same_student(teache
     args = distill.parse_args(distill_args(tmp_path, "--teacher", str(teacher_run / "best")))
     teacher = BertForSequenceClassification.from_pretrained(teacher_run / "best").eval()
     forward = train.forward_of(teacher, train.BERT_INPUTS)
-    data, _, _ = train.load_data(args, train.get_task("cola"), teacher_run / "best", CPU)
+    data, _, _ = train.load_data(args, train.get_task("cola"), teacher_run / "best", teacher.config.vocab_size)
     cached = predict(forward, teacher, train.train_eval_batches(args, data, CPU), FeatureMap(), 2, len(data),
                      ctx=nullcontext())[0]
     live = train.Batches(data, train_batches(data.lengths, 16, seed=0, epoch=1), CPU, None)

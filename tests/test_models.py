@@ -269,6 +269,26 @@ def test_pickle_that_runs_code_is_refused(saved, tmp_path, writer):
     assert marker.exists()
 
 
+def test_safetensors_preferred_and_the_pickle_beside_it_never_opened(saved, tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"bert.embeddings.word_embeddings.weight": MakesAFile(marker)}, saved / "pytorch_model.bin")
+    loaded = BertForSequenceClassification.from_pretrained(saved)
+    assert torch.equal(loaded.classifier.weight, make("bert").classifier.weight)
+    assert not marker.exists()
+
+
+def test_half_precision_weights_are_cast_integer_ones_refused(saved):
+    edit_weights(saved, lambda state: state.update({k: v.half() for k, v in state.items()}))
+    loaded = BertForSequenceClassification.from_pretrained(saved)
+    assert loaded.classifier.weight.dtype == torch.float32
+    assert torch.equal(loaded.classifier.weight, make("bert").classifier.weight.half().float())
+    edit_weights(saved, lambda state: state.update(
+        {"bert.pooler.dense.weight": state["bert.pooler.dense.weight"].round().int()}))
+    with pytest.raises(CheckpointError) as e:
+        BertForSequenceClassification.from_pretrained(saved)
+    one_line_error(e, "bert.pooler.dense.weight has dtype torch.int32, expected torch.float32")
+
+
 def test_num_labels_below_two(saved):
     with pytest.raises(CheckpointError) as e:
         BertForSequenceClassification.from_pretrained(saved, num_labels=1)
