@@ -176,12 +176,12 @@ def batch_forward(model, mode: str | None = None, dynamic: bool | None = None):
 
 
 class Contender:
-    """A model ready to train as train.py trains it: maybe compiled, AdamW with train.py's settings (fused on
-    CUDA), clipping, the autocast context. `mode` is a torch.compile mode, None for eager."""
+    """A model ready to train as train.py trains it: maybe compiled, AdamW with train.py's settings (fused),
+    clipping, the autocast context. `mode` is a torch.compile mode, None for eager."""
 
     def __init__(self, model, device, ctx, mode: str | None = None, dynamic: bool | None = None):
         self.model, self.ctx, self.forward = model, ctx, batch_forward(model, mode, dynamic)
-        self.optimizer = make_optimizer(model, TRAIN.lr, TRAIN.weight_decay, device)
+        self.optimizer = make_optimizer(model, TRAIN.lr, TRAIN.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)  # only time matters
 
     def step(self, batch, objective=cross_entropy) -> None:

@@ -207,7 +207,7 @@ def train_model(args, task, model, inputs, objective, train, evals, features, de
         compiled = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None)
     forward = forward_of(compiled, inputs)
     ctx = autocast_context(device, amp)
-    optimizer = make_optimizer(model, args.lr, args.weight_decay, device)
+    optimizer = make_optimizer(model, args.lr, args.weight_decay)
     total_steps = args.epochs * num_train_batches(len(train), args.batch_size, world_size())
     warmup = int(args.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, total_steps, warmup))

@@ -80,7 +80,7 @@ def run_tiny(tmp_path, objective, epochs=3, lr=0.05):
     torch.manual_seed(0)
     model = TinyClassifier()
     recorder = Recorder(objective, model)
-    opt = make_optimizer(model, lr, 0.01, torch.device("cpu"))
+    opt = make_optimizer(model, lr, 0.01)
     total = epochs * len(synthetic_batches())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_schedule(s, total, 0))
     fit(forward=forward_of(model), model=model, objective=recorder, optimizer=opt, scheduler=sched,
