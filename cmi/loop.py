@@ -196,7 +196,11 @@ class RunFiles:
         """Create the folder and return the checkpoint to resume from (None for a fresh run). Under DDP every
         process reads the checkpoint (`--out` must be on a file system they share); only rank 0 writes."""
         if self.resuming:
-            ckpt = torch.load(self.last, map_location="cpu", weights_only=True)
+            try:  # weights_only: tensors and plain containers, never code
+                ckpt = torch.load(self.last, map_location="cpu", weights_only=True)
+            except Exception as e:
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise TrainingError(f"{self.last}: cannot resume from it ({reason}); --overwrite starts afresh") from None
             if rank() == 0:  # a kill between the metrics line and the checkpoint leaves an epoch to be redone
                 lines = [line for line in self._metric_lines() if json.loads(line)["epoch"] <= ckpt["epoch"]]
                 atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))

@@ -138,6 +138,18 @@ def test_a_full_disk_while_saving_a_model_keeps_the_previous_save(tiny_bert, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
 
 
+def test_a_damaged_checkpoint_is_refused_on_resume(tiny_bert, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = args_for(tiny_bert, out, "--epochs", "1")
+    train.main(argv)
+    (out / "last.pt").write_bytes((out / "last.pt").read_bytes()[:1000])
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit):
+        train.run_main(lambda: train.main(argv + ["--resume"]))
+    assert "last.pt: cannot resume from it" in capsys.readouterr().err
+    assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
