@@ -287,8 +287,10 @@ def step_flops(model, attention_mask: torch.Tensor) -> tuple[float, float]:
 def matmul(device: torch.device, dtype: torch.dtype):
     """A call doing one n x n x n matrix product, and its FLOPs: the device's attainable rate at this dtype."""
     n = MATMUL_SIZE[device.type]
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    return (lambda: a @ b), 2.0 * n**3
+    a, b, c = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(3))
+    # into a kept output: a fresh n x n result after a big model's step can page-fault its way in (on CPU it
+    # halved the measured rate), which is allocation, not the matrix-product rate
+    return (lambda: torch.matmul(a, b, out=c)), 2.0 * n**3
 
 
 def rates(seconds: list[float], examples: int, tokens: int, slots: int) -> dict:
