@@ -1,7 +1,6 @@
 """A run survives being killed at any instant, a full disk keeps the previous checkpoint, and every bad input
 is one line on stderr, a non-zero exit, and leaves the output folder exactly as it was."""
 import errno
-import json
 import os
 import shutil
 import subprocess
