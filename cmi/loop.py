@@ -5,10 +5,13 @@ It takes the model, the batches and the objective as arguments and knows nothing
 metrics. Every file is written atomically (temporary file in the same folder, fsync, rename), so a run
 killed at any instant leaves the old or the new version of each file, never a torn one.
 """
+import datetime
 import json
 import math
 import os
+import platform
 import shutil
+import subprocess
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -238,6 +241,25 @@ class RunFiles:
             write_json(self.out / "results.json", results)
 
 
+def provenance(device: torch.device) -> dict:
+    """What made a run: the code's git commit (and whether the work tree had uncommitted changes), the torch
+    version, the device and the date, so a committed result names the code that can repeat it."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*argv) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *argv], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status),
+            "torch": torch.__version__, "device": f"{device.type} ({name})",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
 def rng_states() -> list[dict]:
     """The random-number states of every process (dropout, masking), so a resumed run repeats exactly."""
     state = {"cpu": torch.get_rng_state()}
@@ -326,6 +348,7 @@ def fit(
         if rank() == 0:
             print(json.dumps(line), flush=True)
 
-    results = {"args": run.args, "best_epoch": best["epoch"], **best["metrics"]}
+    results = {"args": run.args, "best_epoch": best["epoch"], **best["metrics"],
+               "provenance": provenance(next(model.parameters()).device)}
     run.save_results(results)
     return results
