@@ -19,22 +19,38 @@ def feature_distribution(h: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
     return F.softmax(_full(h) / tau, dim=-1)
 
 
-def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """KL(p || q) = sum_z p_z log(p_z / q_z) per row: (N, d), (N, d) or (d,) -> (N,). 0 log 0 = 0."""
+def log_feature_distribution(h: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """log f_x = log_softmax(h_s / tau): (N, d) -> (N, d), finite for every tau > 0 even where f_x itself
+    underflows to exactly 0 (raw [CLS] states have outlier dimensions; tau 0.1 or below saturates f_x)."""
+    return F.log_softmax(_full(h) / tau, dim=-1)
+
+
+def kl_divergence(p: torch.Tensor, q: torch.Tensor, log_p: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(p || q) = sum_z p_z (log p_z - log q_z) per row: (N, d), (N, d) or (d,) -> (N,). 0 log 0 = 0.
+
+    Pass `log_p` (log_feature_distribution) when p is a softmax: the gradient of p log p is then
+    p (log p + 1), finite where p underflows to 0, while xlogy(p, p)'s is 0/0 = NaN there.
+    A centroid q with an exact 0 where p has mass makes the true KL +inf (a stale G whose class never put mass
+    on that dimension). We floor q at the smallest normal float instead: the KL stays finite (p_z log p_z + 87
+    nats per unit of p_z in float32, a large but finite penalty whose min-CMI gradient pushes the mass back), so
+    one saturated dimension cannot turn the loss into inf or NaN."""
     p, q = _full(p), _full(q)
-    return (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(-1)
+    log_p = _log(p) if log_p is None else _full(log_p)
+    return (p * (log_p - _log(q))).sum(-1)
 
 
 def class_centroids(f: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """eq. (9): g_y = mean of f_x over the samples with label y: (N, d), (N,) -> (C, d).
 
-    Gradients flow through the means (the `batch` policy relies on it). A class with no sample gets the
+    Differentiable, but the gradient of sum_x KL(f_x || g_y) through the class means is exactly zero (the
+    mean minimises it over g, and f_x sums to 1), so callers may detach it. A class with no sample gets the
     uniform distribution, so a KL against it stays finite; no sample ever reads it."""
     return _means(*_class_sums(_full(f), y, num_classes))
 
 
 def conditional_mutual_information(
-    f: torch.Tensor, y: torch.Tensor, centroids: torch.Tensor, weighting: str = "true"
+    f: torch.Tensor, y: torch.Tensor, centroids: torch.Tensor, weighting: str = "true",
+    log_f: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The CMI estimate sum over samples of KL(f_x || G_y), weighted three ways (a scalar):
 
@@ -45,8 +61,9 @@ def conditional_mutual_information(
     - "eq12": eq. (12) taken literally, (1/C) sum_x KL(f_x || g_{y_x}) = (N/C) * "true"; it grows with N.
 
     With `centroids` the class means of `f` this is exact; with stale centroids it is an upper bound of the
-    CMI (the class means minimise sum_x KL(f_x || G_y) over G) -- the identity behind eq. (14)."""
-    kl = kl_divergence(f, centroids[y])  # (N,)
+    CMI (the class means minimise sum_x KL(f_x || G_y) over G) -- the identity behind eq. (14).
+    `log_f`: log f_x from log_feature_distribution, for exact logs where f_x saturates (see kl_divergence)."""
+    kl = kl_divergence(f, centroids[y], log_f)  # (N,)
     kl_sums, counts = _class_sums(kl[:, None], y, centroids.shape[0])
     return _weigh(kl_sums[:, 0], counts, weighting)
 
@@ -92,6 +109,11 @@ class CMIStats:
 def _full(t: torch.Tensor) -> torch.Tensor:
     """Half-precision inputs (autocast outputs) are promoted to float32; float64 stays float64."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _log(p: torch.Tensor) -> torch.Tensor:
+    """log p with p floored at the smallest normal float: finite value and gradient where p is 0."""
+    return p.clamp_min(torch.finfo(p.dtype).tiny).log()
 
 
 def _means(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cmi.core import CMIStats, class_centroids, conditional_mutual_information, feature_distribution, kl_divergence
+from cmi.core import CMIStats, class_centroids, conditional_mutual_information, log_feature_distribution
 
 MODES = ("ce", "min", "max")
 POLICIES = ("epoch", "online", "frozen", "batch")
@@ -29,8 +29,13 @@ class FeatureMap:
     tau: float = 1.0
 
     def __call__(self, out) -> torch.Tensor:
+        """f_x (B, d), float32."""
+        return self.log_probs(out).exp()
+
+    def log_probs(self, out) -> torch.Tensor:
+        """log f_x (B, d), float32: finite where f_x underflows to 0, so the CMI's gradient is too."""
         h = out.features if self.kind == "pooled" else out.hidden_states[:, 0]
-        return feature_distribution(h, self.tau)  # (B, d), float32
+        return log_feature_distribution(h, self.tau)
 
 
 class Centroids:
@@ -41,8 +46,13 @@ class Centroids:
       epoch  -- exact: G = class means from an eval-mode pass over the training set before each epoch;
       online -- G = mean of the detached f_x of the previous epoch's own training batches (first G: one pass);
       frozen -- G from the initial model, never updated (the MCMI teacher recipe);
-      batch  -- G_y = mean of f_x over the current mini-batch's class-y samples, gradient flowing through it:
-                the exact CMI of the batch, whose gradient sees the cluster's own mean (needed for max)."""
+      batch  -- G_y = mean of f_x over the current mini-batch's class-y samples: the exact CMI of the batch.
+                No gradient flows through G here either: the gradient of sum_x KL(f_x || G_y) through the
+                class means is exactly zero (cmi.core.class_centroids), so G is detached. What makes this
+                policy sound for max is that G is current: against a stale G, max-CMI can raise the KL by
+                moving a whole cluster away instead of spreading it (DESIGN.md). Under DDP the class sums and
+                counts are all-reduced, so G is the class means of the global batch, whatever the number of
+                processes."""
 
     def __init__(self, policy: str, num_classes: int, dim: int, device: torch.device | str = "cpu"):
         if policy not in POLICIES:
@@ -74,8 +84,13 @@ class Centroids:
             self.running = CMIStats(self.num_classes, self.dim, self.device)
 
     def target(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The centroids the batch's f_x are compared against: (C, d)."""
-        return class_centroids(f, y, self.num_classes) if self.policy == "batch" else self.G
+        """The centroids the batch's f_x are compared against: (C, d), never differentiated."""
+        if self.policy != "batch":
+            return self.G
+        stats = CMIStats(self.num_classes, f.shape[-1], f.device)
+        stats.add(f, y)
+        stats.all_reduce()  # the global batch's class means under DDP
+        return stats.centroids()
 
     def state_dict(self) -> dict:
         return {"G": self.G, "running": None if self.running is None else vars(self.running)}
@@ -182,10 +197,11 @@ class CMIObjective(Objective):
             out = type(both)(*(t[: len(y)] for t in both))
         loss = F.cross_entropy(out.logits.float(), y)
         logs = {"ce": loss.detach()}
-        f = self.features(out)
+        log_f = self.features.log_probs(out)
+        f = log_f.exp()
         self.centroids.observe(f, y)
         if self.sign:
-            cmi = conditional_mutual_information(f, y, self.centroids.target(f, y), self.weighting)
+            cmi = conditional_mutual_information(f, y, self.centroids.target(f, y), self.weighting, log_f)
             loss = loss + self.sign * self.weight * cmi
         else:  # ce: the batch's own CMI, for the progress bar only
             with torch.no_grad():
