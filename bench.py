@@ -159,7 +159,7 @@ def student_config(config: BertConfig) -> DistilBertConfig:
 
 def cross_entropy(forward, batch):
     """The plain CE objective, which both libraries' models can be trained with."""
-    return F.cross_entropy(forward(batch).logits.float(), batch["labels"]), {}
+    return (F.cross_entropy(forward(batch).logits.float(), batch["labels"]),), {}
 
 
 def batch_forward(model, mode: str | None = None, dynamic: bool | None = None):
@@ -381,8 +381,8 @@ def bench_cmi(args, preset, ours, variants, batch, device, ctx) -> list[dict]:
 
         def objective_alone(objective):
             with ctx:
-                loss, _ = objective(lambda _: leaves, batch)
-            loss.backward()
+                terms, _ = objective(lambda _: leaves, batch)
+            sum(terms).backward()
 
         calls = {name: (lambda o=o: c.step(batch, o)) for name, o in objectives.items()}
         calls.update({f"{name}_alone": (lambda o=o: objective_alone(o)) for name, o in objectives.items()})

@@ -78,12 +78,36 @@ def autocast_context(device: torch.device, amp: bool):
 # one epoch of training, one pass of inference
 
 
+def backward(terms: tuple[torch.Tensor, ...], params: list[torch.nn.Parameter], separate: bool) -> None:
+    """Accumulate the gradient of sum(terms) into the parameters' (float32) .grad.
+
+    separate=False: one backward of the sum. separate=True (bf16 autocast): one backward per term. Under
+    autocast the activations and their gradients are bf16, whose 8-bit mantissa resolves ~4e-3 of a value;
+    the CMI term's gradient is ~1e-3 of CE's at the paper's lambdas (DESIGN.md), so flowing back as part of one
+    sum it would be rounded away in every layer. Backpropagated alone, it is rounded relative to itself and
+    joins CE's gradient only in the float32 .grad. The price is one more backward pass per extra term.
+    The extra terms go through torch.autograd.grad, which DDP's hooks do not see: their gradients are averaged
+    over the processes here, as DDP averages the first term's."""
+    if not separate or len(terms) == 1:
+        sum(terms).backward()
+        return
+    extra = [torch.autograd.grad(t, params, retain_graph=True, allow_unused=True) for t in terms[1:]]
+    terms[0].backward()
+    for grads in extra:
+        for p, g in zip(params, grads):
+            if g is not None:
+                g = all_reduce(g) / world_size()
+                p.grad = g if p.grad is None else p.grad.add_(g)
+
+
 def train_step(forward, model, objective, optimizer, scheduler, batch, *, ctx, clip):
-    """One optimisation step: the loss under `ctx`, backward, gradient clipping, AdamW, the schedule.
-    Returns the loss, still on the device (not read back: no sync), and the objective's logs."""
+    """One optimisation step: the loss under `ctx`, backward (each term on its own under autocast: see
+    `backward`), gradient clipping, AdamW, the schedule. Returns the loss, still on the device (not read back:
+    no sync), and the objective's logs."""
     with ctx:
-        loss, logs = objective(forward, batch)
-    loss.backward()
+        terms, logs = objective(forward, batch)
+    backward(terms, [p for p in model.parameters() if p.requires_grad], separate=isinstance(ctx, torch.autocast))
+    loss = sum(terms).detach()
     if clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=True)
     optimizer.step()

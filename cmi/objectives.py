@@ -1,9 +1,11 @@
 """The training objectives: CE, min-CMI and max-CMI (eqs. 13-16) with the alternating centroids of
 eq. (14), the optional gamma * L1 masked-LM term (eq. 7), and the distillation loss (eq. 8).
 
-An objective is called as `objective(forward, batch) -> (loss, logs)`, where `forward(batch)` runs the
+An objective is called as `objective(forward, batch) -> (terms, logs)`, where `forward(batch)` runs the
 model and returns an output with `.logits`, `.features` and `.hidden_states`; the training loop in
-cmi/loop.py knows nothing else about it.
+cmi/loop.py knows nothing else about it. `terms` is a tuple of scalar tensors whose sum is the loss: the
+CMI term is kept apart from CE because under bf16 autocast its gradient, ~1e-3 of CE's at the paper's lambdas
+(DESIGN.md), would be rounded away if both flowed back through the network as one sum (cmi.loop.backward).
 """
 from dataclasses import dataclass
 
@@ -197,21 +199,22 @@ class CMIObjective(Objective):
             out = type(both)(*(t[: len(y)] for t in both))
         loss = F.cross_entropy(out.logits.float(), y)
         logs = {"ce": loss.detach()}
-        log_f = self.features.log_probs(out)
-        f = log_f.exp()
-        self.centroids.observe(f, y)
-        if self.sign:
-            cmi = conditional_mutual_information(f, y, self.centroids.target(f, y), self.weighting, log_f)
-            loss = loss + self.sign * self.weight * cmi
-        else:  # ce: the batch's own CMI, for the progress bar only
-            with torch.no_grad():
-                cmi = conditional_mutual_information(f, y, class_centroids(f, y, self.num_classes), self.weighting)
-        logs["batch_cmi"] = cmi.detach()  # the mean over batches is no CMI of the epoch: not named train_cmi
         if self.mlm is not None:
             mlm = self.mlm.loss(both.hidden_states[len(y):], batch["input_ids"], picked)
             loss = loss + self.mlm.gamma * mlm
             logs["mlm"] = mlm.detach()
-        return loss, logs
+        log_f = self.features.log_probs(out)
+        f = log_f.exp()
+        self.centroids.observe(f, y)
+        if self.sign:  # eq. (14), first line: G fixed (no gradient into it), step the parameters
+            cmi = conditional_mutual_information(f, y, self.centroids.target(f, y), self.weighting, log_f)
+            terms = (loss, self.sign * self.weight * cmi)
+        else:  # ce: the batch's own CMI, for the progress bar only
+            with torch.no_grad():
+                cmi = conditional_mutual_information(f, y, class_centroids(f, y, self.num_classes), self.weighting)
+            terms = (loss,)
+        logs["batch_cmi"] = cmi.detach()  # the mean over batches is no CMI of the epoch: not named train_cmi
+        return terms, logs
 
     @property
     def needs_initial_stats(self) -> bool:
@@ -260,4 +263,4 @@ class DistillationObjective(Objective):
             with torch.no_grad():
                 t = self.teacher_forward(batch).logits
         loss, ce, kl = kd_loss(out.logits, t, batch["labels"], self.alpha, self.T)
-        return loss, {"ce": ce.detach(), "kd": kl.detach()}
+        return (loss,), {"ce": ce.detach(), "kd": kl.detach()}

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from cmi.core import CMIStats, class_centroids, conditional_mutual_information, feature_distribution, kl_divergence
+from cmi.core import (CMIStats, class_centroids, conditional_mutual_information, feature_distribution, kl_divergence,
+                      log_feature_distribution)
 from cmi.example import H, Y, cmi_from_joint, main, scaled_around_class_means, three_ways
 
 
@@ -124,3 +125,58 @@ def test_worked_example_three_ways_agree_and_track_cluster_spread(capsys):
     assert values[0] == pytest.approx(0, abs=1e-12) and values == sorted(values)
     main()
     assert f"{library:.12f}" in capsys.readouterr().out
+
+
+def outlier_features(tau, n=16, d=32, seed=0):
+    """h_s like the raw [CLS] state: small values and outlier dimensions (DESIGN.md). Dimensions 3 and 5 are
+    outliers within a few tau of each other, so f_x = softmax(h / tau) shares its mass between them and is
+    exactly 0 elsewhere: saturated, yet with a gradient."""
+    g = torch.Generator().manual_seed(seed)
+    h = 0.3 * torch.randn(n, d, generator=g)
+    h[:, 3] += 12.0
+    h[:, 5] = h[:, 3] + tau * torch.randn(n, generator=g) + tau * (torch.arange(n) % 2)
+    return h, torch.arange(n) % 2
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.02, 0.005])
+@pytest.mark.parametrize("policy", ["stale", "batch"])
+def test_saturated_features_give_a_finite_cmi_and_finite_gradients(tau, policy):
+    h, y = outlier_features(tau)
+    h.requires_grad_(True)
+    log_f = log_feature_distribution(h, tau)
+    f = log_f.exp()
+    assert (f == 0).any()  # saturated: exact zeros, where xlogy(f, f) has a 0/0 gradient
+    if policy == "stale":  # G from other features, with exact zeros of its own where f has mass
+        other, _ = outlier_features(tau, seed=1)
+        G = class_centroids(feature_distribution(other.roll(1, dims=1), tau), y, 2)
+        assert (G == 0).any()
+    else:
+        G = class_centroids(f.detach(), y, 2)
+    cmi = conditional_mutual_information(f, y, G, log_f=log_f)
+    cmi.backward()
+    print(f"tau {tau}, {policy} centroids: CMI {cmi.item():.4g}, |grad| {h.grad.norm():.3g}")
+    assert torch.isfinite(cmi) and torch.isfinite(h.grad).all() and h.grad.abs().max() > 0
+    # the old formula: value finite, gradient NaN (the bug this guards against)
+    h.grad = None
+    f = feature_distribution(h, tau)
+    (torch.xlogy(f, f) - torch.xlogy(f, G[y])).sum(-1).mean().backward()
+    assert torch.isnan(h.grad).any()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_log_probability_path_equals_the_joint_table(seed):
+    g = torch.Generator().manual_seed(seed)
+    h = 2.0 * torch.randn(10, 4, generator=g, dtype=torch.float64)
+    y = torch.arange(10) % 3
+    f, log_f = feature_distribution(h), log_feature_distribution(h)
+    ours = conditional_mutual_information(f, y, class_centroids(f, y, 3), log_f=log_f).item()
+    assert ours == pytest.approx(cmi_from_joint(f, y), abs=1e-12)
+
+
+def test_a_centroid_zero_where_f_has_mass_is_a_large_finite_penalty():
+    # the true KL is +inf; the floor at the smallest normal float makes it p log p - p log(tiny)
+    p = torch.tensor([[0.5, 0.5, 0.0]])
+    q = torch.tensor([[1.0, 0.0, 0.0]])
+    expected = 0.5 * math.log(0.5) + 0.5 * (math.log(0.5) - math.log(torch.finfo(torch.float32).tiny))
+    assert kl_divergence(p, q).item() == pytest.approx(expected, rel=1e-6)
+    assert 40 < expected < 50

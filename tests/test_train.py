@@ -131,8 +131,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_bert, tmp_path, 
 
     def poisoned(self, forward, batch):  # epoch 2 (12 steps per epoch) produces a NaN loss
         calls["n"] += 1
-        loss, logs = original(self, forward, batch)
-        return (loss * float("nan") if calls["n"] > 12 else loss), logs
+        terms, logs = original(self, forward, batch)
+        return (tuple(t * float("nan") for t in terms) if calls["n"] > 12 else terms), logs
 
     monkeypatch.setattr(train.CMIObjective, "__call__", poisoned)
     with pytest.raises(SystemExit) as exit_info:
