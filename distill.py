@@ -44,7 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     teacher = g.add_mutually_exclusive_group(required=True)
     teacher.add_argument("--teacher", metavar="DIR", help="the teacher: a fine-tuned BERT classifier (the best/ folder of a train.py run)")
     teacher.add_argument("--teacher-sweep", metavar="DIR", help="a folder of train.py runs, one per sub-folder: the teacher is the best/ "
-                                                 "of the task's max-CMI run with the highest dev metric / dev CMI")
+                                                 "of the task's max-CMI run with the highest dev metric / dev CMI "
+                                                 "(the paper's rule; in practice the lowest dev CMI, usually the "
+                                                 "smallest lambda)")
     student = g.add_mutually_exclusive_group()
     student.add_argument("--student-layers", type=layer_list, default=None, metavar="LIST",
                          help="teacher layers copied into the student, in order (default: 0,2,4,6,8,10)")
@@ -56,7 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = parser.add_argument_group("distillation loss, eq. (8)")
     g.add_argument("--alpha", type=float, default=0.5, help="weight of the soft (KL) term; 1 - alpha weighs the CE "
                                                             "(the paper: 0.05-0.9)")
-    g.add_argument("--temperature", type=float, default=2.0, help="T of the softened distributions (the paper: 1-5)")
+    g.add_argument("--temperature", type=float, default=2.0, help="T of the softened distributions (the paper: 1-5); the KL is "
+                                                                   "multiplied by T^2 as in Hinton et al., which "
+                                                                   "eq. (8) of the paper does not write")
     g.add_argument("--live-teacher", action="store_true",
                    help="run the teacher on every batch instead of caching its logits once (same result, slower)")
     add_training_args(parser)

@@ -272,7 +272,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--centroids", choices=POLICIES, default=None,
                    help="centroid policy of eq. (14) (default: epoch for min, batch for max)")
     g.add_argument("--cmi-feature", choices=FEATURES, default="pooled",
-                   help="h_s: the pooled output the classifier reads, or the raw last-layer [CLS] state")
+                   help="h_s: pooled, the output tanh(W h_[CLS]) that BERT's classifier reads; cls, the raw "
+                        "last-layer [CLS] row, the h_s of the paper's eq. (5) text. The paper is ambiguous: "
+                        "neither is 'the paper' without that caveat")
     g.add_argument("--cmi-scale", choices=SCALES, default="true",
                    help="true: lambda * I(X;Z|Y); paper: lambda / C, the per-sample weight of eqs. (12)-(14)")
     g.add_argument("--tau", type=float, default=1.0, help="feature temperature: f_x = softmax(h_s / tau) "

@@ -24,8 +24,10 @@ SCALES = ("true", "paper")
 class FeatureMap:
     """Which vector is h_s, and the temperature of f_x = softmax(h_s / tau).
 
-    "pooled": the vector the classification layer reads (`out.features`), as in the paper;
-    "cls": the raw last-layer [CLS] state (`out.hidden_states[:, 0]`)."""
+    "pooled": the vector BERT's classification layer reads (`out.features`, tanh(W_p h_[CLS]));
+    "cls": the raw last-layer [CLS] state (`out.hidden_states[:, 0]`), the h_s that the text of the paper's
+    eq. (5) defines. The paper's classifier reads h_s, BERT's reads the pooled vector: the paper is ambiguous,
+    and on real checkpoints the two differ a lot (DESIGN.md: pooled f_x is almost uniform, cls has outliers)."""
 
     kind: str = "pooled"
     tau: float = 1.0
@@ -239,7 +241,7 @@ def kd_loss(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """eq. (8): L = (1 - alpha) * CE(s, y) + alpha * T^2 * KL(softmax(t/T) || softmax(s/T)), the KL summed
     over classes and averaged over the batch. T^2 keeps the soft term's gradients on the scale of the CE's
-    as T grows (Hinton et al.). Returns (loss, ce, kl)."""
+    as T grows (Hinton et al.); the paper's eq. (8) does not write it. Returns (loss, ce, kl)."""
     s, t = student_logits.float(), teacher_logits.float()
     ce = F.cross_entropy(s, labels)
     kl = F.kl_div(F.log_softmax(s / T, -1), F.log_softmax(t / T, -1), log_target=True, reduction="batchmean")

@@ -1,5 +1,8 @@
 """Teacher selection: among the max-CMI runs of a task, the one with the highest ratio of its dev metric to its
 dev CMI, as the paper picks its teachers: one that classifies well with widely spread feature clusters.
+In practice the dev metrics of the candidates differ by a few points while their dev CMIs differ by factors, so
+the rule picks the run with the lowest dev CMI, which is usually the one with the smallest lambda: the weakest
+max-CMI term, not the strongest.
 
 A sweep folder holds one run per sub-folder, each as train.py writes it: results.json (the arguments, the best
 epoch and that epoch's dev metrics, eval_cmi among them) and best/ (the model of that epoch).
