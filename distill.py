@@ -18,10 +18,10 @@ from cmi.selection import select_teacher
 from data.tasks import get_task
 from data.tokenization import load_tokenizer
 from models.bert import BertForSequenceClassification
-from models.checkpoint import CheckpointError, resolve
+from models.checkpoint import CheckpointError, read_json, resolve
 from models.distilbert import DistilBertForSequenceClassification
 from models.student import DEFAULT_LAYERS, distilbert_from_bert
-from train import (BERT_INPUTS, Parser, add_training_args, check_head, check_ranges, forward_of, load_data,
+from train import (BERT_INPUTS, Parser, add_training_args, check_fits, check_head, check_ranges, forward_of, load_data,
                    name_labels, run_main, setup, train_eval_batches, train_model)
 
 DISTILBERT_INPUTS = ("input_ids", "attention_mask")  # DistilBERT has no token types
@@ -97,7 +97,7 @@ def load_teacher(path, task) -> tuple[BertForSequenceClassification, Path]:
         folder = resolve(path)
         check_head(folder, task)
         teacher = BertForSequenceClassification.from_pretrained(folder, num_labels=task.num_labels)
-        architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
+        architectures = read_json(folder / "config.json").get("architectures") or []
         if "BertForSequenceClassification" not in architectures:
             raise CheckpointError(f"{folder}: not a fine-tuned BERT classifier (architectures {architectures}); "
                                   "pass the best/ folder of a train.py run")
@@ -112,48 +112,50 @@ def main(argv=None) -> None:
     # setup: the teacher is chosen before the run folder is claimed, so that args.json records which
     if args.teacher_sweep:
         choose_teacher(args, task)
-    run = RunFiles(args.out, vars(args), resume=args.resume, overwrite=args.overwrite)
-    device, amp, compile_ = setup(args)
+    with RunFiles(args.out, vars(args), resume=args.resume, overwrite=args.overwrite) as run:
+        device, amp, compile_ = setup(args)
 
-    # teacher and student
-    teacher, teacher_dir = load_teacher(args.teacher, task)
-    if args.student:
-        student_dir = resolve(args.student)
-        check_head(student_dir, task)
-        student = DistilBertForSequenceClassification.from_pretrained(student_dir, num_labels=task.num_labels)
-        # the batches carry one set of token ids, which both models must read the same way
-        if load_tokenizer(student_dir).get_vocab() != load_tokenizer(teacher_dir).get_vocab():
-            raise CheckpointError(f"--student {args.student}: its vocabulary differs from the teacher's {teacher_dir}")
-    else:
-        try:
-            student = distilbert_from_bert(teacher, args.student_layers, args.fold_token_type)
-        except ValueError as e:
-            raise CheckpointError(f"--student-layers {','.join(map(str, args.student_layers))}: {e}") from None
-        student.checkpoint_dir = teacher_dir  # best/ gets the teacher's tokenizer: the student reads the same ids
-    name_labels(student, task)
-    teacher.to(device).eval().requires_grad_(False)
-    teacher_forward = forward_of(teacher, BERT_INPUTS)
+        # teacher and student
+        teacher, teacher_dir = load_teacher(args.teacher, task)
+        if args.student:
+            student_dir = resolve(args.student)
+            check_head(student_dir, task)
+            student = DistilBertForSequenceClassification.from_pretrained(student_dir, num_labels=task.num_labels)
+            # the batches carry one set of token ids, which both models must read the same way
+            if load_tokenizer(student_dir).get_vocab() != load_tokenizer(teacher_dir).get_vocab():
+                raise CheckpointError(f"--student {args.student}: its vocabulary differs from the teacher's {teacher_dir}")
+        else:
+            try:
+                student = distilbert_from_bert(teacher, args.student_layers, args.fold_token_type)
+            except ValueError as e:
+                raise CheckpointError(f"--student-layers {','.join(map(str, args.student_layers))}: {e}") from None
+            student.tokenizer_files = teacher.tokenizer_files  # best/ gets the teacher's: the student reads the same ids
+        name_labels(student, task)
+        teacher.to(device).eval().requires_grad_(False)
+        teacher_forward = forward_of(teacher, BERT_INPUTS)
 
-    # data
-    train, evals, _ = load_data(args, task, teacher_dir, min(teacher.config.vocab_size, student.config.vocab_size))
+        # data
+        train, evals, _ = load_data(args, task, teacher_dir, min(teacher.config.vocab_size, student.config.vocab_size))
+        check_fits(args, {f"--teacher {teacher_dir}": teacher.config, "the student": student.config},
+                   [train, *evals.values()], device)
 
-    # objective, eq. (8)
-    features = FeatureMap("pooled")  # the student's h_s for train_cmi / eval_cmi: the vector its classifier reads
-    if args.live_teacher:
-        objective = DistillationObjective(args.alpha, args.temperature, teacher_forward=teacher_forward)
-    else:
-        # no dropout in eval mode: the teacher's logits are a function of the example alone, so one pass serves
-        # every epoch (indexed by batch["index"]), and the teacher can leave the device
-        logits, _ = predict(teacher_forward, teacher, train_eval_batches(args, train, device), features,
-                            task.num_labels, len(train), ctx=autocast_context(device, amp), desc="teacher logits")
-        objective = DistillationObjective(args.alpha, args.temperature, teacher_logits=logits)
-        del teacher, teacher_forward
+        # objective, eq. (8)
+        features = FeatureMap("pooled")  # the student's h_s for train_cmi / eval_cmi: the vector its classifier reads
+        if args.live_teacher:
+            objective = DistillationObjective(args.alpha, args.temperature, teacher_forward=teacher_forward)
+        else:
+            # no dropout in eval mode: the teacher's logits are a function of the example alone, so one pass serves
+            # every epoch (indexed by batch["index"]), and the teacher can leave the device
+            logits, _ = predict(teacher_forward, teacher, train_eval_batches(args, train, device), features,
+                                task.num_labels, len(train), ctx=autocast_context(device, amp), desc="teacher logits")
+            objective = DistillationObjective(args.alpha, args.temperature, teacher_logits=logits)
+            del teacher, teacher_forward
 
-    record = {"task": args.task, "mode": "distill", "alpha": args.alpha, "temperature": args.temperature,
-              "seed": args.seed, "train_examples": len(train), "eval_examples": len(next(iter(evals.values())))}
-    results = train_model(args, task, student, DISTILBERT_INPUTS, objective, train, evals, features, device, amp,
-                          compile_, record, run)
-    print(json.dumps({"best_epoch": results["best_epoch"], task.primary_metric: results[task.primary_metric]}))
+        record = {"task": args.task, "mode": "distill", "alpha": args.alpha, "temperature": args.temperature,
+                  "seed": args.seed, "train_examples": len(train), "eval_examples": len(next(iter(evals.values())))}
+        results = train_model(args, task, student, DISTILBERT_INPUTS, objective, train, evals, features, device, amp,
+                              compile_, record, run)
+        print(json.dumps({"best_epoch": results["best_epoch"], task.primary_metric: results[task.primary_metric]}))
 
 
 if __name__ == "__main__":

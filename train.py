@@ -8,8 +8,11 @@
 import argparse
 import json
 import os
+import math
 import random
+import signal
 import sys
+import traceback
 
 import numpy as np
 import torch
@@ -20,13 +23,13 @@ from cmi.core import WEIGHTINGS
 from cmi.loop import (RunFiles, TrainingError, autocast_context, fit, linear_schedule, make_optimizer, predict, rank,
                       world_size)
 from cmi.objectives import FEATURES, MODES, POLICIES, SCALES, CMIObjective, Centroids, FeatureMap, MaskedLM
-from data.batching import GROUP_BATCHES, collate, eval_batches, num_train_batches, train_batches
+from data.batching import GROUP_BATCHES, batch_width, collate, eval_batches, num_train_batches, train_batches
 from data.loading import load_split
 from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, get_task, metric_suffix
 from data.tokenization import encode, load_tokenizer
 from models.bert import BertForSequenceClassification
-from models.checkpoint import CheckpointError, resolve
+from models.checkpoint import CheckpointError, read_json, resolve
 
 
 class Parser(argparse.ArgumentParser):
@@ -85,6 +88,9 @@ def check_ranges(args: argparse.Namespace, parser: Parser) -> None:
         value = getattr(args, name, None)
         if value is not None and not value >= 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    for name, value in vars(args).items():  # inf passes every range check above: refuse it by name
+        if isinstance(value, float) and not math.isfinite(value):
+            parser.error(f"--{name.replace('_', '-')} must be finite, got {value}")
     for name in ["warmup_ratio", "alpha"]:
         value = getattr(args, name, None)
         if value is not None and not 0 <= value <= 1:
@@ -163,6 +169,24 @@ def load_data(args, task, checkpoint_dir, vocab_size):
     return train, evals, tokenizer
 
 
+def check_fits(args, configs: dict, splits: list, device) -> None:
+    """Every model (configs: its name for messages -> its config) can read every batch of `splits`: the widest
+    batch (the longest example, padded to --pad-multiple) fits its position table, every token type its
+    token-type table. Checked before the run folder changes, so a bad pairing cannot cost an earlier run."""
+    pad = pad_multiple_of(args, device)
+    width = max(batch_width(enc.lengths, pad) for enc in splits)
+    types = 1 + max(int(t.max()) for enc in splits for t in enc.token_type_ids)
+    for name, config in configs.items():
+        if width > config.max_position_embeddings:
+            padded = f", padded to a multiple of {pad} by --pad-multiple" if pad else ""
+            raise CheckpointError(f"{name}: the longest input is {width} tokens (--max-len {args.max_len}{padded}) but "
+                                  f"its position table has {config.max_position_embeddings} "
+                                  "(max_position_embeddings); lower --max-len or --pad-multiple")
+        if types > getattr(config, "type_vocab_size", types):  # DistilBERT has no token types
+            raise CheckpointError(f"{name}: task {args.task} has sentence pairs (token types 0 and 1) but its "
+                                  f"token-type table has {config.type_vocab_size} row(s) (type_vocab_size)")
+
+
 def make_evaluate(args, task, forward, model, evals, features, device, ctx, pad_multiple):
     """evaluate() -> the dev metrics of every dev split (MNLI mismatched with the _mm suffix) and the dev CMI
     (f_x of the dev set against the dev set's own class means)."""
@@ -232,7 +256,7 @@ def train_model(args, task, model, inputs, objective, train, evals, features, de
 def check_head(checkpoint_dir, task) -> None:
     """A checkpoint fine-tuned for classification must classify into the task's labels: reusing a 3-way
     head for a 2-way task would silently drop it, so that is an error, not a fresh head."""
-    config = json.loads((checkpoint_dir / "config.json").read_text()) if (checkpoint_dir / "config.json").is_file() else {}
+    config = read_json(checkpoint_dir / "config.json") if (checkpoint_dir / "config.json").is_file() else {}
     if any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
         n = config.get("num_labels", len(config.get("id2label") or {}) or 2)
         if n != task.num_labels:
@@ -246,14 +270,41 @@ def name_labels(model, task) -> None:
     model.config.label2id = {name: i for i, name in enumerate(task.label_names)}
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM (a cluster scheduler's notice) during a run."""
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def run_main(main) -> None:
-    """Run `main()`, turning the project's input errors into one line on stderr and exit code 2."""
+    """Run `main()`, turning every failure into one line on stderr: the project's input errors and any file the
+    system refuses (exit code 2), an interruption by SIGINT or SIGTERM with how to continue (128 + signal), and
+    anything else (exit code 1; CMI_TRACEBACK=1 prints the traceback too). An out-of-memory kill (SIGKILL)
+    cannot be caught: the run then resumes from its last checkpoint."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         main()
     except (DataError, CheckpointError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:
+        print(f"error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt as e:
+        name = str(e) or "SIGINT"
+        print(f"error: interrupted by {name}; the last complete epoch is kept: run the same command with "
+              "--resume to continue", file=sys.stderr)
+        sys.exit(128 + signal.Signals[name].value)
+    except Exception as e:
+        if os.environ.get("CMI_TRACEBACK"):
+            traceback.print_exc()
+        print(f"error: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]} (an unexpected failure; "
+              "CMI_TRACEBACK=1 prints the traceback)", file=sys.stderr)
+        sys.exit(1)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -290,40 +341,41 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     # setup: refuse an output folder holding another run before any expensive work
-    run = RunFiles(args.out, vars(args), resume=args.resume, overwrite=args.overwrite)
-    device, amp, compile_ = setup(args)
-    task = get_task(args.task)
+    with RunFiles(args.out, vars(args), resume=args.resume, overwrite=args.overwrite) as run:
+        device, amp, compile_ = setup(args)
+        task = get_task(args.task)
 
-    # model
-    checkpoint_dir = resolve(args.model)
-    check_head(checkpoint_dir, task)
-    model = BertForSequenceClassification.from_pretrained(checkpoint_dir, num_labels=task.num_labels)
-    name_labels(model, task)
+        # model
+        checkpoint_dir = resolve(args.model)
+        check_head(checkpoint_dir, task)
+        model = BertForSequenceClassification.from_pretrained(checkpoint_dir, num_labels=task.num_labels)
+        name_labels(model, task)
 
-    # data
-    train, evals, tokenizer = load_data(args, task, checkpoint_dir, model.config.vocab_size)
+        # data
+        train, evals, tokenizer = load_data(args, task, checkpoint_dir, model.config.vocab_size)
+        check_fits(args, {str(checkpoint_dir): model.config}, [train, *evals.values()], device)
 
-    # objective
-    features = FeatureMap(args.cmi_feature, args.tau)
-    mlm = None
-    if args.gamma > 0:
-        if model.mlm is None:
-            raise CheckpointError(f"--gamma {args.gamma}: the checkpoint {args.model} has no masked-LM head "
-                                  "(cls.predictions.*); use --gamma 0 or a checkpoint with one")
-        mlm = MaskedLM(args.gamma, model.mlm_logits, tokenizer.token_to_id("[MASK]"), model.config.vocab_size,
-                       tuple(tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")))
-    else:  # an MLM head the loss does not use would get no gradient (DDP refuses that) and is not the task's
-        model.mlm = None
-    dim = model.config.hidden_size
-    objective = CMIObjective(args.mode, args.lam, task.num_labels,
-                             Centroids(args.centroids, task.num_labels, dim, device), features, args.cmi_scale,
-                             args.cmi_weighting, mlm)
+        # objective
+        features = FeatureMap(args.cmi_feature, args.tau)
+        mlm = None
+        if args.gamma > 0:
+            if model.mlm is None:
+                raise CheckpointError(f"--gamma {args.gamma}: the checkpoint {args.model} has no masked-LM head "
+                                      "(cls.predictions.*); use --gamma 0 or a checkpoint with one")
+            mlm = MaskedLM(args.gamma, model.mlm_logits, tokenizer.token_to_id("[MASK]"), model.config.vocab_size,
+                           tuple(tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")))
+        else:  # an MLM head the loss does not use would get no gradient (DDP refuses that) and is not the task's
+            model.mlm = None
+        dim = model.config.hidden_size
+        objective = CMIObjective(args.mode, args.lam, task.num_labels,
+                                 Centroids(args.centroids, task.num_labels, dim, device), features, args.cmi_scale,
+                                 args.cmi_weighting, mlm)
 
-    record = {"task": args.task, "mode": args.mode, "lam": args.lam, "seed": args.seed,
-              "train_examples": len(train), "eval_examples": len(next(iter(evals.values())))}
-    results = train_model(args, task, model, BERT_INPUTS, objective, train, evals, features, device, amp, compile_, record, run)
-    if rank() == 0:
-        print(json.dumps({"best_epoch": results["best_epoch"], task.primary_metric: results[task.primary_metric]}))
+        record = {"task": args.task, "mode": args.mode, "lam": args.lam, "seed": args.seed,
+                  "train_examples": len(train), "eval_examples": len(next(iter(evals.values())))}
+        results = train_model(args, task, model, BERT_INPUTS, objective, train, evals, features, device, amp, compile_, record, run)
+        if rank() == 0:
+            print(json.dumps({"best_epoch": results["best_epoch"], task.primary_metric: results[task.primary_metric]}))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ metrics. Every file is written atomically (temporary file in the same folder, fs
 killed at any instant leaves the old or the new version of each file, never a torn one.
 """
 import datetime
+import fcntl
 import json
 import math
 import os
@@ -13,7 +14,7 @@ import platform
 import shutil
 import subprocess
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -165,6 +166,9 @@ def predict(forward, model, batches, features, num_classes: int, num_examples: i
     stats.all_reduce()
     all_reduce(logits)
     model.train(was_training)
+    if not torch.isfinite(logits).all():
+        raise TrainingError(f"{desc}: the model's outputs are not finite (a learning rate too high?); "
+                            "the model is not saved, the last checkpoint of the run is intact")
     return logits, stats
 
 
@@ -190,38 +194,98 @@ def atomic_write(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def to_json(obj, **kwargs) -> str:
+    """json.dumps that refuses NaN and Infinity (not JSON: other tools cannot read them) with one clear line."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError:
+        bad = sorted(k for k, v in obj.items() if isinstance(v, float) and not math.isfinite(v))
+        raise TrainingError(f"non-finite values ({', '.join(bad) or 'nested'}) cannot be written as JSON; "
+                            "the run's files are left as they were") from None
+
+
 def write_json(path: Path, obj) -> None:
     """Write `obj` as indented JSON, atomically."""
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+    text = to_json(obj, indent=2) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def read_run_json(path: Path):
+    """A JSON file of a run (args.json), or TrainingError naming it."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise TrainingError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e}); "
+                            "--overwrite starts afresh") from None
 
 
 class RunFiles:
     """The files of a run under `out`: args.json, metrics.jsonl, last.pt, best/, results.json.
 
-    A folder that holds another run is refused unless `resume` (continue it: the arguments must match) or
-    `overwrite` (its run files are removed, but only when `start` is called, after all input was checked)."""
+    The folder is locked (an flock on run.lock) for the life of the object: a second process on the same
+    folder is refused at once. A folder that holds another run is refused unless `resume` (continue it: the
+    arguments must match) or `overwrite` (replace it). Overwriting is safe: `start` moves the old run's files
+    into .replaced/ instead of deleting them, and they are deleted only once the new run has written its first
+    checkpoint (`save_checkpoint`); a run that fails before then gets them back (`restore`), and one killed
+    before then finds them restored when it is started again."""
 
     FILES = ("args.json", "metrics.jsonl", "last.pt", "results.json", "best")
 
     def __init__(self, out: str | Path, args: dict, resume: bool = False, overwrite: bool = False):
         self.out, self.args, self.overwrite = Path(out), args, overwrite
         self.metrics, self.best = self.out / "metrics.jsonl", self.out / "best"
-        self.last = self.out / "last.pt"
+        self.last, self.replaced = self.out / "last.pt", self.out / ".replaced"
+        self.lock = self._lock() if rank() == 0 else None
+        try:
+            self._check(resume)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _check(self, resume: bool) -> None:
+        self.restore()  # an earlier --overwrite killed before its first checkpoint: the old run comes back
         existing = [name for name in self.FILES if (self.out / name).exists()]
         self.resuming = resume and self.last.exists()
         if self.resuming:
-            saved = json.loads((self.out / "args.json").read_text())
-            ignored = {"resume", "overwrite"}
-            diff = sorted(k for k in set(saved) | set(args) if k not in ignored and saved.get(k) != args.get(k))
+            saved = read_run_json(self.out / "args.json")
+            # the folder is the run itself, however it is spelled (relative, absolute, moved)
+            ignored = {"resume", "overwrite", "out"}
+            diff = sorted(k for k in set(saved) | set(self.args) if k not in ignored and saved.get(k) != self.args.get(k))
             if diff:
                 raise TrainingError(f"--resume: {self.out} holds a run with other arguments ({', '.join(diff)})")
-        elif existing and not (resume or overwrite):
+        elif existing and not (resume or self.overwrite):
             raise TrainingError(f"{self.out} already holds a run ({', '.join(existing)}); "
                                 "pass --resume to continue it or --overwrite to replace it")
 
+    def __enter__(self) -> "RunFiles":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Release the folder's lock (the end of the run, or a failure before it)."""
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
+
+    def _lock(self):
+        if self.out.exists() and not self.out.is_dir():
+            raise TrainingError(f"--out {self.out}: exists and is not a folder")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            lock = open(self.out / "run.lock", "a")
+        except OSError as e:
+            raise TrainingError(f"--out {self.out}: cannot create the run folder ({e.strerror or e})") from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise TrainingError(f"--out {self.out}: another process is running in this folder (it holds "
+                                f"{self.out / 'run.lock'}); wait for it or choose another --out") from None
+        return lock
+
     def start(self) -> dict | None:
-        """Create the folder and return the checkpoint to resume from (None for a fresh run). Under DDP every
-        process reads the checkpoint (`--out` must be on a file system they share); only rank 0 writes."""
+        """Return the checkpoint to resume from (None for a fresh run), or set the folder up for a fresh run.
+        Under DDP every process reads the checkpoint (`--out` must be on a file system they share); only
+        rank 0 writes."""
         if self.resuming:
             try:  # weights_only: tensors and plain containers, never code
                 ckpt = torch.load(self.last, map_location="cpu", weights_only=True)
@@ -234,27 +298,60 @@ class RunFiles:
             return ckpt
         if rank() != 0:
             return None
-        self.out.mkdir(parents=True, exist_ok=True)
         # a fresh start: --overwrite, or --resume of a run killed before its first checkpoint (whose
-        # metrics.jsonl may already hold the line of the epoch it is about to redo)
-        for name in self.FILES:
-            path = self.out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        # metrics.jsonl may already hold the line of the epoch it is about to redo); the old files are moved
+        # aside, not deleted, until this run's first checkpoint
+        old = [name for name in self.FILES if (self.out / name).exists()]
+        if old:
+            self.replaced.mkdir()
+            for name in old:
+                os.replace(self.out / name, self.replaced / name)
         write_json(self.out / "args.json", self.args)
         return None
 
+    @contextmanager
+    def started(self):
+        """`start`, then the body; if the body fails before the run's first checkpoint, `restore`."""
+        ckpt = self.start()
+        try:
+            yield ckpt
+        except BaseException:
+            self.restore()
+            raise
+
+    def restore(self) -> None:
+        """Put back the run that `start` moved aside, removing what the new run wrote (no-op once the new run
+        has a checkpoint: then .replaced/ is gone)."""
+        if rank() != 0 or not self.replaced.is_dir():
+            return
+        for name in self.FILES:
+            path = self.out / name
+            if (self.replaced / name).exists():
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+                os.replace(self.replaced / name, path)
+            elif path.exists():  # written by the new run, which had no old counterpart
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        shutil.rmtree(self.replaced)
+
     def _metric_lines(self) -> list[str]:
-        return self.metrics.read_text().splitlines(keepends=True) if self.metrics.exists() else []
+        try:
+            lines = self.metrics.read_text().splitlines(keepends=True) if self.metrics.exists() else []
+            for line in lines:
+                json.loads(line)["epoch"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TrainingError(f"{self.metrics}: damaged, cannot continue it ({e}); --overwrite starts afresh") from None
+        return lines
 
     def log_epoch(self, record: dict) -> None:
         if rank() != 0:
             return
-        lines = self._metric_lines() + [json.dumps(record) + "\n"]
+        lines = self._metric_lines() + [to_json(record) + "\n"]
         atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
 
     def save_checkpoint(self, state: dict) -> None:
         if rank() == 0:
             atomic_write(self.last, lambda f: torch.save(state, f))
+            shutil.rmtree(self.replaced, ignore_errors=True)  # the new run can resume now: the old one goes
 
     def save_best(self, model) -> None:
         if rank() == 0:
@@ -335,44 +432,48 @@ def fit(
     weighting: how train_cmi weighs the classes (cmi.core.WEIGHTINGS).
     `model` is the uncompiled module (saved, checkpointed); `forward` may run a compiled version of it."""
     best, start = None, 1
-    ckpt = run.start()
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        objective.load_state_dict(ckpt["objective"])
-        if len(ckpt["rng"]) != world_size():
-            raise TrainingError(f"{run.last}: the run was started with {len(ckpt['rng'])} processes, "
-                                f"resume it with the same number (not {world_size()})")
-        set_rng_state(ckpt["rng"][rank()])
-        best, start = ckpt["best"], ckpt["epoch"] + 1
-    elif objective.needs_initial_stats:
-        objective.update(measure_train())  # eq. (14): the first G, from the initial model
+    with run.started() as ckpt:
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            objective.load_state_dict(ckpt["objective"])
+            if len(ckpt["rng"]) != world_size():
+                raise TrainingError(f"{run.last}: the run was started with {len(ckpt['rng'])} processes, "
+                                    f"resume it with the same number (not {world_size()})")
+            set_rng_state(ckpt["rng"][rank()])
+            best, start = ckpt["best"], ckpt["epoch"] + 1
+        elif objective.needs_initial_stats:
+            objective.update(measure_train())  # eq. (14): the first G, from the initial model
 
-    for epoch in range(start, epochs + 1):
-        t0 = time.perf_counter()
-        means, seen = train_epoch(forward, model, objective, optimizer, scheduler, train_batches(epoch),
-                                       ctx=ctx, clip=clip, desc=f"epoch {epoch}/{epochs}")
-        seconds = time.perf_counter() - t0
-        objective.end_epoch()
-        train_stats = measure_train()  # exact train CMI after the epoch; the `epoch` policy's next G
-        objective.update(train_stats)
-        metrics = evaluate()
-        line = {"epoch": epoch, **record, **{f"train_{k}": v for k, v in means.items()},
-                "train_cmi": train_stats.cmi(weighting), **metrics,
-                "epoch_seconds": seconds, "samples_per_s": seen / seconds}
-        if best is None or metrics[primary] > best["metrics"][primary]:
-            run.save_best(model)
-            best = {"epoch": epoch, "metrics": metrics}
-        run.log_epoch(line)
-        run.save_checkpoint({
-            "epoch": epoch, "best": best, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "objective": objective.state_dict(), "rng": rng_states(),
-        })
-        if rank() == 0:
-            print(json.dumps(line), flush=True)
+        for epoch in range(start, epochs + 1):
+            t0 = time.perf_counter()
+            means, seen = train_epoch(forward, model, objective, optimizer, scheduler, train_batches(epoch),
+                                           ctx=ctx, clip=clip, desc=f"epoch {epoch}/{epochs}")
+            seconds = time.perf_counter() - t0
+            objective.end_epoch()
+            train_stats = measure_train()  # exact train CMI after the epoch; the `epoch` policy's next G
+            objective.update(train_stats)
+            metrics = evaluate()
+            line = {"epoch": epoch, **record, **{f"train_{k}": v for k, v in means.items()},
+                    "train_cmi": train_stats.cmi(weighting), **metrics,
+                    "epoch_seconds": seconds, "samples_per_s": seen / seconds}
+            bad = [k for k, v in line.items() if isinstance(v, float) and not math.isfinite(v)]
+            if bad:  # never save a broken model as the best, nor write NaN into a JSON file
+                raise TrainingError(f"epoch {epoch}: {', '.join(bad)} not finite (a learning rate too high?); "
+                                    "the model is not saved, the last checkpoint of the run is intact")
+            if best is None or metrics[primary] > best["metrics"][primary]:
+                run.save_best(model)
+                best = {"epoch": epoch, "metrics": metrics}
+            run.log_epoch(line)
+            run.save_checkpoint({
+                "epoch": epoch, "best": best, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "objective": objective.state_dict(), "rng": rng_states(),
+            })
+            if rank() == 0:
+                print(json.dumps(line), flush=True)
 
-    results = {"args": run.args, "best_epoch": best["epoch"], **best["metrics"],
-               "provenance": provenance(next(model.parameters()).device)}
-    run.save_results(results)
-    return results
+        results = {"args": run.args, "best_epoch": best["epoch"], **best["metrics"],
+                   "provenance": provenance(next(model.parameters()).device)}
+        run.save_results(results)
+        return results

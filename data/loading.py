@@ -1,12 +1,13 @@
 """Load a GLUE split as raw examples, from a local folder in the GLUE download layout or from the hub."""
 
 import csv
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from data.tasks import DataError, Task
+from data.tasks import DataError, Task, first_line
 
 # file of each split in the GLUE download layout (test files carry no labels and are not read)
 SPLIT_FILES = {
@@ -52,8 +53,15 @@ def _read_tsv(task: Task, path: Path) -> Examples:
         raise DataError(f"{path}: file not found (task {task.name}, GLUE download layout)")
     # utf-8-sig drops MRPC's byte-order mark; quoting must be off: '"' appears inside sentences, and
     # CSV quoting would silently merge rows (MRPC dev would drop from 408 to 389).
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    # No field-size limit: a long text is truncated by the tokenizer, not refused by csv's 128 KiB default.
+    csv.field_size_limit(sys.maxsize)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except (OSError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read it ({e})") from None
     if task.tsv_header is not None:  # CoLA: no header row, data from line 1
         header, first_line = list(task.tsv_header), 1
     else:
@@ -87,8 +95,7 @@ def _read_hub(task: Task, split: str, hub_path: str) -> Examples:
     try:
         dataset = datasets.load_dataset(hub_path, task.name, split=split)
     except Exception as e:  # offline, unknown dataset or config: the library's reason, on one line
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise DataError(f"{source}: cannot load from the datasets hub ({reason}); "
+        raise DataError(f"{source}: cannot load from the datasets hub ({first_line(e)}); "
                         "offline, pass --data-dir with a folder in the GLUE download layout") from None
     missing = [c for c in (*task.text_fields, "label") if c not in dataset.column_names]
     if missing:

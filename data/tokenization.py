@@ -10,7 +10,7 @@ from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, process
 from tokenizers.models import WordPiece
 
 from data.loading import Examples
-from data.tasks import DataError
+from data.tasks import DataError, first_line
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -20,12 +20,16 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
     with the lower-casing of `tokenizer_config.json` (`do_lower_case`, default True). Padding and truncation
     are off; `encode` sets truncation on its own copy."""
     model_dir = Path(model_dir)
-    if (model_dir / "tokenizer.json").is_file():
-        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    elif (model_dir / "vocab.txt").is_file():
-        tokenizer = _bert_wordpiece(model_dir)
-    else:
+    path = model_dir / ("tokenizer.json" if (model_dir / "tokenizer.json").is_file() else "vocab.txt")
+    if not path.is_file():
         raise DataError(f"{model_dir}: no tokenizer.json or vocab.txt")
+    try:
+        tokenizer = Tokenizer.from_file(str(path)) if path.name == "tokenizer.json" else _bert_wordpiece(model_dir)
+    except Exception as e:  # the tokenizers library raises its own untyped exceptions for a damaged file
+        raise DataError(f"{path}: cannot read the tokenizer ({first_line(e)})") from None
+    missing = [t for t in ("[PAD]", "[CLS]", "[SEP]") if tokenizer.token_to_id(t) is None]
+    if missing:  # every batch is built from them; without them ids would be None deep inside collate
+        raise DataError(f"{path}: the tokenizer lacks the special token(s) {', '.join(missing)} that BERT inputs need")
     # a saved tokenizer.json may pad every input to a fixed length (all-MiniLM-L6-v2 pads to 128)
     tokenizer.no_padding()
     tokenizer.no_truncation()

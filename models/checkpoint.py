@@ -66,7 +66,9 @@ class Pretrained(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.checkpoint_dir: Path | None = None  # where from_pretrained read it: save_pretrained copies its tokenizer
+        # the tokenizer files of the folder from_pretrained read, kept in memory so that save_pretrained writes them
+        # even when that folder is gone (a run that --overwrites the run whose best/ it started from)
+        self.tokenizer_files: dict[str, bytes] = {}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, num_labels: int | None = None) -> "Pretrained":
@@ -83,12 +85,12 @@ class Pretrained(nn.Module):
         except ValueError as e:  # a config value the architecture does not support, e.g. hidden_act
             raise CheckpointError(f"{folder / 'config.json'}: {e}") from None
         load_state(model, state, source)
-        model.checkpoint_dir = folder
+        model.tokenizer_files = read_tokenizer_files(folder)
         return model
 
     def save_pretrained(self, path: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None) -> None:
         """Write config.json, model.safetensors (transformers' names, tied weights once) and the tokenizer files of
-        `tokenizer_dir`, or of the folder the model was loaded from. A temporary sibling folder is written and
+        `tokenizer_dir`, or those of the folder the model was loaded from. A temporary sibling folder is written and
         fsynced, then swapped into place, so an interrupted save leaves the old folder or the new one; a failed
         one (a full disk) raises CheckpointError and leaves the old folder."""
         path = Path(path)
@@ -99,9 +101,7 @@ class Pretrained(nn.Module):
             # bytes written by Python, not safetensors' save_file: its writer can drop a write error (ENOSPC)
             "model.safetensors": save(state, metadata={"format": "pt"}),
         }
-        source = Path(tokenizer_dir) if tokenizer_dir is not None else self.checkpoint_dir
-        files |= {name: (source / name).read_bytes() for name in TOKENIZER_FILES
-                  if source is not None and (source / name).is_file()}
+        files |= self.tokenizer_files if tokenizer_dir is None else read_tokenizer_files(Path(tokenizer_dir))
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
@@ -187,19 +187,42 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     return folder
 
 
+def read_tokenizer_files(folder: Path) -> dict[str, bytes]:
+    """The tokenizer files (TOKENIZER_FILES) that `folder` has: name -> bytes."""
+    return {name: (folder / name).read_bytes() for name in TOKENIZER_FILES if (folder / name).is_file()}
+
+
+def read_json(path: Path, error: type = None) -> dict:
+    """A JSON object from `path`, or `error` (default CheckpointError) naming the file and what is wrong."""
+    try:
+        raw = json.loads(path.read_bytes())
+    except OSError as e:
+        raise (error or CheckpointError)(f"{path}: cannot read it ({e.strerror or e})") from None
+    except ValueError as e:  # UnicodeDecodeError included
+        raise (error or CheckpointError)(f"{path}: not valid JSON ({_reason(e)})") from None
+    if not isinstance(raw, dict):
+        raise (error or CheckpointError)(f"{path}: expected a JSON object, got {type(raw).__name__}")
+    return raw
+
+
 def read_config(folder: Path, config_class: type, num_labels: int | None = None):
     """config.json -> `config_class`; keys it does not name are kept in `config.extra` and written back on save."""
     path = folder / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{folder}: no config.json, so not a Hugging Face checkpoint folder")
-    try:
-        raw = json.loads(path.read_text())
-    except ValueError as e:  # UnicodeDecodeError included
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    model_type = raw.get("model_type") if isinstance(raw, dict) else None
+    raw = read_json(path)
+    model_type = raw.get("model_type")
     if model_type != config_class.model_type:
         raise CheckpointError(f"{path}: model_type is {model_type!r}, expected {config_class.model_type!r}")
-    id2label = {int(i): label for i, label in (raw.get("id2label") or {}).items()}
+    try:
+        id2label = {int(i): label for i, label in (raw.get("id2label") or {}).items()}
+    except (ValueError, TypeError, AttributeError):
+        raise CheckpointError(f"{path}: id2label must map label numbers to names, got {raw.get('id2label')!r}") from None
+    sizes = [f.name for f in dataclasses.fields(config_class) if f.type in (int, "int") and not f.name.endswith("_id")]
+    for name in sizes:  # zero heads, a negative hidden size: a clear line, not a ZeroDivisionError deep in a module
+        value = raw.get(name, 1)
+        if name != "num_labels" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise CheckpointError(f"{path}: {name} must be a positive integer, got {value!r}")
     if num_labels is None:
         num_labels = raw.get("num_labels", len(id2label) or 2)
     if num_labels < 2:
