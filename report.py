@@ -40,15 +40,15 @@ def load_runs(sweep: Path) -> dict[Run, dict]:
     runs = {}
     for path in sorted(sweep.glob("**/results.json")):
         run = parse_folder(path.parent.relative_to(sweep).as_posix())
-        if run is not None:
-            runs[run] = json.loads(path.read_text())
+        if run is not None and finished(path.parent):  # a damaged results.json: listed as unfinished
+            runs[run] = results_of(path.parent)
     return runs
 
 
 def unfinished(sweep: Path) -> list[str]:
-    """The run folders that were started but have no results.json yet."""
+    """The run folders that were started but have no readable results.json yet."""
     folders = (p.parent.relative_to(sweep).as_posix() for p in sweep.glob("**/args.json"))
-    return sorted(f for f in folders if parse_folder(f) and not (sweep / f / "results.json").exists())
+    return sorted(f for f in folders if parse_folder(f) and not finished(sweep / f))
 
 
 def seeds_by_setting(runs: dict[Run, dict], setting) -> dict:
@@ -301,11 +301,14 @@ def main(argv=None) -> None:
         print("matplotlib is not installed: no plots (pip install -e '.[plot]')", file=sys.stderr)
         return
     folder = Path(args.plots) if args.plots else sweep / "plots"
-    folder.mkdir(parents=True, exist_ok=True)
-    for t in load_tasks(sweep, load_runs(sweep)):
-        if any(t.lams.values()):
-            plot(t, folder / f"{t.name}.png")
-            print(f"wrote {folder / f'{t.name}.png'}", file=sys.stderr)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for t in load_tasks(sweep, load_runs(sweep)):
+            if any(t.lams.values()):
+                plot(t, folder / f"{t.name}.png")
+                print(f"wrote {folder / f'{t.name}.png'}", file=sys.stderr)
+    except OSError as e:  # a read-only sweep folder: the report is printed, the plots cannot be
+        parser.exit(2, f"error: {folder}: cannot write the plots ({e.strerror or e}); pass --plots DIR or --no-plots\n")
 
 
 if __name__ == "__main__":

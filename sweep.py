@@ -132,11 +132,24 @@ def shard(runs: list, index: int, count: int) -> list:
 
 
 def finished(folder: Path) -> bool:
-    return (folder / "results.json").is_file()
+    """A run is finished when its results.json reads back; a damaged one is resumed (and rewritten) instead."""
+    try:
+        results_of(folder)
+    except TrainingError:
+        return False
+    return True
 
 
 def results_of(folder: Path) -> dict:
-    return json.loads((folder / "results.json").read_text())
+    """The run's results.json, or TrainingError naming it."""
+    path = folder / "results.json"
+    try:
+        results = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise TrainingError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    if not isinstance(results, dict):
+        raise TrainingError(f"{path}: expected a JSON object")
+    return results
 
 
 # -----------------------------------------------------------------------------
@@ -332,10 +345,14 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     shared = shared_options()
     train_extra = [t for chunk in chunks for t in chunk]
     student_extra = [t for chunk in chunks if option_name(chunk) in shared for t in chunk]
-    # a typo in a passed-on option should fail now, not in each of hundreds of runs
-    train.parse_args(["--task", args.tasks[0], "--out", "unused", *train_extra])
-    distill.parse_args(["--task", args.tasks[0], "--teacher", "unused", "--out", "unused",
-                        *student_options(args), *student_extra])
+    # a typo in a passed-on option, or a grid value out of range, should fail now, not in each of hundreds of runs
+    for lam in args.lams:
+        train.parse_args(["--task", args.tasks[0], "--out", "unused", "--lam", str(lam), *train_extra])
+    for alpha, temperature in itertools.product(args.alphas, args.temperatures):
+        distill.parse_args(["--task", args.tasks[0], "--teacher", "unused", "--out", "unused", "--alpha", str(alpha),
+                            "--temperature", str(temperature), *student_options(args), *student_extra])
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        parser.error(f"--out {args.out}: exists and is not a folder")
     return args, train_extra, student_extra
 
 
@@ -395,4 +412,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    train.run_main(lambda: sys.exit(main()))

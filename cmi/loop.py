@@ -261,14 +261,20 @@ class RunFiles:
         return self
 
     def __exit__(self, *exc) -> None:
-        """Release the folder's lock (the end of the run, or a failure before it)."""
-        if self.lock is not None:
-            self.lock.close()
-            self.lock = None
+        """Release the folder's lock (the end of the run, or a failure before it). A folder this run created
+        and left empty (it failed before writing anything) is removed again."""
+        if self.lock is None:
+            return
+        self.lock.close()
+        self.lock = None
+        if self.created and [p.name for p in self.out.iterdir()] == ["run.lock"]:
+            (self.out / "run.lock").unlink()
+            self.out.rmdir()
 
     def _lock(self):
         if self.out.exists() and not self.out.is_dir():
             raise TrainingError(f"--out {self.out}: exists and is not a folder")
+        self.created = not self.out.exists()
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             lock = open(self.out / "run.lock", "a")
@@ -331,6 +337,8 @@ class RunFiles:
                 os.replace(self.replaced / name, path)
             elif path.exists():  # written by the new run, which had no old counterpart
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
+        for leftover in self.out.glob(".*.tmp"):  # a write of the new run that a kill interrupted
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         shutil.rmtree(self.replaced)
 
     def _metric_lines(self) -> list[str]:

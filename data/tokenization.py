@@ -27,8 +27,9 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
         tokenizer = Tokenizer.from_file(str(path)) if path.name == "tokenizer.json" else _bert_wordpiece(model_dir)
     except Exception as e:  # the tokenizers library raises its own untyped exceptions for a damaged file
         raise DataError(f"{path}: cannot read the tokenizer ({first_line(e)})") from None
-    missing = [t for t in ("[PAD]", "[CLS]", "[SEP]") if tokenizer.token_to_id(t) is None]
-    if missing:  # every batch is built from them; without them ids would be None deep inside collate
+    vocab = tokenizer.get_vocab(with_added_tokens=False)
+    missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]") if t not in vocab]
+    if missing:  # every batch is built from them: without them ids are None, or past the table, deep inside a run
         raise DataError(f"{path}: the tokenizer lacks the special token(s) {', '.join(missing)} that BERT inputs need")
     # a saved tokenizer.json may pad every input to a fixed length (all-MiniLM-L6-v2 pads to 128)
     tokenizer.no_padding()

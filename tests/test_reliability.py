@@ -1,16 +1,22 @@
 """A run survives being killed at any instant, a full disk keeps the previous checkpoint, and every bad input
 is one line on stderr, a non-zero exit, and leaves the output folder exactly as it was."""
 import errno
+import fcntl
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import train
+from data.loading import load_split
+from data.tasks import get_task
 from models.bert import BertConfig, BertForSequenceClassification
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
 from test_train import GLUE, MINILM, ROOT, args_for, metric_lines, tiny_bert  # noqa: F401 (a fixture)
@@ -160,14 +166,16 @@ def finished(tiny_bert, tmp_path_factory):
     return out
 
 
-def cola_folder(root: Path, train_text: str | None = None, dev_text: str | None = None) -> Path:
+def cola_folder(root: Path, train_text: str | bytes | None = None, dev_text: str | None = None) -> Path:
     """A GLUE folder with the first real CoLA rows; `train_text`/`dev_text` replace a split's file ("" = empty
     file, None = the real rows); a split named "missing" is left out."""
     (root / "CoLA").mkdir(parents=True)
     for split, text in (("train", train_text), ("dev", dev_text)):
         if text != "missing":
             real = "".join((GLUE / "CoLA" / f"{split}.tsv").read_text().splitlines(keepends=True)[:40])
-            (root / "CoLA" / f"{split}.tsv").write_text(real if text is None else text)
+            text = real if text is None else text
+            path = root / "CoLA" / f"{split}.tsv"
+            path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
     return root
 
 
@@ -268,3 +276,209 @@ def test_a_bad_data_folder(tiny_bert, finished, tmp_path, capsys, train_text, de
 def test_a_bad_checkpoint(finished, tmp_path, capsys, damage, message):
     model = tmp_path / "missing" if damage == "no folder" else checkpoint(tmp_path / "model", damage)
     assert message in bad_run(args_for(model, finished), finished, capsys)
+
+
+# ----------------------------------------------------------------------------- round 2: inputs that disagree
+
+
+def pair_args(model, out):
+    """args_for on MRPC, a sentence-pair task (token types 0 and 1)."""
+    argv = args_for(model, out)
+    argv[argv.index("--task") + 1] = "mrpc"
+    return argv
+
+
+def tokenizer_json_without(root: Path, token: str) -> None:
+    """Rewrite root/tokenizer.json without `token`, in its vocabulary and in its added tokens."""
+    spec = json.loads((root / "tokenizer.json").read_text())
+    del spec["model"]["vocab"][token]
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] != token]
+    spec["post_processor"] = None
+    (root / "tokenizer.json").write_text(json.dumps(spec))
+
+
+SMALL = {"short positions": {"max_position_embeddings": 16}, "one token type": {"type_vocab_size": 1}}  # whole models
+EDITS = {"zero heads": {"num_attention_heads": 0}, "id2label words": {"id2label": {"yes": "a", "no": "b"}}}
+CHECKPOINTS_2 = [  # (the damage, the message)
+    ("short positions", "the longest input is 31 tokens (--max-len 128) but its position table has 16"),
+    ("zero heads", "config.json: num_attention_heads must be a positive integer, got 0"),
+    ("id2label words", "config.json: id2label must map label numbers to names"),
+    ("config not JSON", "config.json: not valid JSON"),
+    ("config a list", "config.json: expected a JSON object, got list"),
+    ("truncated tokenizer.json", "tokenizer.json: cannot read the tokenizer"),
+    ("no [PAD]", "tokenizer.json: the tokenizer lacks the special token(s) [PAD]"),
+    ("empty vocab.txt", "vocab.txt: the tokenizer lacks the special token(s) [PAD], [UNK], [CLS], [SEP]"),
+]
+
+
+def damaged(root: Path, damage: str) -> Path:
+    """A checkpoint as `checkpoint` makes it, made too small (SMALL) or damaged (the rest) as named."""
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                        **SMALL.get(damage, {}))
+    BertForSequenceClassification(config).save_pretrained(root, tokenizer_dir=MINILM)
+    config_path = root / "config.json"
+    if damage in EDITS:
+        config_path.write_text(json.dumps({**json.loads(config_path.read_text()), **EDITS[damage]}))
+    elif damage == "config not JSON":
+        config_path.write_text("{\"model_type\": \"bert\",")
+    elif damage == "config a list":
+        config_path.write_text("[1, 2]")
+    elif damage == "truncated tokenizer.json":
+        (root / "tokenizer.json").write_bytes((root / "tokenizer.json").read_bytes()[:5000])
+    elif damage == "no [PAD]":
+        tokenizer_json_without(root, "[PAD]")
+    elif damage == "empty vocab.txt":
+        (root / "tokenizer.json").unlink()
+        (root / "vocab.txt").write_text("")
+    return root
+
+
+@pytest.mark.parametrize("damage, message", CHECKPOINTS_2)
+def test_a_checkpoint_that_disagrees_or_is_damaged(finished, tmp_path, capsys, damage, message):
+    assert message in bad_run(args_for(damaged(tmp_path / "model", damage), finished), finished, capsys)
+
+
+def test_one_token_type_on_a_pair_task(finished, tmp_path, capsys):
+    error = bad_run(pair_args(damaged(tmp_path / "model", "one token type"), finished), finished, capsys)
+    assert "task mrpc has sentence pairs (token types 0 and 1) but its token-type table has 1 row(s)" in error
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--lam", "inf"], "--lam must be finite, got inf"),
+    (["--tau", "inf"], "--tau must be finite, got inf"),
+    (["--pad-multiple", "256"], "the longest input is 256 tokens (--max-len 128, padded to a multiple of 256 by "
+                                "--pad-multiple) but its position table has 128"),
+    (["--lr", "1e9"], "the loss became nan"),  # a broken model: never saved as the best; the old run comes back
+])
+def test_a_flag_that_breaks_the_run(tiny_bert, finished, capsys, extra, message):
+    assert message in bad_run(args_for(tiny_bert, finished, *extra), finished, capsys)
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"gj04\t1\t\tFine.\ngj04\t1\t\tCaf\xe9 latin-1.\n", "CoLA/train.tsv: not UTF-8 text (byte 25"),
+])
+def test_a_data_file_that_is_not_text(tiny_bert, finished, tmp_path, capsys, text, message):
+    argv = args_for(tiny_bert, finished)
+    argv[argv.index("--data-dir") + 1] = str(cola_folder(tmp_path / "glue", text))
+    assert message in bad_run(argv, finished, capsys)
+
+
+def test_a_field_longer_than_the_csv_limit_is_read(tmp_path):
+    long = "word " * 40_000  # 200 KB: csv's default field limit is 128 KiB
+    glue = cola_folder(tmp_path / "glue", f"gj04\t1\t\tShort.\ngj04\t0\t*\t{long}\n")
+    examples = load_split(get_task("cola"), "train", glue)
+    assert len(examples) == 2 and len(examples.texts[0][1]) == len(long)
+
+
+def bad_out(argv, capsys, code=2) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        train.run_main(lambda: train.main(argv))
+    assert exit_info.value.code == code
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+def test_an_out_that_is_a_file_or_under_a_file(tiny_bert, tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    assert "--out " in bad_out(args_for(tiny_bert, tmp_path / "file"), capsys)
+    assert (tmp_path / "file").read_text() == "mine"
+    error = bad_out(args_for(tiny_bert, tmp_path / "file" / "run"), capsys)
+    assert "cannot create the run folder" in error and (tmp_path / "file").read_text() == "mine"
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("args.json", "{\"task\": ", "args.json: cannot read it"),
+    ("metrics.jsonl", "{\"epoch\": 1}\n{\"epo", "metrics.jsonl: damaged, cannot continue it"),
+])
+def test_a_damaged_run_file_on_resume(tiny_bert, finished, tmp_path, capsys, name, text, message):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / name).write_text(text)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert message in bad_out(args_for(tiny_bert, run, "--epochs", "1", "--resume"), capsys)
+    assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
+# ----------------------------------------------------------------------------- --overwrite, locks, signals
+
+
+def test_overwrite_killed_before_its_first_checkpoint_gives_the_old_run_back(tiny_bert, finished, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    argv = args_for(tiny_bert, run, "--overwrite", "--seed", "1")
+    killed = subprocess.run([sys.executable, "-c", KILLER, "/.metrics.jsonl.tmp", "1", *argv], cwd=ROOT,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert killed.returncode == -9, killed.stderr
+    assert (run / ".replaced" / "results.json").exists()  # the old run, moved aside, not deleted
+    # the next start in the folder puts it back before anything else, then refuses as for any finished run
+    assert "already holds a run" in bad_out(args_for(tiny_bert, run), capsys)
+    assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
+def test_overwriting_the_run_whose_best_is_the_model_keeps_the_tokenizer(tiny_bert, tmp_path):
+    run = tmp_path / "run"
+    train.main(args_for(tiny_bert, run, "--epochs", "1"))
+    train.main(args_for(run / "best", run, "--epochs", "1", "--overwrite"))
+    assert (run / "best" / "tokenizer.json").read_bytes() == (tiny_bert / "tokenizer.json").read_bytes()
+    assert not (run / ".replaced").exists()
+
+
+@pytest.mark.parametrize("script", ["train", "distill"])
+def test_a_second_process_on_the_same_folder_is_refused(tiny_bert, finished, tmp_path, capsys, script):
+    import distill
+    before = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
+    argv = args_for(tiny_bert, finished, "--resume")
+    if script == "distill":
+        argv = [a for a in argv if a not in ("--model", str(tiny_bert))] + ["--teacher", str(finished / "best")]
+    with open(finished / "run.lock", "a") as lock:  # another process in the folder holds this lock
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        main = train.main if script == "train" else distill.main
+        with pytest.raises(SystemExit) as exit_info:
+            train.run_main(lambda: main(argv))
+    assert exit_info.value.code == 2
+    assert "another process is running in this folder" in capsys.readouterr().err
+    assert before == {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_is_one_line_and_the_run_resumes(tiny_bert, reference, tmp_path, sig):
+    out = tmp_path / "run"
+    argv = [sys.executable, str(ROOT / "train.py"), *args_for(tiny_bert, out, *RUN)]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "args.json").exists() and time.time() < deadline:  # training has started
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err and f"interrupted by {sig.name}" in errors[0], err
+    assert "--resume" in errors[0]
+    train.main(args_for(tiny_bert, out, *RUN, "--resume"))
+    assert metric_lines(out) == reference
+
+
+def test_resume_of_the_same_folder_spelled_another_way(tiny_bert, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train.main(args_for(tiny_bert, "run", "--epochs", "1"))
+    (tmp_path / "run" / "results.json").unlink()
+    train.main(args_for(tiny_bert, tmp_path / "run", "--epochs", "1", "--resume"))
+    assert (tmp_path / "run" / "results.json").exists()
+
+
+def test_non_finite_outputs_are_never_saved_nor_written_as_json(tmp_path):
+    from cmi.loop import TrainingError, predict, to_json, write_json
+    from cmi.objectives import FeatureMap
+    from tiny import TinyClassifier, forward_of, synthetic_batches
+    with pytest.raises(TrainingError, match=r"non-finite values \(eval_cmi, mcc\)"):
+        write_json(tmp_path / "results.json", {"mcc": float("nan"), "eval_cmi": float("inf"), "epoch": 1})
+    assert not (tmp_path / "results.json").exists() and to_json({"mcc": 0.5}) == '{"mcc": 0.5}'
+    model = TinyClassifier(dropout=0.0)
+    with torch.no_grad():
+        model.cls.weight[0, 0] = float("nan")
+    with pytest.raises(TrainingError, match="eval: the model's outputs are not finite"):
+        predict(forward_of(model), model, synthetic_batches(), FeatureMap(), 2, 40, ctx=torch.no_grad())

@@ -29,6 +29,40 @@ def dry_run(capsys, *argv) -> list[tuple[str, str]]:
     return [tuple(line.split("  ", 1)) for line in capsys.readouterr().out.splitlines()]
 
 
+def test_an_out_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "s").write_text("mine")
+    proc = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "--out", str(tmp_path / "s")], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: --out " in proc.stderr and "exists and is not a folder" in proc.stderr
+    assert (tmp_path / "s").read_text() == "mine"
+
+
+def test_a_damaged_teacher_results_json_does_not_end_the_sweep(capsys, tmp_path):
+    folder = tmp_path / "rte" / "ce" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text('{"accuracy": 0.')
+    code = sweep.main(["--out", str(tmp_path), "--tasks", "rte", "--modes", "ce", "--seeds", "0",
+                       "--alphas", "0.5", "--temperatures", "2", "--stage", "distill"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "1 waiting for their teachers" in err  # the damaged run is not finished: it is resumed
+    assert "waiting for 1 of 1 ce teacher runs (e.g. rte/ce/seed0)" in out
+
+
+def test_report_lists_a_damaged_run_as_unfinished_and_a_plot_folder_it_cannot_write(tmp_path, capsys):
+    folder = tmp_path / "rte" / "ce" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "args.json").write_text("{}")
+    (folder / "results.json").write_text("[")
+    assert report.load_runs(tmp_path) == {} and report.unfinished(tmp_path) == ["rte/ce/seed0"]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(tmp_path), "--plots", str(tmp_path / "file" / "plots")])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and "rte/ce/seed0" in out  # the report itself is printed
+    assert err.startswith("error: ") and "cannot write the plots" in err and len(err.splitlines()) == 1
+
+
 # -----------------------------------------------------------------------------
 # the grid
 
@@ -147,6 +181,10 @@ def test_a_run_locked_by_another_process_is_left_alone(capsys, tmp_path):
     (["--lrr", "1e-3"], "unrecognized arguments: --lrr"),
     (["--lr", "-1"], "--lr must be > 0"),
     (["--student-layers", "0,x"], "--student-layers"),
+    (["--lams", "0.1,-1"], "--lam must be >= 0, got -1.0"),
+    (["--lams", "inf"], "--lam must be finite, got inf"),
+    (["--alphas", "2"], "--alpha must be in [0, 1], got 2.0"),
+    (["--temperatures", "0"], "--temperature must be > 0, got 0.0"),
 ])
 def test_bad_options_are_one_line_before_any_run(argv, message, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "--out", str(tmp_path / "s"), *argv],
