@@ -13,7 +13,10 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from cmi.loop import TrainingError
 from cmi.selection import select_teacher
@@ -226,8 +229,8 @@ def load_tasks(sweep: Path, runs: dict[Run, dict]) -> list[Task]:
     return [Task(name, runs, sweep) for name in TASKS if any(r.task == name for r in runs)]
 
 
-def report(sweep: Path) -> str:
-    """The Markdown report of a sweep folder."""
+def report(sweep: Path, extra: list[tuple[str, Path, dict]] = ()) -> str:
+    """The Markdown report of a sweep folder; `extra`: (label, folder, its runs) of --with folders."""
     runs = load_runs(sweep)
     tasks = load_tasks(sweep, runs)
     train_results = [v for r, v in runs.items() if not r.is_student]
@@ -242,8 +245,19 @@ def report(sweep: Path) -> str:
     started = unfinished(sweep)
     if started:
         lines += [f"Not finished ({len(started)}): " + ", ".join(f"`{f}`" for f in started), ""]
-    lines += ["## Table I: CE vs. min-CMI fine-tuning", ""] + table_one(tasks)
-    lines += ["## Table II: DistilBERT students of a CE and of a max-CMI teacher", ""] + table_two(tasks)
+    lines += ["## Paired differences against CE", "",
+              "Every arm against the ce run of the same seed (same data, initialisation and batch order), the "
+              "comparison that can show an effect; the paper-format tables below pick the best setting per task "
+              "and carry the gain of that selection too.", ""]
+    for t in tasks:
+        lines += paired_section(t, extra)
+    lines += ["## Table I: CE vs. min-CMI fine-tuning (best-of selection)", "",
+              "The paper's format: per task, the λ with the highest median over seeds against the ce median. This "
+              "is a best-of selection: with no effect at all it still gains, by about this much:", ""]
+    lines += [line for t in tasks for line in selection_line(t)] + [""]
+    lines += table_one(tasks)
+    lines += ["## Table II: DistilBERT students of a CE and of a max-CMI teacher (best-of selection)", ""]
+    lines += table_two(tasks)
     lines += ["## Per task", ""]
     for t in tasks:
         lines += lambda_table(t) + teacher_section(t)
@@ -253,7 +267,140 @@ def report(sweep: Path) -> str:
 
 
 # -----------------------------------------------------------------------------
+# paired differences: each arm against the ce run of the same seed
+
+
+@dataclass
+class Arm:
+    """The runs of one setting (mode, lambda; from SWEEP or from a --with folder), by seed, with their epochs."""
+    label: str
+    seeds: dict[int, dict]  # seed -> results.json
+    epochs: dict[int, list[dict]]  # seed -> the metrics.jsonl lines
+
+
+def differing_settings(sweep: Path, other: Path) -> str:
+    """The run arguments (TRAIN_SETTINGS) in which the runs of `other` differ from those of `sweep`, as a label:
+    "cmi_feature cls"."""
+    def settings(folder):
+        return {k: json.dumps(v["args"].get(k)) for v in load_runs(folder).values() for k in TRAIN_SETTINGS}
+    mine, theirs = settings(sweep), settings(other)
+    differ = [f"{k} {json.loads(v)}" for k, v in theirs.items() if mine.get(k) != v]
+    return ", ".join(differ) or other.name
+
+
+def epochs_of(folder: Path) -> list[dict]:
+    path = folder / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def arms_of(task: str, sweep: Path, runs: dict[Run, dict], suffix: str = "") -> dict[tuple, Arm]:
+    """The fine-tuning arms of a task in one sweep folder: (mode, lam, suffix) -> Arm."""
+    arms = {}
+    for run in sorted((r for r in runs if r.task == task and not r.is_student), key=Run.sort_key):
+        key = (run.mode, run.lam, suffix)
+        label = run.mode + ("" if run.lam is None else f" λ={num(run.lam)}") + (f" ({suffix})" if suffix else "")
+        arm = arms.setdefault(key, Arm(label, {}, {}))
+        arm.seeds[run.seed] = runs[run]
+        arm.epochs[run.seed] = epochs_of(sweep / run.folder)
+    return arms
+
+
+def mean_se(values: list[float]) -> tuple[float, float | None]:
+    """The mean and its standard error (sd / sqrt(n)); no standard error from one value."""
+    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
+    return statistics.fmean(values), se
+
+
+def pm(values: list[float], scale: float = 100) -> str:
+    mean, se = mean_se(values)
+    return f"{scale * mean:+.1f}" + ("" if se is None else f" ± {scale * se:.1f}")
+
+
+def paired(arm: Arm, ce: Arm, key) -> list[float]:
+    """arm − ce of the same seed, over the seeds both have; key(results, epochs) -> value."""
+    return [key(arm.seeds[s], arm.epochs[s]) - key(ce.seeds[s], ce.epochs[s]) for s in sorted(arm.seeds) if s in ce.seeds]
+
+
+def selection_gain(k: int, n: int, sd: float, draws: int = 20000) -> float:
+    """The expected gain of the best of k medians of n seeds over one median of n seeds when no arm has any
+    effect (every value drawn from one normal distribution of standard deviation sd): what the paper-format
+    best-of selection 'gains' by selection alone. Monte Carlo with a fixed seed, so reports repeat exactly."""
+    rng = np.random.default_rng(0)
+    medians = np.median(rng.normal(0.0, sd, size=(draws, k + 1, n)), axis=-1)
+    return float((medians[:, 1:].max(axis=1) - medians[:, 0]).mean())
+
+
+def paired_section(t: Task, extra: list[tuple[str, Path, dict]]) -> list[str]:
+    """Every arm against ce, paired by seed: the best-epoch and the last-epoch dev metric (mean ± standard
+    error of the differences over seeds), and the arm's train and dev CMI after its last epoch."""
+    arms = arms_of(t.name, t.sweep, load_runs(t.sweep))
+    for suffix, folder, runs in extra:
+        arms |= arms_of(t.name, folder, runs, suffix)
+    ce = arms.get(("ce", None, ""))
+    if ce is None:
+        return []
+
+    def best(results, epochs):  # the run's best epoch, as results.json records it
+        return results[t.metric]
+
+    def last(results, epochs):  # its last epoch: no selection over epochs at all
+        return epochs[-1][t.metric]
+
+    rows = []
+    for arm in arms.values():
+        d_best, d_last = paired(arm, ce, best), paired(arm, ce, last)
+        baseline = arm is ce
+        rows.append(row(arm.label, len(arm.seeds), pm([r[t.metric] for r in arm.seeds.values()]).lstrip("+"),
+                        "(baseline)" if baseline else pm(d_best) if d_best else "–",
+                        "(baseline)" if baseline else pm(d_last) if d_last else "–",
+                        cmi(statistics.fmean(e[-1]["train_cmi"] for e in arm.epochs.values())),
+                        cmi(statistics.fmean(e[-1]["eval_cmi"] for e in arm.epochs.values()))))
+    header = ["arm", "seeds", f"dev {t.metric}, best epoch (mean ± se)", "Δ best epoch vs ce", "Δ last epoch vs ce",
+              "train CMI (last epoch)", "dev CMI (last epoch)"]
+    note = (f"Δ: the arm's dev {t.metric} minus that of the ce run with the same seed, in points, mean ± standard "
+            "error over the seeds both have. A difference within about two standard errors of 0 is no evidence of an "
+            "effect.")
+    return [f"### {t.name}: paired differences against ce", "", note, ""] + table(header, rows)
+
+
+def selection_line(t: Task) -> list[str]:
+    """What Table I's best-of selection gains with no effect at all, for this task's grid and seed spread."""
+    k, n = len(t.lams["min"]), len({s for seeds in t.lams["min"].values() for s in seeds})
+    if k < 2 or len(t.ce) < 2:
+        return []
+    sd = statistics.stdev(r[t.metric] for r in t.ce.values())
+    gain = selection_gain(k, n, sd)
+    return [f"- {t.name}: choosing the best of {k} λ by the median of {n} seeds gains {100 * gain:+.1f} points over "
+            f"one median with no effect at all (ce seeds' sd {100 * sd:.1f}, normal model, 20,000 draws)."]
+
+
+# -----------------------------------------------------------------------------
 # plots
+
+
+def plot_paired(t: Task, extra: list[tuple[str, Path, dict]], path: Path) -> None:
+    """The paired differences per arm: each seed a dot, the mean with its standard error as a bar."""
+    arms = arms_of(t.name, t.sweep, load_runs(t.sweep))
+    for suffix, folder, runs in extra:
+        arms |= arms_of(t.name, folder, runs, suffix)
+    ce = arms.pop(("ce", None, ""), None)
+    if ce is None or not arms:
+        return
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(arms), 4))
+    for i, arm in enumerate(arms.values()):
+        d = [100 * x for x in paired(arm, ce, lambda results, epochs: results[t.metric])]
+        if not d:
+            continue
+        ax.scatter([i] * len(d), d, color="tab:blue", alpha=0.5, s=16)
+        mean, se = mean_se(d)
+        ax.errorbar([i + 0.15], [mean], yerr=[se or 0], fmt="o", color="black", capsize=4)
+    ax.axhline(0, color="gray", linestyle="--")
+    ax.set_xticks(range(len(arms)), [arm.label for arm in arms.values()], rotation=30, ha="right")
+    ax.set_ylabel(f"Δ dev {t.metric} vs ce, same seed (points)")
+    ax.set_title(f"{t.name}: paired differences (dots: seeds; bars: mean ± se)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def plot(t: Task, path: Path) -> None:
@@ -290,11 +437,17 @@ def main(argv=None) -> None:
     parser.add_argument("--plots", help="folder for the PNG plots, one per task (default: SWEEP/plots; "
                                         "needs matplotlib)")
     parser.add_argument("--no-plots", action="store_true", help="do not draw the plots")
+    parser.add_argument("--with", dest="more", action="append", default=[], metavar="DIR",
+                        help="another sweep folder whose runs are more arms, paired with SWEEP's ce runs (an arm "
+                             "that differs by a flag, e.g. --cmi-feature cls); repeatable")
     args = parser.parse_args(argv)
     sweep = Path(args.sweep).resolve()
-    if not sweep.is_dir():
-        parser.exit(2, f"error: {args.sweep} is not a folder\n")
-    print(report(sweep))
+    for folder in [args.sweep, *args.more]:
+        if not Path(folder).is_dir():
+            parser.exit(2, f"error: {folder} is not a folder\n")
+    extra = [(differing_settings(sweep, Path(f).resolve()), Path(f).resolve(), load_runs(Path(f).resolve()))
+             for f in args.more]
+    print(report(sweep, extra))
     if args.no_plots:
         return
     if plt is None:
@@ -306,7 +459,8 @@ def main(argv=None) -> None:
         for t in load_tasks(sweep, load_runs(sweep)):
             if any(t.lams.values()):
                 plot(t, folder / f"{t.name}.png")
-                print(f"wrote {folder / f'{t.name}.png'}", file=sys.stderr)
+                plot_paired(t, extra, folder / f"{t.name}-paired.png")
+                print(f"wrote {folder / f'{t.name}.png'}, {folder / f'{t.name}-paired.png'}", file=sys.stderr)
     except OSError as e:  # a read-only sweep folder: the report is printed, the plots cannot be
         parser.exit(2, f"error: {folder}: cannot write the plots ({e.strerror or e}); pass --plots DIR or --no-plots\n")
 

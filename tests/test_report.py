@@ -1,0 +1,53 @@
+"""report.py's paired comparison: every arm against the ce run of the same seed, and what best-of selection gains
+with no effect at all."""
+import json
+import statistics
+
+import pytest
+
+import report
+
+
+def fake_run(sweep, folder, mcc_by_epoch, feature="pooled"):
+    """A finished run folder: results.json (the best epoch) and metrics.jsonl (every epoch)."""
+    path = sweep / folder
+    path.mkdir(parents=True)
+    lines = [{"epoch": e, "mcc": m, "train_cmi": 0.01 * e, "eval_cmi": 0.02 * e}
+             for e, m in enumerate(mcc_by_epoch, 1)]
+    best = max(lines, key=lambda line: line["mcc"])
+    (path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    args = {"model": "m", "epochs": len(lines), "cmi_feature": feature}
+    (path / "results.json").write_text(json.dumps({"args": args, "best_epoch": best["epoch"], **best}))
+
+
+CE = {0: [0.20, 0.30], 1: [0.25, 0.22], 2: [0.10, 0.28]}  # seed -> dev MCC by epoch
+MIN = {0: [0.21, 0.33], 1: [0.26, 0.20], 2: [0.30, 0.24], 3: [0.5, 0.5]}  # seed 3 has no ce partner
+
+
+def test_paired_differences_are_per_seed_means_and_standard_errors(tmp_path, capsys):
+    for seed, values in CE.items():
+        fake_run(tmp_path / "s", f"cola/ce/seed{seed}", values)
+    for seed, values in MIN.items():
+        fake_run(tmp_path / "s", f"cola/min/lam1-seed{seed}", values)
+        fake_run(tmp_path / "cls", f"cola/min/lam1-seed{seed}", [v + 0.01 for v in values], feature="cls")
+    report.main([str(tmp_path / "s"), "--with", str(tmp_path / "cls"), "--plots", str(tmp_path / "plots")])
+    out = capsys.readouterr().out
+    best = [max(MIN[s]) - max(CE[s]) for s in CE]  # +0.03, +0.01, +0.02
+    last = [MIN[s][-1] - CE[s][-1] for s in CE]    # +0.03, -0.02, -0.04
+    row = next(line for line in out.splitlines() if line.startswith("| min λ=1 |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    se = statistics.stdev(best) / 3 ** 0.5
+    assert cells[1] == "4"  # seeds of the arm; the differences use the 3 seeds ce has too
+    assert cells[3] == f"+{100 * statistics.fmean(best):.1f} ± {100 * se:.1f}"
+    assert cells[4] == f"{100 * statistics.fmean(last):+.1f} ± {100 * statistics.stdev(last) / 3 ** 0.5:.1f}"
+    cls = next(line for line in out.splitlines() if line.startswith("| min λ=1 (cmi_feature cls) |"))
+    assert f"+{100 * statistics.fmean(best) + 1:.1f} ± {100 * se:.1f}" in cls  # every value +1 point: same se
+    assert "choosing the best of 1 λ" not in out  # one λ: no selection, no line
+    assert (tmp_path / "plots" / "cola-paired.png").stat().st_size > 0
+
+
+def test_selection_alone_gains_with_no_effect():
+    # DESIGN.md: best-of-5 medians of 3 seeds against one median gains +0.6 to +0.8 seed standard deviations
+    assert 0.6 < report.selection_gain(5, 3, 1.0) < 0.8
+    assert abs(report.selection_gain(1, 3, 1.0)) < 0.02  # one arm: no selection, no gain
+    assert report.selection_gain(5, 3, 2.0) == pytest.approx(2 * report.selection_gain(5, 3, 1.0))
