@@ -25,8 +25,9 @@ from cmi.core import CMIStats
 
 
 def rank() -> int:
-    """This process's rank under torch.distributed (torchrun), 0 in a single-process run."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    """This process's rank under torch.distributed (torchrun), 0 in a single-process run. Before the process
+    group is joined, torchrun's RANK says it (the run folder is claimed by rank 0 alone, before set-up)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", 0))
 
 
 def world_size() -> int:
