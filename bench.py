@@ -46,15 +46,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-import train
-from cmi.loop import autocast_context, make_optimizer, predict, train_epoch, train_step
+from cmi.loop import Step, make_optimizer, predict, train_epoch, train_step
 from cmi.objectives import CMIObjective, Centroids, DistillationObjective, FeatureMap
 from data.batching import eval_batches, num_train_batches, padding_fraction, train_batches
 from data.loading import load_split
 from data.tasks import get_task
 from data.tokenization import encode, load_tokenizer
+from harness.cli import Parser, parse_train_args
+from harness.training import MODEL_INPUTS, Batches, setup
 from models.bert import BertConfig, BertForSequenceClassification, SelfAttention
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
+from models.student import student_config
 
 try:  # optional: the step and overhead sections compare against it when it is installed
     import transformers
@@ -68,12 +70,12 @@ TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, interme
 OVERHEAD_SHAPE = (1, 8)  # batch x tokens of the overhead section: almost no arithmetic left
 MATMUL_SIZE = {"cuda": 8192, "cpu": 2048}  # n of the n x n x n product that gives the device's FLOP rate
 STUDENT_EPOCHS = 10  # the paper's distillation epochs, over which the teacher pass is amortised
-TRAIN = train.parse_args(["--task", "cola"])  # train.py's defaults: lr, weight decay, clipping, lam, ...
+TRAIN = parse_train_args(["--task", "cola"])  # train.py's defaults: lr, weight decay, clipping, lam, ...
 KD = {"alpha": 0.5, "temperature": 2.0}  # DESIGN.md's distill.py defaults (the time does not depend on them)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = train.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = parser.add_argument_group("what to measure")
     g.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)}")
     g.add_argument("--presets", default=",".join(PRESETS), help=f"comma-separated, from {', '.join(PRESETS)}")
@@ -146,15 +148,7 @@ def transformers_twin(model):
 
 def model_inputs(model) -> tuple[str, ...]:
     """The batch fields the model's forward takes (either library's): DistilBERT has no token types."""
-    return tuple(k for k in train.BERT_INPUTS if k in inspect.signature(model.forward).parameters)
-
-
-def student_config(config: BertConfig) -> DistilBertConfig:
-    """A DistilBERT with the teacher's widths and half its layers (bert-base -> distilbert-base)."""
-    return DistilBertConfig(vocab_size=config.vocab_size, max_position_embeddings=config.max_position_embeddings,
-                            n_layers=max(1, config.num_hidden_layers // 2), n_heads=config.num_attention_heads,
-                            dim=config.hidden_size, hidden_dim=config.intermediate_size,
-                            activation=config.hidden_act, num_labels=config.num_labels)
+    return tuple(k for k in MODEL_INPUTS if k in inspect.signature(model.forward).parameters)
 
 
 def cross_entropy(forward, batch):
@@ -185,13 +179,14 @@ class Contender:
         self.optimizer = make_optimizer(model, TRAIN.lr, TRAIN.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)  # only time matters
 
+    def parts(self, objective) -> Step:
+        return Step(self.forward, self.model, objective, self.optimizer, self.scheduler, self.ctx, TRAIN.clip)
+
     def step(self, batch, objective=cross_entropy) -> None:
-        train_step(self.forward, self.model, objective, self.optimizer, self.scheduler, batch, ctx=self.ctx,
-                   clip=TRAIN.clip)
+        train_step(self.parts(objective), batch)
 
     def epoch(self, batches, objective=cross_entropy) -> None:
-        train_epoch(self.forward, self.model, objective, self.optimizer, self.scheduler, batches, ctx=self.ctx,
-                    clip=TRAIN.clip, desc="bench")
+        train_epoch(self.parts(objective), batches, desc="bench")
 
 
 def synchronize(device: torch.device) -> None:
@@ -374,7 +369,7 @@ def bench_cmi(args, preset, ours, variants, batch, device, ctx) -> list[dict]:
         torch._dynamo.reset()
         c = Contender(ours, device, ctx, mode)
         stats = predict(c.forward, ours, [batch], features, C, len(batch["labels"]), ctx=ctx)[1]
-        objectives["min"].update(stats)  # the `epoch` policy's G: class means of f_x under the current model
+        objectives["min"].refresh(stats)  # the `epoch` policy's G: class means of f_x under the current model
         with ctx:
             out = c.forward(batch)
         leaves = type(out)(*(t.detach().clone().requires_grad_() for t in out))  # a copy: CUDA graphs reuse theirs
@@ -431,8 +426,8 @@ def bench_epoch(args, preset, ours, cola, device, ctx, compile_, pad_multiple) -
     c = Contender(ours, device, ctx, mode, dynamic=True)  # as train.py compiles: default mode, dynamic shapes
     graphs = compiled_graphs()
     for batches, pad in pipelines.values():  # warm-up (and compilation) on one batch of each
-        c.epoch(train.Batches(cola, batches[:1], device, pad))
-    runs = {name: (lambda b, pad=pad: c.epoch(train.Batches(cola, b, device, pad)), batches)
+        c.epoch(Batches(cola, batches[:1], device, pad))
+    runs = {name: (lambda b, pad=pad: c.epoch(Batches(cola, b, device, pad)), batches)
             for name, (batches, pad) in pipelines.items()}
     seconds = time_epochs(runs, args.chunk, device)
     row = {"preset": preset, "compile": mode or "eager", "batch_size": args.batch_size, "max_len": args.max_len,
@@ -449,7 +444,9 @@ def bench_epoch(args, preset, ours, cola, device, ctx, compile_, pad_multiple) -
 def bench_distill(args, preset, teacher, cola, device, ctx, compile_, pad_multiple) -> dict:
     """A DistilBERT student trained against cached teacher logits (one eval pass) and against a live teacher."""
     teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
-    student = DistilBertForSequenceClassification(student_config(teacher.config)).to(device)
+    # half the teacher's layers (bert-base -> distilbert-base's 6)
+    student = DistilBertForSequenceClassification(student_config(teacher, max(1, teacher.config.num_hidden_layers // 2)))
+    student.to(device)
     mode = "default" if compile_ else None  # as train.py compiles: default mode, dynamic shapes
     torch._dynamo.reset()
     live_forward = batch_forward(teacher, mode, dynamic=True)
@@ -457,11 +454,11 @@ def bench_distill(args, preset, teacher, cola, device, ctx, compile_, pad_multip
     # the cache: one eval-mode pass over the examples trained on, longest first as predict is run
     index = np.concatenate(batches)
     passes = [index[b] for b in eval_batches(cola.lengths[index], TRAIN.eval_batch_size)]
-    predict(live_forward, teacher, train.Batches(cola, passes[:1], device, pad_multiple), FeatureMap(),
+    predict(live_forward, teacher, Batches(cola, passes[:1], device, pad_multiple), FeatureMap(),
             teacher.config.num_labels, len(cola), ctx=ctx)  # warm-up
     synchronize(device)
     t0 = time.perf_counter()
-    logits = predict(live_forward, teacher, train.Batches(cola, passes, device, pad_multiple), FeatureMap(),
+    logits = predict(live_forward, teacher, Batches(cola, passes, device, pad_multiple), FeatureMap(),
                      teacher.config.num_labels, len(cola), ctx=ctx, desc="teacher logits")[0]
     synchronize(device)
     cache_seconds = (time.perf_counter() - t0) * len(cola) / len(index)  # extrapolated to the whole split
@@ -469,8 +466,8 @@ def bench_distill(args, preset, teacher, cola, device, ctx, compile_, pad_multip
                   "live": DistillationObjective(KD["alpha"], KD["temperature"], teacher_forward=live_forward)}
     c = Contender(student, device, ctx, mode, dynamic=True)
     for objective in objectives.values():
-        c.epoch(train.Batches(cola, batches[:1], device, pad_multiple), objective)  # warm-up
-    runs = {name: (lambda b, o=o: c.epoch(train.Batches(cola, b, device, pad_multiple), o), batches)
+        c.epoch(Batches(cola, batches[:1], device, pad_multiple), objective)  # warm-up
+    runs = {name: (lambda b, o=o: c.epoch(Batches(cola, b, device, pad_multiple), o), batches)
             for name, o in objectives.items()}
     seconds = time_epochs(runs, args.chunk, device)
     row = {"teacher": preset, "student_layers": student.config.n_layers, "compile": mode or "eager",
@@ -582,11 +579,11 @@ def device_name(device: torch.device) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    device, amp, compile_ = train.setup(args)
-    ctx = autocast_context(device, amp)
+    runtime = setup(args)
+    device, amp, compile_, ctx = runtime.device, runtime.amp, runtime.compile, runtime.ctx
     modes = (args.compile_modes or ("default,reduce-overhead" if device.type == "cuda" else "default")).split(",")
     variants = [None] + (modes if compile_ else [])  # None: eager
-    pad_multiple = train.pad_multiple_of(args, device)
+    pad_multiple = runtime.pad_multiple
     logging.getLogger("models.checkpoint").setLevel(logging.ERROR)  # the fresh classifier of minilm, expected
     if transformers is not None:
         transformers.logging.set_verbosity_error()

@@ -21,7 +21,7 @@ import numpy as np
 from cmi.loop import TrainingError
 from cmi.selection import select_teacher
 from data.tasks import TASKS
-from sweep import TEACHERS, TRAIN_MODES, Run, best_ce_run, finished, num, parse_folder, results_of
+from harness.sweeps import TEACHERS, TRAIN_MODES, Run, best_ce_run, finished, num, parse_folder, results_of
 
 try:  # optional: pip install -e ".[plot]"
     import matplotlib

@@ -19,167 +19,27 @@ the sorted grid (of the --stage): n processes given the same grid options split 
 and a lock in each run folder keeps two processes from ever running the same run at once. A student waits for
 its task's teacher runs (all of the grid's ce or max runs of the task) to finish; run `--stage train` on
 every shard first, then `--stage distill`, or run the whole sweep twice. Options not listed below are passed
-to train.py unchanged, and those train.py and distill.py share (train.add_training_args) to distill.py too.
+to train.py unchanged, and those train.py and distill.py share (harness.cli.add_training_args) to distill.py too.
 """
 import argparse
 import fcntl
 import itertools
-import json
 import re
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import distill
-import train
 from cmi.loop import TrainingError
-from cmi.selection import select_teacher
 from data.tasks import TASKS
+from harness.cli import Parser, add_training_args, parse_distill_args, parse_train_args, run_main
+from harness.sweeps import (TEACHERS, TRAIN_MODES, Run, choose_teacher, expand, finished, num, shard,
+                            teacher_runs)
 
 ROOT = Path(__file__).resolve().parent
-TRAIN_MODES = ("ce", "min", "max")
-TEACHERS = ("ce", "max")  # the kinds of teacher a student is distilled from
 STAGES = ("train", "distill", "all")
 SET_BY_SWEEP = ("--task", "--mode", "--lam", "--seed", "--resume", "--overwrite", "--teacher", "--teacher-sweep",
                 "--alpha", "--temperature")
-
-
-def num(x: float) -> str:
-    """The shortest text that reads back as exactly `x`: 0.1, 1, 0.05 (folder names and command lines)."""
-    text = f"{x:g}"
-    return text if float(text) == x else repr(x)
-
-
-# -----------------------------------------------------------------------------
-# the grid
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run of the grid: fine-tuning (mode ce, min or max; lam is None for ce) or a student (mode
-    "student", distilled from a teacher of kind ce or max with alpha and temperature)."""
-    task: str
-    mode: str
-    seed: int
-    lam: float | None = None
-    teacher: str | None = None
-    alpha: float | None = None
-    temperature: float | None = None
-
-    @property
-    def is_student(self) -> bool:
-        return self.mode == "student"
-
-    @property
-    def group(self) -> str:
-        """The folder of the task's runs of one kind: ce, min, max, student-ce, student-max."""
-        return f"student-{self.teacher}" if self.is_student else self.mode
-
-    @property
-    def folder(self) -> str:
-        """The run's folder relative to the sweep folder, e.g. cola/min/lam0.1-seed0: TASK/GROUP/SETTING-seedS.
-        Each TASK/GROUP folder holds the runs of one kind directly, as distill.py --teacher-sweep reads them."""
-        setting = ([f"alpha{num(self.alpha)}", f"T{num(self.temperature)}"] if self.is_student else
-                   [] if self.mode == "ce" else [f"lam{num(self.lam)}"])
-        return f"{self.task}/{self.group}/" + "-".join(setting + [f"seed{self.seed}"])
-
-    def sort_key(self) -> tuple:
-        """Fine-tuning before students (teachers first); then task (GLUE order), mode, settings, seed."""
-        return (self.is_student, list(TASKS).index(self.task), (TRAIN_MODES + ("student",)).index(self.mode),
-                self.teacher or "", self.lam or 0.0, self.alpha or 0.0, self.temperature or 0.0, self.seed)
-
-
-FOLDER_PATTERNS = [  # the inverse of Run.folder
-    (re.compile(r"(\w+)/ce/seed(\d+)"), lambda t, s: Run(t, "ce", int(s))),
-    (re.compile(r"(\w+)/(min|max)/lam([^/]+)-seed(\d+)"), lambda t, m, lam, s: Run(t, m, int(s), float(lam))),
-    (re.compile(r"(\w+)/student-(ce|max)/alpha([^/]+)-T([^/]+)-seed(\d+)"),
-     lambda t, k, a, temp, s: Run(t, "student", int(s), teacher=k, alpha=float(a), temperature=float(temp))),
-]
-
-
-def parse_folder(folder: str) -> Run | None:
-    """The run a folder name (relative to the sweep folder) stands for; None for any other folder."""
-    for pattern, make in FOLDER_PATTERNS:
-        match = pattern.fullmatch(folder)
-        if match and match.group(1) in TASKS:
-            try:
-                run = make(*match.groups())
-            except ValueError:  # lamx-seed0: not a number
-                return None
-            return run if run.folder == folder else None  # only the canonical spelling: lam0.10 is not lam0.1
-    return None
-
-
-def expand(tasks, modes, lams, seeds, alphas=(), temperatures=()) -> list[Run]:
-    """Every run of the grid, each once, sorted. A ce run does not depend on lambda: one per (task, seed).
-    Students come for each teacher kind (ce, max) that is among `modes`."""
-    runs = set()
-    for task, seed in itertools.product(tasks, seeds):
-        for mode in modes:
-            for lam in [None] if mode == "ce" else lams:
-                runs.add(Run(task, mode, seed, lam))
-        for teacher, alpha, temperature in itertools.product([t for t in TEACHERS if t in modes], alphas, temperatures):
-            runs.add(Run(task, "student", seed, teacher=teacher, alpha=alpha, temperature=temperature))
-    return sorted(runs, key=Run.sort_key)
-
-
-def shard(runs: list, index: int, count: int) -> list:
-    """The runs at positions index, index + count, ... : a pure function of the grid, so `count` processes
-    split it with no coordination (interleaving also mixes long and short tasks in every shard)."""
-    return runs[index::count]
-
-
-def finished(folder: Path) -> bool:
-    """A run is finished when its results.json reads back; a damaged one is resumed (and rewritten) instead."""
-    try:
-        results_of(folder)
-    except TrainingError:
-        return False
-    return True
-
-
-def results_of(folder: Path) -> dict:
-    """The run's results.json, or TrainingError naming it."""
-    path = folder / "results.json"
-    try:
-        results = json.loads(path.read_bytes())
-    except (OSError, ValueError) as e:
-        raise TrainingError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
-    if not isinstance(results, dict):
-        raise TrainingError(f"{path}: expected a JSON object")
-    return results
-
-
-# -----------------------------------------------------------------------------
-# teachers
-
-
-def teacher_runs(student: Run, grid: list[Run]) -> list[Run]:
-    """The fine-tuning runs of the grid a student's teacher is chosen from: the task's ce or max runs."""
-    return [r for r in grid if not r.is_student and r.task == student.task and r.mode == student.teacher]
-
-
-def best_ce_run(folder: Path, metric: str) -> Path:
-    """The CE teacher: of the finished runs in `folder` (TASK/ce), the one with the highest dev metric
-    (ties: the first by name)."""
-    runs = sorted(p.parent for p in folder.glob("*/results.json"))
-    if not runs:
-        raise TrainingError(f"{folder}: no finished ce run to be the teacher")
-    return max(runs, key=lambda run: results_of(run)[metric])
-
-
-def choose_teacher(task: str, kind: str, out: Path) -> tuple[Path, str]:
-    """The teacher run of `kind` for the task's students, among the finished runs in out/TASK/KIND, and why:
-    ce, the highest dev metric; max, the highest dev metric / dev CMI (cmi.selection, as distill.py
-    --teacher-sweep chooses). The report makes the same choice from the same folders."""
-    metric = TASKS[task].primary_metric
-    if kind == "ce":
-        run = best_ce_run(out / task / "ce", metric)
-        return run, f"dev {metric} {results_of(run)[metric]:.4g}, the highest of the ce runs"
-    selection = select_teacher(out / task / "max", task, metric)
-    return selection.chosen.run, selection.summary()
 
 
 class NotReady(Exception):
@@ -215,9 +75,9 @@ class Teachers:
 
 
 def shared_options() -> set[str]:
-    """The option strings of the options train.py and distill.py share (train.add_training_args)."""
+    """The option strings of the options train.py and distill.py share (harness.cli.add_training_args)."""
     parser = argparse.ArgumentParser(add_help=False)
-    train.add_training_args(parser)
+    add_training_args(parser)
     return {s for action in parser._actions for s in action.option_strings}  # argparse lists them nowhere public
 
 
@@ -304,7 +164,7 @@ def shard_spec(text: str) -> tuple[int, int]:
 def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     """The sweep's options, then the options passed on to train.py and to distill.py."""
     # allow_abbrev=False: --seed must not be read as --seeds, nor --task as --tasks
-    parser = train.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                           allow_abbrev=False)
     g = parser.add_argument_group("the grid (defaults: the paper's protocol)")
     g.add_argument("--out", required=True, help="the sweep folder: one subfolder per run")
@@ -347,9 +207,9 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     student_extra = [t for chunk in chunks if option_name(chunk) in shared for t in chunk]
     # a typo in a passed-on option, or a grid value out of range, should fail now, not in each of hundreds of runs
     for lam in args.lams:
-        train.parse_args(["--task", args.tasks[0], "--out", "unused", "--lam", str(lam), *train_extra])
+        parse_train_args(["--task", args.tasks[0], "--out", "unused", "--lam", str(lam), *train_extra])
     for alpha, temperature in itertools.product(args.alphas, args.temperatures):
-        distill.parse_args(["--task", args.tasks[0], "--teacher", "unused", "--out", "unused", "--alpha", str(alpha),
+        parse_distill_args(["--task", args.tasks[0], "--teacher", "unused", "--out", "unused", "--alpha", str(alpha),
                             "--temperature", str(temperature), *student_options(args), *student_extra])
     if Path(args.out).exists() and not Path(args.out).is_dir():
         parser.error(f"--out {args.out}: exists and is not a folder")
@@ -412,4 +272,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    train.run_main(lambda: sys.exit(main()))
+    run_main(lambda: sys.exit(main()))

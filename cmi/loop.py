@@ -14,8 +14,10 @@ import platform
 import shutil
 import subprocess
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 import torch
 import torch.distributed as dist
@@ -102,42 +104,56 @@ def backward(terms: tuple[torch.Tensor, ...], params: list[torch.nn.Parameter], 
                 p.grad = g if p.grad is None else p.grad.add_(g)
 
 
-def train_step(forward, model, objective, optimizer, scheduler, batch, *, ctx, clip):
+@dataclass
+class Step:
+    """The parts of one optimisation step. `model` is the uncompiled module (saved, checkpointed); `forward`
+    may run a compiled or DDP-wrapped version of it; `ctx` is the autocast context, entered every step."""
+
+    forward: Callable
+    model: torch.nn.Module
+    objective: Callable
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ctx: AbstractContextManager = field(default_factory=nullcontext)
+    clip: float = 1.0
+
+
+def train_step(step: Step, batch: dict) -> tuple[torch.Tensor, dict]:
     """One optimisation step: the loss under `ctx`, backward (each term on its own under autocast: see
     `backward`), gradient clipping, AdamW, the schedule. Returns the loss, still on the device (not read back:
     no sync), and the objective's logs."""
-    with ctx:
-        terms, logs = objective(forward, batch)
-    backward(terms, [p for p in model.parameters() if p.requires_grad], separate=isinstance(ctx, torch.autocast))
-    loss = sum(terms).detach()
-    if clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=True)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss, logs
+    with step.ctx:
+        terms, logs = step.objective(step.forward, batch)
+    params = [p for p in step.model.parameters() if p.requires_grad]
+    backward(terms, params, separate=isinstance(step.ctx, torch.autocast))
+    if step.clip:
+        torch.nn.utils.clip_grad_norm_(params, step.clip, foreach=True)
+    step.optimizer.step()
+    step.scheduler.step()
+    step.optimizer.zero_grad(set_to_none=True)
+    return sum(terms).detach(), logs
 
 
-def train_epoch(forward, model, objective, optimizer, scheduler, batches, *, ctx, clip, desc, log_every=10):
+def train_epoch(step: Step, batches, desc: str, log_every: int = 10) -> tuple[dict, int]:
     """One pass over `batches` taking a step per batch. Returns ({"loss": mean loss, and the mean of every
     value the objective logs, e.g. "ce"}, number of samples); means are over samples.
 
     Loss values stay on the device and are read back only every `log_every` steps (a read is a device sync);
     a non-finite loss raises TrainingError before the corrupted weights can be saved."""
-    model.train()
+    step.model.train()
     totals, seen = {}, 0
     bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None if rank() == 0 else True)
-    for step, batch in enumerate(bar, 1):
-        loss, logs = train_step(forward, model, objective, optimizer, scheduler, batch, ctx=ctx, clip=clip)
+    for i, batch in enumerate(bar, 1):
+        loss, logs = train_step(step, batch)
         n = len(batch["labels"])
         for k, v in {"loss": loss, **logs}.items():
             totals[k] = totals.get(k, 0.0) + v.detach().double() * n
         seen += n
-        if step % log_every == 0 or step == len(batches):
+        if i % log_every == 0 or i == len(batches):
             # every process reads the same number (the mean over processes), so all of them stop together
             value = all_reduce(loss.detach().float().reshape(1)).item() / world_size()
             if not math.isfinite(value):
-                raise TrainingError(f"the loss became {value} at {desc}, step {step}: stopping; "
+                raise TrainingError(f"the loss became {value} at {desc}, step {i}: stopping; "
                                     "the last checkpoint of the run is intact")
             bar.set_postfix({k: f"{float(v):.4g}" for k, v in {"loss": value, **logs}.items()})
     # the means over the samples of every process: one all-reduce of the sums and the count
@@ -413,39 +429,36 @@ def set_rng_state(state: dict) -> None:
 # the loop
 
 
-def fit(
-    *,
-    forward,
-    model: torch.nn.Module,
-    objective,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    train_batches,
-    measure_train,
-    evaluate,
-    epochs: int,
-    primary: str,
-    run: RunFiles,
-    record: dict,
-    ctx=nullcontext(),
-    clip: float = 1.0,
-    weighting: str = "true",
-) -> dict:
-    """Train for `epochs`, evaluating after each; keep the best epoch by `primary` in best/.
+@dataclass
+class Epochs:
+    """What `fit` does around the steps of each epoch, and how many epochs.
 
-    train_batches(epoch) -> the epoch's batches (a sized iterable, same order for the same epoch);
+    batches(epoch) -> the epoch's training batches (a sized iterable, same order for the same epoch);
     measure_train() -> CMIStats of the training set under the current model (an eval-mode pass);
     evaluate() -> the dev metrics by name, including `primary` and `eval_cmi`;
-    record: the constant fields of every metrics.jsonl line (task, mode, lam, seed, ...); the line also holds
-    train_loss and train_K for every value K the objective logs (the epoch's means), and the exact train_cmi;
-    weighting: how train_cmi weighs the classes (cmi.core.WEIGHTINGS).
-    `model` is the uncompiled module (saved, checkpointed); `forward` may run a compiled version of it."""
+    record: the constant fields of every metrics.jsonl line (task, mode, lam, seed, ...);
+    weighting: how train_cmi weighs the classes (cmi.core.WEIGHTINGS)."""
+
+    count: int
+    batches: Callable[[int], Iterable]
+    measure_train: Callable[[], CMIStats]
+    evaluate: Callable[[], dict]
+    primary: str
+    record: dict = field(default_factory=dict)
+    weighting: str = "true"
+
+
+def fit(step: Step, epochs: Epochs, run: RunFiles) -> dict:
+    """Train for `epochs.count` epochs, evaluating after each; keep the best epoch by `epochs.primary` in best/.
+    Each metrics.jsonl line holds the record, train_loss and train_K for every value K the objective logs (the
+    epoch's means), the exact train_cmi, the dev metrics and the timings."""
+    model, objective = step.model, step.objective
     best, start = None, 1
     with run.started() as ckpt:
         if ckpt is not None:
             model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
+            step.optimizer.load_state_dict(ckpt["optimizer"])
+            step.scheduler.load_state_dict(ckpt["scheduler"])
             objective.load_state_dict(ckpt["objective"])
             if len(ckpt["rng"]) != world_size():
                 raise TrainingError(f"{run.last}: the run was started with {len(ckpt['rng'])} processes, "
@@ -453,31 +466,31 @@ def fit(
             set_rng_state(ckpt["rng"][rank()])
             best, start = ckpt["best"], ckpt["epoch"] + 1
         elif objective.needs_initial_stats:
-            objective.update(measure_train())  # eq. (14): the first G, from the initial model
+            objective.refresh(epochs.measure_train())  # eq. (14): the first G, from the initial model
 
-        for epoch in range(start, epochs + 1):
+        for epoch in range(start, epochs.count + 1):
+            # eq. (14), first line: G fixed, the parameters take an epoch of steps against it
             t0 = time.perf_counter()
-            means, seen = train_epoch(forward, model, objective, optimizer, scheduler, train_batches(epoch),
-                                           ctx=ctx, clip=clip, desc=f"epoch {epoch}/{epochs}")
+            means, seen = train_epoch(step, epochs.batches(epoch), desc=f"epoch {epoch}/{epochs.count}")
             seconds = time.perf_counter() - t0
-            objective.end_epoch()
-            train_stats = measure_train()  # exact train CMI after the epoch; the `epoch` policy's next G
-            objective.update(train_stats)
-            metrics = evaluate()
-            line = {"epoch": epoch, **record, **{f"train_{k}": v for k, v in means.items()},
-                    "train_cmi": train_stats.cmi(weighting), **metrics,
+            # eq. (14), second line: G = the class means of f_x under the new parameters (the policy says how)
+            train_stats = epochs.measure_train()  # the exact train CMI of the epoch, too
+            objective.refresh(train_stats)
+            metrics = epochs.evaluate()
+            line = {"epoch": epoch, **epochs.record, **{f"train_{k}": v for k, v in means.items()},
+                    "train_cmi": train_stats.cmi(epochs.weighting), **metrics,
                     "epoch_seconds": seconds, "samples_per_s": seen / seconds}
             bad = [k for k, v in line.items() if isinstance(v, float) and not math.isfinite(v)]
             if bad:  # never save a broken model as the best, nor write NaN into a JSON file
                 raise TrainingError(f"epoch {epoch}: {', '.join(bad)} not finite (a learning rate too high?); "
                                     "the model is not saved, the last checkpoint of the run is intact")
-            if best is None or metrics[primary] > best["metrics"][primary]:
+            if best is None or metrics[epochs.primary] > best["metrics"][epochs.primary]:
                 run.save_best(model)
                 best = {"epoch": epoch, "metrics": metrics}
             run.log_epoch(line)
             run.save_checkpoint({
-                "epoch": epoch, "best": best, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "objective": objective.state_dict(), "rng": rng_states(),
+                "epoch": epoch, "best": best, "model": model.state_dict(), "optimizer": step.optimizer.state_dict(),
+                "scheduler": step.scheduler.state_dict(), "objective": objective.state_dict(), "rng": rng_states(),
             })
             if rank() == 0:
                 print(json.dumps(line), flush=True)

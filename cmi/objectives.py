@@ -70,22 +70,22 @@ class Centroids:
         """Whether G must come from a pass over the training set before the first step."""
         return self.policy != "batch" and self.G is None
 
-    def update(self, train_stats: CMIStats) -> None:
-        """Take the class means of an eval pass over the training set with the current model."""
-        if self.policy == "epoch" or self.needs_initial_stats:
+    def refresh(self, train_stats: CMIStats) -> None:
+        """eq. (14), second line: G = the class means of f_x, as the policy takes them. `train_stats`: an eval-mode
+        pass over the training set with the current parameters. The first call (G None) starts from it."""
+        if self.policy == "batch":
+            return
+        if self.policy == "online" and self.G is not None:  # the epoch's own batches, all-reduced over processes
+            self.running.all_reduce()
+            self.G = self.running.centroids().to(self.device)
+            self.running = CMIStats(self.num_classes, self.dim, self.device)
+        elif self.policy == "epoch" or self.G is None:  # frozen: only the first
             self.G = train_stats.centroids().to(self.device)
 
     def observe(self, f: torch.Tensor, y: torch.Tensor) -> None:
         """See a training batch's f_x (B, d) and labels (B,): the `online` policy accumulates them, detached."""
         if self.running is not None:
             self.running.add(f, y)
-
-    def end_epoch(self) -> None:
-        """`online`: the epoch's accumulated class means (all-reduced across processes) become G."""
-        if self.running is not None:
-            self.running.all_reduce()
-            self.G = self.running.centroids().to(self.device)
-            self.running = CMIStats(self.num_classes, self.dim, self.device)
 
     def target(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The centroids the batch's f_x are compared against: (C, d), never differentiated."""
@@ -143,16 +143,13 @@ class MaskedLM:
 
 
 class Objective:
-    """What the training loop asks of an objective besides being called: the hooks of the alternating step
-    (a plain loss has none) and the state a resumed run needs."""
+    """What the training loop asks of an objective besides being called: the second line of the alternating
+    step, eq. (14) (a plain loss has none), and the state a resumed run needs."""
 
-    needs_initial_stats = False  # whether `update` must see the training-set statistics before epoch 1
+    needs_initial_stats = False  # whether `refresh` must see the training-set statistics before epoch 1
 
-    def update(self, train_stats: CMIStats) -> None:
+    def refresh(self, train_stats: CMIStats) -> None:
         """Called with exact statistics of the training set under the current model, after each epoch."""
-
-    def end_epoch(self) -> None:
-        """Called at the end of each training epoch, before `update`."""
 
     def state_dict(self) -> dict:
         return {}
@@ -207,8 +204,8 @@ class CMIObjective(Objective):
             logs["mlm"] = mlm.detach()
         log_f = self.features.log_probs(out)
         f = log_f.exp()
-        self.centroids.observe(f, y)
         if self.sign:  # eq. (14), first line: G fixed (no gradient into it), step the parameters
+            self.centroids.observe(f, y)
             cmi = conditional_mutual_information(f, y, self.centroids.target(f, y), self.weighting, log_f)
             terms = (loss, self.sign * self.weight * cmi)
         else:  # ce: the batch's own CMI, for the progress bar only
@@ -222,12 +219,9 @@ class CMIObjective(Objective):
     def needs_initial_stats(self) -> bool:
         return self.sign != 0 and self.centroids.needs_initial_stats
 
-    def update(self, train_stats: CMIStats) -> None:
+    def refresh(self, train_stats: CMIStats) -> None:
         if self.sign:
-            self.centroids.update(train_stats)
-
-    def end_epoch(self) -> None:
-        self.centroids.end_epoch()
+            self.centroids.refresh(train_stats)
 
     def state_dict(self) -> dict:
         return self.centroids.state_dict()

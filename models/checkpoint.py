@@ -71,11 +71,13 @@ class Pretrained(nn.Module):
         self.tokenizer_files: dict[str, bytes] = {}
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, num_labels: int | None = None) -> "Pretrained":
+    def from_pretrained(cls, name_or_path: str | os.PathLike, num_labels: int | None = None,
+                        mlm: bool = True) -> "Pretrained":
         """Load a checkpoint folder, or a hub name (downloaded once into the Hugging Face cache).
 
         num_labels defaults to the checkpoint's; the classifier is loaded when its shape fits, else freshly
-        initialised (and logged). The masked-LM head is built when the checkpoint has one (`model.mlm`).
+        initialised (and logged). The masked-LM head is built when the checkpoint has one (`model.mlm`) and
+        `mlm`; mlm=False drops it (a head the loss does not use would get no gradient, which DDP refuses).
         """
         folder = resolve(name_or_path)
         config = read_config(folder, cls.layout.config_class, num_labels)
@@ -85,6 +87,8 @@ class Pretrained(nn.Module):
         except ValueError as e:  # a config value the architecture does not support, e.g. hidden_act
             raise CheckpointError(f"{folder / 'config.json'}: {e}") from None
         load_state(model, state, source)
+        if not mlm:  # dropped after loading, so the random draws of initialisation are those of the whole model
+            model.mlm = None
         model.tokenizer_files = read_tokenizer_files(folder)
         return model
 

@@ -69,4 +69,5 @@ def distilbert_from_bert(
     # copies every tensor and fails on any difference.
     for k, i in enumerate(layers):
         s.layers[k].load_state_dict(t.layers[i].state_dict(), strict=True)
+    student.tokenizer_files = dict(teacher.tokenizer_files)  # the student reads the teacher's token ids
     return student

@@ -8,7 +8,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from cmi.loop import backward, predict, train_step
+from cmi.loop import Step, backward, predict, train_step
 from cmi.objectives import CMIObjective, Centroids, FeatureMap
 from conftest import GLUE, MINILM
 from data.batching import collate
@@ -43,7 +43,7 @@ def cola_batch(model_dir, n=8):
 def step_gradients(model, objective, batch, ctx):
     capture = Capture(model)
     forward = lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-    train_step(forward, model, objective, capture, capture, batch, ctx=ctx, clip=0)
+    train_step(Step(forward, model, objective, capture, capture, ctx, clip=0), batch)
     return capture.grads
 
 
@@ -57,7 +57,7 @@ def test_cmi_gradient_reaches_the_parameters_under_bf16_autocast():
     objectives = {}
     for mode in ("ce", "min"):
         objectives[mode] = CMIObjective(mode, LAM, 2, Centroids("epoch", 2, d), features)
-        objectives[mode].update(stats)  # G: the batch's class means under the initial model (eq. 14)
+        objectives[mode].refresh(stats)  # G: the batch's class means under the initial model (eq. 14)
 
     bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
     ref = step_gradients(model, objectives["min"], batch, nullcontext()) - \

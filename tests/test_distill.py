@@ -16,6 +16,9 @@ from cmi.loop import TrainingError, predict
 from cmi.objectives import FeatureMap
 from cmi.selection import select_teacher
 from data.batching import collate, train_batches
+from data.tasks import get_task
+from harness.cli import parse_distill_args
+from harness.training import Batches, eval_pass, forward_of, load_data, setup
 from models.bert import BertConfig, BertForSequenceClassification
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
 from models.student import check_layers, distilbert_from_bert
@@ -221,8 +224,8 @@ def test_distillation_runs_end_to_end_and_the_student_loads_in_transformers(teac
     assert ours.config.n_layers == 2 and ours.config.id2label == {0: "unacceptable", 1: "acceptable"}
     theirs = transformers.DistilBertForSequenceClassification.from_pretrained(out / "best",
                                                                               attn_implementation="eager").eval()
-    args = distill.parse_args(distill_args(out, "--teacher", str(teacher_run / "best")))
-    _, evals, _ = train.load_data(args, train.get_task("cola"), teacher_run / "best", ours.config.vocab_size)
+    args = parse_distill_args(distill_args(out, "--teacher", str(teacher_run / "best")))
+    evals = load_data(args, get_task("cola"), teacher_run / "best", ours.config.vocab_size).evals
     batch = collate(evals["validation"], np.arange(32))
     with torch.no_grad():
         expected = theirs(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -232,13 +235,14 @@ def test_distillation_runs_end_to_end_and_the_student_loads_in_transformers(teac
 
 
 def test_cached_teacher_logits_equal_live_ones_and_train_the_same_student(teacher_run, tmp_path):
-    args = distill.parse_args(distill_args(tmp_path, "--teacher", str(teacher_run / "best")))
+    args = parse_distill_args(distill_args(tmp_path, "--teacher", str(teacher_run / "best")))
     teacher = BertForSequenceClassification.from_pretrained(teacher_run / "best").eval()
-    forward = train.forward_of(teacher, train.BERT_INPUTS)
-    data, _, _ = train.load_data(args, train.get_task("cola"), teacher_run / "best", teacher.config.vocab_size)
-    cached = predict(forward, teacher, train.train_eval_batches(args, data, CPU), FeatureMap(), 2, len(data),
+    forward = forward_of(teacher)
+    runtime = setup(args)
+    data = load_data(args, get_task("cola"), teacher_run / "best", teacher.config.vocab_size).train
+    cached = predict(forward, teacher, eval_pass(args, data, runtime), FeatureMap(), 2, len(data),
                      ctx=nullcontext())[0]
-    live = train.Batches(data, train_batches(data.lengths, 16, seed=0, epoch=1), CPU, None)
+    live = Batches(data, train_batches(data.lengths, 16, seed=0, epoch=1), CPU, None)
     with torch.no_grad():
         diff = max((forward(b).logits - cached[b["index"]]).abs().max().item() for b in live)
     print(f"teacher logits, cached (eval batches) vs live (training batches): max |diff| {diff:.2e}")

@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from cmi.loop import linear_schedule, predict, train_step
+from cmi.loop import Step, linear_schedule, predict, train_step
 from cmi.objectives import CMIObjective, Centroids, FeatureMap
 from data.batching import eval_batches
 from models.bert import BertConfig, BertForSequenceClassification
@@ -64,13 +64,13 @@ def one_step(name, stats, rank=None):
     mode, policy, amp = STEPS[name]
     model = tiny_model()
     objective = CMIObjective(mode, 0.5, 2, Centroids(policy, 2, 16), FEATURES)
-    objective.update(stats)
+    objective.refresh(stats)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)  # Adam's first step ~ sign(g) would amplify rounding
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, 10, 0))
     forward = forward_of(model if rank is None else DDP(model))
     batch = batch_of(range(6) if rank is None else range(3 * rank, 3 * rank + 3))
     ctx = torch.autocast("cpu", dtype=torch.bfloat16) if amp else torch.enable_grad()
-    train_step(forward, model, objective, optimizer, scheduler, batch, ctx=ctx, clip=1.0)
+    train_step(Step(forward, model, objective, optimizer, scheduler, ctx, clip=1.0), batch)
     return model.state_dict()
 
 
@@ -84,10 +84,12 @@ def worker(rank, port, out):
         model = tiny_model()
         batches = [batch_of(b) for b in eval_batches(lengths, 2, rank, WORLD)]
         logits, stats = predict(forward_of(model), model, batches, FEATURES, 2, N, ctx=torch.no_grad())
-        # online centroids: each rank observes its share
+        # online centroids: the first G from a pass, then each rank observes its share of an epoch
         centroids = Centroids("online", 2, 16)
-        centroids.observe(FEATURES(model(batch_of(np.arange(N)[rank::WORLD])["input_ids"])), batch_of(np.arange(N)[rank::WORLD])["labels"])
-        centroids.end_epoch()
+        centroids.refresh(stats)
+        share = batch_of(np.arange(N)[rank::WORLD])
+        centroids.observe(FEATURES(model(share["input_ids"])), share["labels"])
+        centroids.refresh(stats)  # after the epoch: the all-reduced class means of what the ranks observed
         # one DDP step of each objective of STEPS, each rank on half of a batch of 6
         weights = {name: one_step(name, stats, rank) for name in STEPS}
         if rank == 0:

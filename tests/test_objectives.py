@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from cmi.core import class_centroids, conditional_mutual_information, feature_distribution
-from cmi.loop import RunFiles, fit, linear_schedule, make_optimizer, predict, train_epoch
+from cmi.loop import Epochs, RunFiles, Step, fit, linear_schedule, make_optimizer, predict, train_epoch
 from cmi.objectives import CMIObjective, Centroids, DistillationObjective, FeatureMap, MaskedLM, kd_loss, mask_tokens
 from tests.tiny import TinyClassifier, forward_of, synthetic_batches
 
@@ -45,7 +45,7 @@ def test_no_gradient_reaches_the_centroids_and_none_would_flow_through_batch_mea
     torch.manual_seed(0)
     model, batch = TinyClassifier(dropout=0.0), synthetic_batches()[0]
     objective = make_objective("max", "epoch")
-    objective.update(train_stats(model, synthetic_batches()))
+    objective.refresh(train_stats(model, synthetic_batches()))
     sum(objective(forward_of(model), batch)[0]).backward()
     assert not objective.centroids.G.requires_grad and objective.centroids.G.grad is None
     stale_grad = model.pool.weight.grad.clone()
@@ -91,10 +91,10 @@ def run_tiny(tmp_path, objective, epochs=3, lr=0.05):
     opt = make_optimizer(model, lr, 0.01)
     total = epochs * len(synthetic_batches())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_schedule(s, total, 0))
-    fit(forward=forward_of(model), model=model, objective=recorder, optimizer=opt, scheduler=sched,
-        train_batches=recorder.batches, measure_train=lambda: train_stats(model, synthetic_batches()),
-        evaluate=lambda: {"accuracy": 0.5, "eval_cmi": 0.0}, epochs=epochs, primary="accuracy",
-        run=RunFiles(tmp_path, {}), record={})
+    with RunFiles(tmp_path, {}) as run:
+        fit(Step(forward_of(model), model, recorder, opt, sched),
+            Epochs(epochs, recorder.batches, lambda: train_stats(model, synthetic_batches()),
+                   lambda: {"accuracy": 0.5, "eval_cmi": 0.0}, "accuracy"), run)
     return recorder.seen
 
 
@@ -169,8 +169,8 @@ def test_train_epoch_returns_the_sample_means_of_the_loss_and_of_every_logged_va
 
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-    means, n = train_epoch(forward_of(model), model, objective, opt, sched, batches, ctx=contextlib.nullcontext(),
-                           clip=0, desc="test")
+    means, n = train_epoch(Step(forward_of(model), model, objective, opt, sched, contextlib.nullcontext(), clip=0),
+                           batches, desc="test")
     assert n == 36 and set(means) == {"loss", "ce", "batch_cmi"}
     for k in means:
         assert means[k] == pytest.approx(float(sum(b * logs[k] for b, logs in seen)) / n, rel=1e-6), k

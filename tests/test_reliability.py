@@ -17,6 +17,7 @@ import torch
 import train
 from data.loading import load_split
 from data.tasks import get_task
+from models.checkpoint import CheckpointError
 from models.bert import BertConfig, BertForSequenceClassification
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
 from test_train import GLUE, MINILM, ROOT, args_for, metric_lines, tiny_bert  # noqa: F401 (a fixture)
@@ -137,7 +138,7 @@ def test_a_full_disk_while_saving_a_model_keeps_the_previous_save(tiny_bert, tmp
     with torch.no_grad():
         second.classifier.weight.add_(1)
     monkeypatch.setattr(os, "fsync", full_disk_at("/.best.tmp/model.safetensors", 1))
-    with pytest.raises(train.CheckpointError, match=r"best: saving the model failed \(No space left on device\)"):
+    with pytest.raises(CheckpointError, match=r"best: saving the model failed \(No space left on device\)"):
         second.save_pretrained(tmp_path / "best")
     assert {p.name: p.read_bytes() for p in (tmp_path / "best").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]

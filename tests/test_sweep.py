@@ -15,6 +15,7 @@ import torch
 
 import report
 import sweep
+from harness import sweeps
 from cmi.selection import select_teacher
 from models.bert import BertConfig, BertForSequenceClassification
 
@@ -74,7 +75,7 @@ def test_default_grid_is_the_papers_protocol():
     assert all(0.05 <= lam <= 1 for lam in args.lams) and min(args.lams) == 0.05 and max(args.lams) == 1
     assert all(0.05 <= a <= 0.9 for a in args.alphas) and all(1 <= t <= 5 for t in args.temperatures)
     assert args.student_epochs == 10
-    grid = sweep.expand(args.tasks, args.modes, args.lams, args.seeds, args.alphas, args.temperatures)
+    grid = sweeps.expand(args.tasks, args.modes, args.lams, args.seeds, args.alphas, args.temperatures)
     train_runs = [r for r in grid if not r.is_student]
     # per task and seed: one ce run (lambda plays no part), one min and one max run per lambda
     assert len(train_runs) == 8 * 3 * (1 + 2 * len(args.lams))
@@ -84,21 +85,21 @@ def test_default_grid_is_the_papers_protocol():
 
 
 @pytest.mark.parametrize("run, folder", [
-    (sweep.Run("cola", "ce", 0), "cola/ce/seed0"),
-    (sweep.Run("mrpc", "min", 2, 0.1), "mrpc/min/lam0.1-seed2"),
-    (sweep.Run("mnli", "max", 1, 1.0), "mnli/max/lam1-seed1"),
-    (sweep.Run("rte", "student", 0, teacher="max", alpha=0.05, temperature=2.0),
+    (sweeps.Run("cola", "ce", 0), "cola/ce/seed0"),
+    (sweeps.Run("mrpc", "min", 2, 0.1), "mrpc/min/lam0.1-seed2"),
+    (sweeps.Run("mnli", "max", 1, 1.0), "mnli/max/lam1-seed1"),
+    (sweeps.Run("rte", "student", 0, teacher="max", alpha=0.05, temperature=2.0),
      "rte/student-max/alpha0.05-T2-seed0"),
 ])
 def test_folder_names_are_the_settings_and_read_back(run, folder):
     assert run.folder == folder
-    assert sweep.parse_folder(folder) == run
+    assert sweeps.parse_folder(folder) == run
 
 
 @pytest.mark.parametrize("folder", ["cola/ce", "cola/min/seed0", "boolq/ce/seed0", "cola/min/lam0.10-seed0",
                                     "cola/min/lamx-seed0", "cola/ce/seed0/best", "plots"])
 def test_other_folders_are_not_runs(folder):
-    assert sweep.parse_folder(folder) is None
+    assert sweeps.parse_folder(folder) is None
 
 
 def test_dry_run_lists_exactly_the_grid_and_runs_nothing(capsys, tmp_path):
@@ -108,13 +109,13 @@ def test_dry_run_lists_exactly_the_grid_and_runs_nothing(capsys, tmp_path):
     tasks, seeds = ("cola", "mrpc"), (0, 1)
     expected = {f"{task}/ce/seed{seed}" for task in tasks for seed in seeds} | \
                {f"{task}/min/lam{lam}-seed{seed}" for task in tasks for lam in ("0.1", "1") for seed in seeds}
-    assert [folder for folder, _ in lines] == sorted(expected, key=lambda f: sweep.parse_folder(f).sort_key())
+    assert [folder for folder, _ in lines] == sorted(expected, key=lambda f: sweeps.parse_folder(f).sort_key())
     for folder, command in lines:
-        run = sweep.parse_folder(folder)
+        run = sweeps.parse_folder(folder)
         assert f"train.py --task {run.task} --mode {run.mode} " in command
         assert f" --seed {run.seed} --epochs 5 --out {out.resolve() / folder} " in command
         assert (" --lam " in command) == (run.mode == "min")
-        assert run.lam is None or f" --lam {sweep.num(run.lam)} " in command
+        assert run.lam is None or f" --lam {sweeps.num(run.lam)} " in command
         assert command.endswith(f"--data-dir {GLUE} --lr 1e-3") and "--resume" not in command
     assert not out.exists()
 

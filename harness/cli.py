@@ -1,0 +1,233 @@
+"""The command line of train.py and distill.py: their options (sweep.py checks a grid against the same
+parsers before it launches anything), the ranges of every numeric flag, and `run_main`, which turns every
+failure of a run into one line on stderr."""
+import argparse
+import math
+import os
+import signal
+import sys
+import traceback
+
+import torch
+import torch.distributed as dist
+
+from cmi.core import WEIGHTINGS
+from cmi.loop import TrainingError
+from cmi.objectives import FEATURES, MODES, POLICIES, SCALES
+from data.batching import GROUP_BATCHES
+from data.tasks import TASKS, DataError
+from models.checkpoint import CheckpointError
+from models.student import DEFAULT_LAYERS
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (not the whole usage) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    """The options train.py and distill.py share: task and data, optimisation (with the CMI measured every
+    epoch), run files, hardware."""
+    g = parser.add_argument_group("task and data")
+    g.add_argument("--task", required=True, choices=list(TASKS), help="GLUE task")
+    g.add_argument("--data-dir", help="folder in the GLUE download layout (CoLA/train.tsv, ...); "
+                                      "default: the datasets hub (nyu-mll/glue)")
+    g.add_argument("--max-len", type=int, default=128, help="truncation length in tokens, [CLS]/[SEP] included")
+    g.add_argument("--max-train-samples", type=int, help="train on a fixed random subset of this size")
+    g.add_argument("--max-eval-samples", type=int, help="evaluate on a fixed random subset of this size")
+    g.add_argument("--group-batches", type=int, default=1,
+                   help=f"length grouping: sort each group of this many batches by length (1: plain shuffling; "
+                        f"{GROUP_BATCHES} pads far less, but cost CoLA dev MCC in our runs: see README)")
+    g.add_argument("--pad-multiple", type=int, default=None,
+                   help="pad batches to a multiple of this many tokens (default: 8 on CUDA, none on CPU)")
+    g = parser.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=5, help="training epochs (the paper: 5; distillation 10)")
+    g.add_argument("--batch-size", type=int, default=32, help="training examples per step")
+    g.add_argument("--eval-batch-size", type=int, default=128, help="examples per evaluation batch")
+    g.add_argument("--lr", type=float, default=2e-5, help="peak learning rate of AdamW")
+    g.add_argument("--warmup-ratio", type=float, default=0.0, help="fraction of the steps spent warming up")
+    g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (not on biases, LayerNorm)")
+    g.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping threshold (0: off)")
+    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, dropout and batch order")
+    g.add_argument("--cmi-weighting", choices=WEIGHTINGS[:2], default="true",
+                   help="how the CMI (logged as train_cmi, eval_cmi; train.py's term) weighs the classes: "
+                        "true: I(X;Z|Y), by P(y); balanced: every class 1/C")
+    g = parser.add_argument_group("run files and hardware")
+    g.add_argument("--out", default=None, help="output folder (default: runs/TASK-MODE-...)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    g.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on for CUDA)")
+    g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="torch.compile the model (auto: on for CUDA)")
+
+
+def _positive(v):
+    return v > 0
+
+
+def _nonnegative(v):
+    return v >= 0
+
+
+def _fraction(v):
+    return 0 <= v <= 1
+
+
+# flag -> (the test, what it must be); NaN fails every test. Each script adds its own flags' ranges.
+RANGES = {
+    **{name: (_positive, "> 0") for name in ("epochs", "batch_size", "eval_batch_size", "lr", "max_train_samples",
+                                             "max_eval_samples", "pad_multiple", "group_batches")},
+    **{name: (_nonnegative, ">= 0") for name in ("weight_decay", "clip")},
+    "warmup_ratio": (_fraction, "in [0, 1]"),
+    "max_len": (lambda v: 3 <= v <= 512, "in [3, 512]"),
+    "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),  # numpy's seed range
+}
+TRAIN_RANGES = {**RANGES, "lam": (_nonnegative, ">= 0"), "gamma": (_nonnegative, ">= 0"), "tau": (_positive, "> 0")}
+DISTILL_RANGES = {**RANGES, "alpha": (_fraction, "in [0, 1]"), "temperature": (_positive, "> 0")}
+
+
+def check_ranges(args: argparse.Namespace, parser: Parser, ranges: dict) -> None:
+    """Every numeric flag within its range and finite (inf passes `> 0`), and --device usable, or
+    parser.error (one line, exit code 2)."""
+    for name, (test, expected) in ranges.items():
+        value = getattr(args, name)
+        if value is not None and not test(value):
+            parser.error(f"--{name.replace('_', '-')} must be {expected}, got {value}")
+    for name, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            parser.error(f"--{name.replace('_', '-')} must be finite, got {value}")
+    if args.device != "auto":
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            device = None
+        if device is None or device.type not in ("cpu", "cuda"):
+            parser.error(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: CUDA is not available on this machine")
+
+
+# -----------------------------------------------------------------------------
+# train.py and distill.py
+
+
+def parse_train_args(argv=None, description: str | None = None) -> argparse.Namespace:
+    """train.py's options, checked, with their derived defaults (centroids by mode, the run folder)."""
+    parser = Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = parser.add_argument_group("model and objective")
+    g.add_argument("--model", default="bert-base-uncased", help="hub name or a local Hugging Face checkpoint folder")
+    g.add_argument("--mode", choices=MODES, default="ce", help="ce: plain; min: +lambda*CMI; max: -lambda*CMI")
+    g.add_argument("--lam", type=float, default=0.1, help="lambda, weight of the CMI term (the paper: 0.05-1)")
+    g.add_argument("--gamma", type=float, default=0.0, help="weight of the masked-LM term L1 of eq. (7)")
+    g.add_argument("--centroids", choices=POLICIES, default=None,
+                   help="centroid policy of eq. (14) (default: epoch for min, batch for max)")
+    g.add_argument("--cmi-feature", choices=FEATURES, default="pooled",
+                   help="h_s: pooled, the output tanh(W h_[CLS]) that BERT's classifier reads; cls, the raw "
+                        "last-layer [CLS] row, the h_s of the paper's eq. (5) text. The paper is ambiguous: "
+                        "neither is 'the paper' without that caveat")
+    g.add_argument("--cmi-scale", choices=SCALES, default="true",
+                   help="true: lambda * I(X;Z|Y); paper: lambda / C, the per-sample weight of eqs. (12)-(14)")
+    g.add_argument("--tau", type=float, default=1.0, help="feature temperature: f_x = softmax(h_s / tau) "
+                                                          "(1 = the paper; an extension)")
+    add_training_args(parser)
+    args = parser.parse_args(argv)
+    check_ranges(args, parser, TRAIN_RANGES)
+    args.centroids = args.centroids or ("batch" if args.mode == "max" else "epoch")
+    args.out = args.out or f"runs/{args.task}-{args.mode}-lam{args.lam}-seed{args.seed}"
+    return args
+
+
+def layer_list(text: str) -> list[int]:
+    """"0,2,4" -> [0, 2, 4]: distinct indices >= 0 (the upper bound is the teacher's, checked once it is read)."""
+    try:
+        layers = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer indices such as 0,2,4, got {text!r}") from None
+    if len(set(layers)) != len(layers) or min(layers) < 0:
+        raise argparse.ArgumentTypeError(f"layer indices must be distinct and >= 0, got {text}")
+    return layers  # a list, not a tuple: args.json must compare equal on --resume
+
+
+def parse_distill_args(argv=None, description: str | None = None) -> argparse.Namespace:
+    """distill.py's options, checked, with their derived defaults (the student's layers, the run folder)."""
+    parser = Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = parser.add_argument_group("teacher and student")
+    teacher = g.add_mutually_exclusive_group(required=True)
+    teacher.add_argument("--teacher", metavar="DIR", help="the teacher: a fine-tuned BERT classifier (the best/ folder of a train.py run)")
+    teacher.add_argument("--teacher-sweep", metavar="DIR", help="a folder of train.py runs, one per sub-folder: the teacher is the best/ "
+                                                 "of the task's max-CMI run with the highest dev metric / dev CMI "
+                                                 "(the paper's rule; in practice the lowest dev CMI, usually the "
+                                                 "smallest lambda)")
+    student = g.add_mutually_exclusive_group()
+    student.add_argument("--student-layers", type=layer_list, default=None, metavar="LIST",
+                         help="teacher layers copied into the student, in order (default: 0,2,4,6,8,10)")
+    student.add_argument("--student", metavar="DIR", help="a pretrained DistilBERT (folder or hub name) instead of the layer copy; "
+                                           "its vocabulary must be the teacher's")
+    g.add_argument("--fold-token-type", action=argparse.BooleanOptionalAction, default=None,
+                   help="add the teacher's token-type-0 embedding to the student's position embeddings: exact for "
+                        "single-sentence inputs, approximate for pairs (default: on; layer copy only)")
+    g = parser.add_argument_group("distillation loss, eq. (8)")
+    g.add_argument("--alpha", type=float, default=0.5, help="weight of the soft (KL) term; 1 - alpha weighs the CE "
+                                                            "(the paper: 0.05-0.9)")
+    g.add_argument("--temperature", type=float, default=2.0, help="T of the softened distributions (the paper: 1-5); the KL is "
+                                                                   "multiplied by T^2 as in Hinton et al., which "
+                                                                   "eq. (8) of the paper does not write")
+    g.add_argument("--live-teacher", action="store_true",
+                   help="run the teacher on every batch instead of caching its logits once (same result, slower)")
+    add_training_args(parser)
+    parser.set_defaults(epochs=10)  # the paper trains students for 10 epochs
+    args = parser.parse_args(argv)
+    check_ranges(args, parser, DISTILL_RANGES)
+    if args.student is not None:
+        if args.fold_token_type is not None:
+            parser.error("--fold-token-type / --no-fold-token-type apply to the layer copy, not to --student")
+    else:
+        args.student_layers = args.student_layers or list(DEFAULT_LAYERS)
+        args.fold_token_type = args.fold_token_type is not False
+    args.out = args.out or f"runs/{args.task}-distill-alpha{args.alpha}-T{args.temperature}-seed{args.seed}"
+    return args
+
+
+# -----------------------------------------------------------------------------
+# running a script
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM (a cluster scheduler's notice) during a run."""
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def run_main(main) -> None:
+    """Run `main()`, turning every failure into one line on stderr: the project's input errors and any file the
+    system refuses (exit code 2), an interruption by SIGINT or SIGTERM with how to continue (128 + signal), and
+    anything else (exit code 1; CMI_TRACEBACK=1 prints the traceback too). An out-of-memory kill (SIGKILL)
+    cannot be caught: the run then resumes from its last checkpoint."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        main()
+    except (DataError, CheckpointError, TrainingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        print(f"error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt as e:
+        name = str(e) or "SIGINT"
+        print(f"error: interrupted by {name}; the last complete epoch is kept: run the same command with "
+              "--resume to continue", file=sys.stderr)
+        sys.exit(128 + signal.Signals[name].value)
+    except Exception as e:
+        if os.environ.get("CMI_TRACEBACK"):
+            traceback.print_exc()
+        print(f"error: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]} (an unexpected failure; "
+              "CMI_TRACEBACK=1 prints the traceback)", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if dist.is_initialized():
+            dist.destroy_process_group()

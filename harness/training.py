@@ -1,0 +1,228 @@
+"""What train.py and distill.py do between parsing their options and the loop: set-up (seeds, device,
+precision, processes), the data of a run, every input checked against every other before the run folder
+changes, and the wiring of model, batches and objective into cmi.loop.fit."""
+import argparse
+import inspect
+import os
+import random
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tokenizers import Tokenizer
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from cmi.loop import (Epochs, RunFiles, Step, autocast_context, fit, linear_schedule, make_optimizer, predict, rank,
+                      world_size)
+from cmi.objectives import FeatureMap, Objective
+from data.batching import batch_width, collate, eval_batches, num_train_batches, train_batches
+from data.loading import load_split
+from data.metrics import compute_metrics
+from data.tasks import DataError, Task, metric_suffix
+from data.tokenization import Encoded, encode, load_tokenizer
+from models.checkpoint import CheckpointError, read_json
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the batch fields a model may take
+
+
+# -----------------------------------------------------------------------------
+# set-up
+
+
+@dataclass
+class Runtime:
+    """Where and how a run computes, decided once by `setup`."""
+
+    device: torch.device
+    amp: bool                 # bf16 autocast
+    compile: bool             # torch.compile the model
+    pad_multiple: int | None  # batches padded to a multiple of this many tokens
+    ctx: AbstractContextManager  # the autocast context (or none), built once, entered every step and pass
+
+
+def setup(args: argparse.Namespace) -> Runtime:
+    """Seed everything; pick the device, whether to autocast and compile, and the padding. Started by torchrun
+    (WORLD_SIZE set), join the process group: NCCL on CUDA (one GPU per process, cuda:LOCAL_RANK), Gloo on CPU."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)  # the same on every process: DDP also broadcasts rank 0's weights
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    cuda = device.type == "cuda"
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
+        if cuda:
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    amp = args.amp == "on" or (args.amp == "auto" and cuda)
+    return Runtime(device=device, amp=amp, compile=args.compile == "on" or (args.compile == "auto" and cuda),
+                   # 8 on CUDA: tensor-core friendly widths, fewer shapes to compile; none on CPU
+                   pad_multiple=args.pad_multiple or (8 if cuda else None), ctx=autocast_context(device, amp))
+
+
+# -----------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class Data:
+    """A run's splits, tokenised once: the training split and every dev split (MNLI: matched and mismatched)."""
+
+    train: Encoded
+    evals: dict[str, Encoded]
+    tokenizer: Tokenizer
+
+    @property
+    def splits(self) -> list[Encoded]:
+        return [self.train, *self.evals.values()]
+
+
+class Batches:
+    """The batches of one pass over an encoded split, collated lazily (padded to a multiple of `pad_multiple`)
+    and moved to `device`."""
+
+    def __init__(self, encoded: Encoded, index_batches: list, device: torch.device, pad_multiple: int | None):
+        self.encoded, self.index_batches, self.device, self.pad_multiple = encoded, index_batches, device, pad_multiple
+
+    def __len__(self) -> int:
+        return len(self.index_batches)
+
+    def __iter__(self):
+        for index in self.index_batches:
+            batch = collate(self.encoded, index, self.pad_multiple)
+            yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+
+def eval_pass(args, encoded: Encoded, runtime: Runtime) -> Batches:
+    """A split in evaluation batches, this process's share: the dev sets, the train CMI, a teacher's logits."""
+    return Batches(encoded, eval_batches(encoded.lengths, args.eval_batch_size, rank(), world_size()),
+                   runtime.device, runtime.pad_multiple)
+
+
+def load_data(args, task: Task, checkpoint_dir: Path, vocab_size: int) -> Data:
+    """Tokenise the training split and every dev split once. The tokenizer may know fewer tokens than the
+    model's embedding table has rows (tables are often padded), never more: those ids would index past it."""
+    tokenizer = load_tokenizer(checkpoint_dir)
+    if tokenizer.get_vocab_size() > vocab_size:
+        raise CheckpointError(f"{checkpoint_dir}: the tokenizer has {tokenizer.get_vocab_size()} tokens, the model's "
+                              f"embedding table {vocab_size} rows (config vocab_size); they must belong together")
+    train = encode(tokenizer, load_split(task, "train", args.data_dir, args.max_train_samples), args.max_len)
+    evals = {split: encode(tokenizer, load_split(task, split, args.data_dir, args.max_eval_samples), args.max_len)
+             for split in task.eval_splits}
+    for name, enc in {"train": train, **evals}.items():
+        if len(enc) < world_size():  # each process needs examples of its own
+            raise DataError(f"task {args.task}: the {name} split has {len(enc)} examples; each of the "
+                            f"{world_size()} processes needs at least one")
+    return Data(train, evals, tokenizer)
+
+
+# -----------------------------------------------------------------------------
+# checks of every input against every other, before the run folder changes
+
+
+def check_fits(args, configs: dict, data: Data, runtime: Runtime) -> None:
+    """Every model (configs: its name for messages -> its config) can read every batch of `data`: the widest
+    batch (the longest example, padded to --pad-multiple) fits its position table, every token type its
+    token-type table. Checked before the run folder changes, so a bad pairing cannot cost an earlier run."""
+    pad = runtime.pad_multiple
+    width = max(batch_width(enc.lengths, pad) for enc in data.splits)
+    types = 1 + max(int(t.max()) for enc in data.splits for t in enc.token_type_ids)
+    for name, config in configs.items():
+        if width > config.max_position_embeddings:
+            padded = f", padded to a multiple of {pad} by --pad-multiple" if pad else ""
+            raise CheckpointError(f"{name}: the longest input is {width} tokens (--max-len {args.max_len}{padded}) but "
+                                  f"its position table has {config.max_position_embeddings} "
+                                  "(max_position_embeddings); lower --max-len or --pad-multiple")
+        if types > getattr(config, "type_vocab_size", types):  # DistilBERT has no token types
+            raise CheckpointError(f"{name}: task {args.task} has sentence pairs (token types 0 and 1) but its "
+                                  f"token-type table has {config.type_vocab_size} row(s) (type_vocab_size)")
+
+
+def check_head(checkpoint_dir: Path, task: Task) -> None:
+    """A checkpoint fine-tuned for classification must classify into the task's labels: reusing a 3-way
+    head for a 2-way task would silently drop it, so that is an error, not a fresh head."""
+    config = read_json(checkpoint_dir / "config.json") if (checkpoint_dir / "config.json").is_file() else {}
+    if any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
+        n = config.get("num_labels", len(config.get("id2label") or {}) or 2)
+        if n != task.num_labels:
+            raise CheckpointError(f"{checkpoint_dir}: its classifier has {n} labels, task {task.name} has "
+                                  f"{task.num_labels}; start from a checkpoint without a task head")
+
+
+def name_labels(model, task: Task) -> None:
+    """Write the task's label names into the model's config, so the saved best/ model says what it predicts."""
+    model.config.id2label = dict(enumerate(task.label_names))
+    model.config.label2id = {name: i for i, name in enumerate(task.label_names)}
+
+
+# -----------------------------------------------------------------------------
+# the loop's wiring
+
+
+def forward_of(model: torch.nn.Module, inputs: tuple[str, ...] | None = None):
+    """forward(batch) -> the model's output, fed the batch fields its forward takes, in its order (BERT:
+    input_ids, attention_mask, token_type_ids; DistilBERT has no token types). `inputs` for a wrapped model
+    (compiled, DDP) whose own signature does not say."""
+    inputs = inputs or tuple(k for k in inspect.signature(model.forward).parameters if k in MODEL_INPUTS)
+    return lambda batch: model(*(batch[k] for k in inputs))
+
+
+@dataclass
+class Job:
+    """What train.py or distill.py hands to the loop once everything is built."""
+
+    task: Task
+    model: torch.nn.Module    # uncompiled: saved, checkpointed, evaluated
+    objective: Objective
+    features: FeatureMap      # the h_s of the logged train and dev CMI
+    record: dict              # the constant fields of every metrics.jsonl line
+
+
+def evaluator(args, job: Job, forward, data: Data, runtime: Runtime):
+    """evaluate() -> the dev metrics of every dev split (MNLI mismatched with the _mm suffix) and the dev CMI
+    (f_x of the dev set against the dev set's own class means)."""
+    def evaluate() -> dict:
+        metrics = {}
+        for split, enc in data.evals.items():
+            logits, stats = predict(forward, job.model, eval_pass(args, enc, runtime), job.features,
+                                    job.task.num_labels, len(enc), ctx=runtime.ctx, desc=f"eval {split}")
+            metrics.update(compute_metrics(job.task, logits.argmax(-1).cpu().numpy(), enc.labels, split))
+            metrics["eval_cmi" + metric_suffix(split)] = stats.cmi(args.cmi_weighting)
+        return metrics
+    return evaluate
+
+
+def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> dict:
+    """Optimiser, schedule, compile and the loop: what train.py and distill.py do once everything is built."""
+    model, device = job.model, runtime.device
+    inputs = tuple(k for k in inspect.signature(model.forward).parameters if k in MODEL_INPUTS)
+    model.to(device)
+    compiled = torch.compile(model, dynamic=True) if runtime.compile else model
+    if world_size() > 1:  # gradients averaged over the processes during backward
+        compiled = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = forward_of(compiled, inputs)
+    optimizer = make_optimizer(model, args.lr, args.weight_decay)
+    total_steps = args.epochs * num_train_batches(len(data.train), args.batch_size, world_size())  # from the data
+    warmup = int(args.warmup_ratio * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, total_steps, warmup))
+    train_pass = eval_pass(args, data.train, runtime)
+
+    def measure_train():
+        return predict(forward, model, train_pass, job.features, job.task.num_labels, len(data.train),
+                       ctx=runtime.ctx, desc="train CMI")[1]
+
+    def batches(epoch):
+        return Batches(data.train, train_batches(data.train.lengths, args.batch_size, args.seed, epoch,
+                                                 args.group_batches, rank(), world_size()),
+                       device, runtime.pad_multiple)
+
+    step = Step(forward, model, job.objective, optimizer, scheduler, runtime.ctx, args.clip)
+    epochs = Epochs(args.epochs, batches, measure_train, evaluator(args, job, forward, data, runtime),
+                    job.task.primary_metric, job.record, args.cmi_weighting)
+    return fit(step, epochs, run)
