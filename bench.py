@@ -53,7 +53,7 @@ from data.loading import load_split
 from data.tasks import get_task
 from data.tokenization import encode, load_tokenizer
 from harness.cli import Parser, parse_train_args
-from harness.training import MODEL_INPUTS, Batches, setup
+from harness.training import MODEL_INPUTS, Batches, Runtime, setup
 from models.bert import BertConfig, BertForSequenceClassification, SelfAttention
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
 from models.student import student_config
@@ -298,8 +298,9 @@ def rates(seconds: list[float], examples: int, tokens: int, slots: int) -> dict:
 # sections
 
 
-def bench_step(args, preset, ours, theirs, variants, batch, device, ctx, amp) -> list[dict]:
+def bench_step(args, preset, ours, theirs, variants, batch, runtime: Runtime) -> list[dict]:
     """Our training step against transformers', per variant (eager, each compile mode)."""
+    device, ctx, amp = runtime.device, runtime.ctx, runtime.amp
     B, T = batch["input_ids"].shape
     tokens, slots = int(batch["attention_mask"].sum()), B * T
     flops_real, flops_padded = step_flops(ours, batch["attention_mask"])
@@ -334,8 +335,9 @@ def bench_step(args, preset, ours, theirs, variants, batch, device, ctx, amp) ->
     return rows
 
 
-def bench_overhead(args, preset, ours, theirs, variants, device, ctx, step_rows) -> list[dict]:
+def bench_overhead(args, preset, ours, theirs, variants, runtime: Runtime, step_rows) -> list[dict]:
     """The step at batch 1 x 8, ours against transformers': what a step costs beyond its arithmetic."""
+    device, ctx = runtime.device, runtime.ctx
     B, T = OVERHEAD_SHAPE
     batch = synthetic_batch(ours.config.vocab_size, ours.config.num_labels, B, T, args.seed, device)
     models = {"ours": ours, "transformers": theirs} if theirs is not None else {"ours": ours}
@@ -356,10 +358,11 @@ def bench_overhead(args, preset, ours, theirs, variants, device, ctx, step_rows)
     return rows
 
 
-def bench_cmi(args, preset, ours, variants, batch, device, ctx) -> list[dict]:
+def bench_cmi(args, preset, ours, variants, batch, runtime: Runtime) -> list[dict]:
     """A step with the min-CMI objective (eq. 14, G from an eval pass) against plain ce, on one model; and the two
     objectives alone on one forward's outputs (detached leaves), whose difference is the term's own cost: a few
     microseconds that a noisy machine hides in the step times."""
+    device, ctx = runtime.device, runtime.ctx
     C, d = ours.config.num_labels, ours.classifier.in_features
     features = FeatureMap()
     objectives = {mode: CMIObjective(mode, TRAIN.lam, C, Centroids("epoch", C, d, device), features)
@@ -412,9 +415,10 @@ def epoch_figures(turns: list[float], batches: list[np.ndarray], num_train: int)
             "epoch_seconds": num_train / examples * seconds, "all_seconds": turns}
 
 
-def bench_epoch(args, preset, ours, cola, device, ctx, compile_, pad_multiple) -> dict:
+def bench_epoch(args, preset, ours, cola, runtime: Runtime) -> dict:
     """Training on CoLA: our pipeline (length-grouped or shuffled batches, dynamic padding) against padding every
     batch to --max-len, same model and objective."""
+    device, ctx, compile_, pad_multiple = runtime.device, runtime.ctx, runtime.compile, runtime.pad_multiple
     lengths = cola.lengths
     grouped = train_batches(lengths, args.batch_size, args.seed, epoch=0)
     shuffled = train_batches(lengths, args.batch_size, args.seed, epoch=0, group_batches=1)  # a RandomSampler
@@ -441,8 +445,9 @@ def bench_epoch(args, preset, ours, cola, device, ctx, compile_, pad_multiple) -
     return row
 
 
-def bench_distill(args, preset, teacher, cola, device, ctx, compile_, pad_multiple) -> dict:
+def bench_distill(args, preset, teacher, cola, runtime: Runtime) -> dict:
     """A DistilBERT student trained against cached teacher logits (one eval pass) and against a live teacher."""
+    device, ctx, compile_, pad_multiple = runtime.device, runtime.ctx, runtime.compile, runtime.pad_multiple
     teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
     # half the teacher's layers (bert-base -> distilbert-base's 6)
     student = DistilBertForSequenceClassification(student_config(teacher, max(1, teacher.config.num_hidden_layers // 2)))
@@ -580,10 +585,9 @@ def device_name(device: torch.device) -> str:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     runtime = setup(args)
-    device, amp, compile_, ctx = runtime.device, runtime.amp, runtime.compile, runtime.ctx
+    device, amp, compile_ = runtime.device, runtime.amp, runtime.compile
     modes = (args.compile_modes or ("default,reduce-overhead" if device.type == "cuda" else "default")).split(",")
     variants = [None] + (modes if compile_ else [])  # None: eager
-    pad_multiple = runtime.pad_multiple
     logging.getLogger("models.checkpoint").setLevel(logging.ERROR)  # the fresh classifier of minilm, expected
     if transformers is not None:
         transformers.logging.set_verbosity_error()
@@ -615,16 +619,16 @@ def main(argv=None) -> dict:
             batch = synthetic_batch(ours.config.vocab_size, 2, args.batch_size, args.seq_len, args.seed, device)
         theirs = transformers_twin(ours) if {"step", "overhead"} & set(args.sections) else None
         if "step" in args.sections:
-            results["step"] += bench_step(args, preset, ours, theirs, variants, batch, device, ctx, amp)
+            results["step"] += bench_step(args, preset, ours, theirs, variants, batch, runtime)
         if "overhead" in args.sections:
-            results["overhead"] += bench_overhead(args, preset, ours, theirs, variants, device, ctx, results["step"])
+            results["overhead"] += bench_overhead(args, preset, ours, theirs, variants, runtime, results["step"])
         del theirs
         if "cmi" in args.sections:
-            results["cmi"] += bench_cmi(args, preset, ours, variants, batch, device, ctx)
+            results["cmi"] += bench_cmi(args, preset, ours, variants, batch, runtime)
         if "epoch" in args.sections:
-            results["epoch"].append(bench_epoch(args, preset, ours, cola, device, ctx, compile_, pad_multiple))
+            results["epoch"].append(bench_epoch(args, preset, ours, cola, runtime))
         if "distill" in args.sections and isinstance(ours, BertForSequenceClassification):
-            results["distill"].append(bench_distill(args, preset, ours, cola, device, ctx, compile_, pad_multiple))
+            results["distill"].append(bench_distill(args, preset, ours, cola, runtime))
 
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print("\n" + report(results) + f"\n\nwritten to {args.out}")

@@ -11,7 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-from cmi.loop import RunFiles, predict
+from cmi.loop import predict
+from cmi.runfiles import RunFiles
 from cmi.objectives import DistillationObjective, FeatureMap
 from cmi.selection import select_teacher
 from data.tasks import Task, get_task

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmi.loop import TrainingError
+from cmi.runfiles import TrainingError
 from cmi.selection import select_teacher
 from data.tasks import TASKS
 from harness.sweeps import TEACHERS, TRAIN_MODES, Run, best_ce_run, finished, num, parse_folder, results_of

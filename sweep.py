@@ -30,10 +30,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cmi.loop import TrainingError
+from cmi.runfiles import TrainingError
 from data.tasks import TASKS
 from harness.cli import Parser, add_training_args, parse_distill_args, parse_train_args, run_main
-from harness.sweeps import (TEACHERS, TRAIN_MODES, Run, choose_teacher, expand, finished, num, shard,
+from harness.sweeps import (TRAIN_MODES, Run, choose_teacher, expand, finished, num, shard,
                             teacher_runs)
 
 ROOT = Path(__file__).resolve().parent

@@ -7,7 +7,8 @@
 """
 import json
 
-from cmi.loop import RunFiles, rank
+from cmi.distributed import rank
+from cmi.runfiles import RunFiles
 from cmi.objectives import CMIObjective, Centroids, FeatureMap, MaskedLM
 from data.tasks import get_task
 from harness.cli import parse_train_args, run_main

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.tasks import DataError, Task, first_line
+from common.files import first_line
+from data.tasks import DataError, Task
 
 # file of each split in the GLUE download layout (test files carry no labels and are not read)
 SPLIT_FILES = {

@@ -8,11 +8,6 @@ class DataError(ValueError):
     expected, so a script can print it and exit non-zero."""
 
 
-def first_line(e: Exception) -> str:
-    """The first line of a library's exception message (or its type), to keep our errors on one line."""
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
 @dataclass(frozen=True)
 class Task:
     """One GLUE task: its text fields and labels, dev splits, metrics, and its columns in the TSV files."""

@@ -10,7 +10,8 @@ from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, process
 from tokenizers.models import WordPiece
 
 from data.loading import Examples
-from data.tasks import DataError, first_line
+from common.files import first_line
+from data.tasks import DataError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

@@ -12,8 +12,9 @@ import torch
 import torch.distributed as dist
 
 from cmi.core import WEIGHTINGS
-from cmi.loop import TrainingError
+from cmi.runfiles import TrainingError
 from cmi.objectives import FEATURES, MODES, POLICIES, SCALES
+from common.files import first_line
 from data.batching import GROUP_BATCHES
 from data.tasks import TASKS, DataError
 from models.checkpoint import CheckpointError
@@ -224,7 +225,7 @@ def run_main(main) -> None:
     except Exception as e:
         if os.environ.get("CMI_TRACEBACK"):
             traceback.print_exc()
-        print(f"error: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]} (an unexpected failure; "
+        print(f"error: {type(e).__name__}: {first_line(e)} (an unexpected failure; "
               "CMI_TRACEBACK=1 prints the traceback)", file=sys.stderr)
         sys.exit(1)
     finally:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cmi.loop import TrainingError
+from cmi.runfiles import TrainingError
 from cmi.selection import select_teacher
 from data.tasks import TASKS
 

@@ -15,8 +15,9 @@ import torch.distributed as dist
 from tokenizers import Tokenizer
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from cmi.loop import (Epochs, RunFiles, Step, autocast_context, fit, linear_schedule, make_optimizer, predict, rank,
-                      world_size)
+from cmi.distributed import rank, world_size
+from cmi.loop import Epochs, Step, autocast_context, fit, linear_schedule, make_optimizer, predict
+from cmi.runfiles import RunFiles
 from cmi.objectives import FeatureMap, Objective
 from data.batching import batch_width, collate, eval_batches, num_train_batches, train_batches
 from data.loading import load_split

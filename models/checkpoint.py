@@ -12,22 +12,20 @@ describes its checkpoint names once, in a `Layout`; loading then goes:
    initialisation when the checkpoint lacks it or shapes it for another num_labels; then a strict load.
 """
 
-import ctypes
 import dataclasses
-import errno
 import json
 import logging
 import os
 import pickle
 import re
-import shutil
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from huggingface_hub import snapshot_download
 from safetensors.torch import load_file, save
+
+from common.files import first_line, write_folder
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +96,6 @@ class Pretrained(nn.Module):
         fsynced, then swapped into place, so an interrupted save leaves the old folder or the new one; a failed
         one (a full disk) raises CheckpointError and leaves the old folder."""
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")  # one writer per folder: a killed save's leftover is reused
         state = {self.layout.hf_name(k): v.contiguous() for k, v in self.state_dict().items()}
         files = {
             "config.json": (json.dumps(config_dict(self.config, type(self).__name__), indent=2, sort_keys=True) + "\n").encode(),
@@ -107,60 +104,9 @@ class Pretrained(nn.Module):
         }
         files |= self.tokenizer_files if tokenizer_dir is None else read_tokenizer_files(Path(tokenizer_dir))
         try:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            for name, data in files.items():
-                with open(tmp / name, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-            _fsync(tmp)
-            replace_folder(tmp, path)
+            write_folder(path, files)
         except OSError as e:
             raise CheckpointError(f"{path}: saving the model failed ({e.strerror or e}); the previous save there is kept") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def replace_folder(new: Path, path: Path) -> None:
-    """Put the folder `new` at `path`, replacing any folder there, so that a kill at any instant leaves the old
-    folder or the new one at `path`. rename() cannot replace a non-empty folder; Linux's renameat2 with
-    RENAME_EXCHANGE swaps the two names in one atomic step. Elsewhere two renames, with an instant in between
-    where `path` is missing."""
-    if path.exists():
-        if not _exchange(new, path):
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(new, path)
-            new = old
-        _fsync(path.parent)
-        shutil.rmtree(new)  # now the old folder
-    else:
-        os.replace(new, path)
-        _fsync(path.parent)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap the names a and b atomically (Linux renameat2, RENAME_EXCHANGE); False where unavailable."""
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform == "linux" else None
-    if renameat2 is None:
-        return False
-    AT_FDCWD, RENAME_EXCHANGE = -100, 2
-    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) != 0:
-        err = ctypes.get_errno()
-        if err in (errno.EINVAL, errno.ENOSYS):  # a file system or kernel without RENAME_EXCHANGE
-            return False
-        raise OSError(err, os.strerror(err), str(b))
-    return True
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -185,7 +131,7 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
             folder = Path(snapshot_download(str(name_or_path), allow_patterns=patterns + ["pytorch_model*.bin*"]))
     except (OSError, ValueError) as e:
         raise CheckpointError(
-            f"{name_or_path!r} is not a local folder and could not be fetched from the Hugging Face hub ({_reason(e)}); "
+            f"{name_or_path!r} is not a local folder and could not be fetched from the Hugging Face hub ({first_line(e)}); "
             "offline, pass a local checkpoint folder"
         ) from None
     return folder
@@ -203,7 +149,7 @@ def read_json(path: Path, error: type = None) -> dict:
     except OSError as e:
         raise (error or CheckpointError)(f"{path}: cannot read it ({e.strerror or e})") from None
     except ValueError as e:  # UnicodeDecodeError included
-        raise (error or CheckpointError)(f"{path}: not valid JSON ({_reason(e)})") from None
+        raise (error or CheckpointError)(f"{path}: not valid JSON ({first_line(e)})") from None
     if not isinstance(raw, dict):
         raise (error or CheckpointError)(f"{path}: expected a JSON object, got {type(raw).__name__}")
     return raw
@@ -293,7 +239,7 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError:  # torch's own message is many lines of advice to turn the check off
         raise CheckpointError(f"{path}: refused, not a pickle of plain tensors (a full unpickle could run code), or corrupt") from None
     except Exception as e:  # truncated, corrupt or missing: the reader's own reason
-        raise CheckpointError(f"{path}: cannot read weights ({_reason(e)})") from None
+        raise CheckpointError(f"{path}: cannot read weights ({first_line(e)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a flat dict of tensors")
     return state
@@ -322,12 +268,6 @@ def load_state(model: Pretrained, state: dict[str, torch.Tensor], source: Path) 
     model.load_state_dict(ours, strict=True)
     if fresh:
         log.warning("%s: newly initialised, train before use (not in the checkpoint, or shaped for other labels): %s", source, ", ".join(fresh))
-
-
-def _reason(e: Exception) -> str:
-    """The first line of an exception's message, to keep our errors on one line."""
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _some(keys: list[str], n: int = 5) -> str:

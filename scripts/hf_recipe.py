@@ -1,8 +1,8 @@
 """The reference recipe of the CoLA figure: plain fine-tuning in a minimal loop, with transformers' model or ours
 started from the same weights (transformers' load, its fresh classifier included) and fed the same batches.
 
-    python tests/hf_recipe.py --model transformers
-    python tests/hf_recipe.py --model ours
+    python scripts/hf_recipe.py --model transformers
+    python scripts/hf_recipe.py --model ours
 
 AdamW (lr 5e-5, no weight decay), linear decay to 0 without warm-up, gradient clipping at 1, batch 32 in a
 random order (no length grouping), dynamic padding; dev MCC after each epoch. Not a test (hours of CPU); the

@@ -1,7 +1,46 @@
-"""Paths every test file shares: the real data and checkpoint in ../shared beside the repository."""
+"""What the test files share: the paths of the real data and checkpoint in ../shared beside the repository, a
+tiny BERT checkpoint with the real vocabulary, and the helpers that run train.py on a few real CoLA examples."""
+import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+import torch
+
+from models.bert import BertConfig, BertForSequenceClassification
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 GLUE = SHARED / "glue"
 MINILM = SHARED / "models" / "all-MiniLM-L6-v2"
+TIMING = ("epoch_seconds", "samples_per_s")  # the fields of a metrics line that differ between equal runs
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    """A tiny random BERT with the real uncased vocabulary (and its tokenizer files), saved as a checkpoint."""
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128, num_labels=2)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    BertForSequenceClassification(config).save_pretrained(path, tokenizer_dir=MINILM)
+    return path
+
+
+def args_for(model, out, *extra) -> list[str]:
+    """train.py's arguments for a short run on 192 real CoLA examples."""
+    return ["--task", "cola", "--model", str(model), "--data-dir", str(GLUE), "--out", str(out),
+            "--max-train-samples", "192", "--max-eval-samples", "96", "--batch-size", "16", "--lr", "1e-3",
+            "--epochs", "2", *extra]
+
+
+def run_cli(argv, **kwargs):
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *argv], capture_output=True, text=True,
+                          cwd=ROOT, **kwargs)
+
+
+def metric_lines(out) -> list[dict]:
+    """The lines of a run's metrics.jsonl, timings left out."""
+    lines = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k not in TIMING} for line in lines]

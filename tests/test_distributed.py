@@ -1,13 +1,11 @@
 """Data parallelism on CPU with Gloo, 2 processes: gathered evaluation, one DDP step, all-reduced centroids,
 and train.py under torchrun (rank 0 alone writes; a kill and --resume)."""
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +18,7 @@ from cmi.loop import Step, linear_schedule, predict, train_step
 from cmi.objectives import CMIObjective, Centroids, FeatureMap
 from data.batching import eval_batches
 from models.bert import BertConfig, BertForSequenceClassification
-from tests.test_train import GLUE, ROOT, args_for, metric_lines, tiny_bert  # noqa: F401 (fixture)
+from conftest import ROOT, args_for, metric_lines
 
 WORLD = 2
 N, T = 7, 9  # an odd number of examples: it does not divide by 2

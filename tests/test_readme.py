@@ -22,3 +22,14 @@ def test_every_equation_names_an_existing_function():
                 module, _, cls = module.rpartition(".")
                 obj = getattr(importlib.import_module(module), cls)
             assert hasattr(obj, attr), f"{name} (README) does not exist"
+
+
+def test_every_equation_names_existing_tests():
+    section = README.read_text().split("\n## From the paper to the code")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if re.match(r"\| \(\d+\)", line)]
+    for row in rows:
+        tests = re.findall(r"`(tests/test_\w+\.py)::(test_\w+)`", row.rsplit(" | ", 1)[-1])
+        assert tests, f"no test named in the 'tested by' column of {row}"
+        for path, name in tests:
+            source = (README.parent / path).read_text()
+            assert re.search(rf"^def {name}\(", source, re.M), f"{path}::{name} (README) does not exist"

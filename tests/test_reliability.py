@@ -20,7 +20,7 @@ from data.tasks import get_task
 from models.checkpoint import CheckpointError
 from models.bert import BertConfig, BertForSequenceClassification
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
-from test_train import GLUE, MINILM, ROOT, args_for, metric_lines, tiny_bert  # noqa: F401 (a fixture)
+from conftest import GLUE, MINILM, ROOT, args_for, metric_lines
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="finds the file behind a descriptor in /proc")
 
@@ -472,7 +472,8 @@ def test_resume_of_the_same_folder_spelled_another_way(tiny_bert, tmp_path, monk
 
 
 def test_non_finite_outputs_are_never_saved_nor_written_as_json(tmp_path):
-    from cmi.loop import TrainingError, predict, to_json, write_json
+    from cmi.loop import predict
+    from cmi.runfiles import TrainingError, to_json, write_json
     from cmi.objectives import FeatureMap
     from tiny import TinyClassifier, forward_of, synthetic_batches
     with pytest.raises(TrainingError, match=r"non-finite values \(eval_cmi, mcc\)"):

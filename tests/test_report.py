@@ -51,3 +51,17 @@ def test_selection_alone_gains_with_no_effect():
     assert 0.6 < report.selection_gain(5, 3, 1.0) < 0.8
     assert abs(report.selection_gain(1, 3, 1.0)) < 0.02  # one arm: no selection, no gain
     assert report.selection_gain(5, 3, 2.0) == pytest.approx(2 * report.selection_gain(5, 3, 1.0))
+
+
+def test_report_lists_a_damaged_run_as_unfinished_and_a_plot_folder_it_cannot_write(tmp_path, capsys):
+    folder = tmp_path / "rte" / "ce" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "args.json").write_text("{}")
+    (folder / "results.json").write_text("[")
+    assert report.load_runs(tmp_path) == {} and report.unfinished(tmp_path) == ["rte/ce/seed0"]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(tmp_path), "--plots", str(tmp_path / "file" / "plots")])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and "rte/ce/seed0" in out  # the report itself is printed
+    assert err.startswith("error: ") and "cannot write the plots" in err and len(err.splitlines()) == 1

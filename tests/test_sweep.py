@@ -1,4 +1,5 @@
-"""sweep.py and report.py: the grid, --dry-run, sharding, and a real sweep that is killed, resumed and reported."""
+"""sweep.py: the grid, --dry-run, sharding, bad options, and a real sweep that is killed, resumed, distilled and
+reported (the report of a real sweep; report.py alone: test_report.py)."""
 import fcntl
 import itertools
 import json
@@ -11,17 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 import report
 import sweep
-from harness import sweeps
 from cmi.selection import select_teacher
-from models.bert import BertConfig, BertForSequenceClassification
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-GLUE, MINILM = SHARED / "glue", SHARED / "models" / "all-MiniLM-L6-v2"
+from conftest import GLUE, ROOT
+from harness import sweeps
 
 
 def dry_run(capsys, *argv) -> list[tuple[str, str]]:
@@ -48,20 +44,6 @@ def test_a_damaged_teacher_results_json_does_not_end_the_sweep(capsys, tmp_path)
     out, err = capsys.readouterr()
     assert code == 0 and "1 waiting for their teachers" in err  # the damaged run is not finished: it is resumed
     assert "waiting for 1 of 1 ce teacher runs (e.g. rte/ce/seed0)" in out
-
-
-def test_report_lists_a_damaged_run_as_unfinished_and_a_plot_folder_it_cannot_write(tmp_path, capsys):
-    folder = tmp_path / "rte" / "ce" / "seed0"
-    folder.mkdir(parents=True)
-    (folder / "args.json").write_text("{}")
-    (folder / "results.json").write_text("[")
-    assert report.load_runs(tmp_path) == {} and report.unfinished(tmp_path) == ["rte/ce/seed0"]
-    (tmp_path / "file").write_text("")
-    with pytest.raises(SystemExit) as exit_info:
-        report.main([str(tmp_path), "--plots", str(tmp_path / "file" / "plots")])
-    out, err = capsys.readouterr()
-    assert exit_info.value.code == 2 and "rte/ce/seed0" in out  # the report itself is printed
-    assert err.startswith("error: ") and "cannot write the plots" in err and len(err.splitlines()) == 1
 
 
 # -----------------------------------------------------------------------------
@@ -200,17 +182,6 @@ def test_bad_options_are_one_line_before_any_run(argv, message, tmp_path):
 # a real sweep: tiny BERT, a few real SST-2 examples, 2 lambdas x 2 seeds x 1 epoch
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    """A tiny random BERT with the real uncased vocabulary (and its tokenizer files), saved as a checkpoint."""
-    torch.manual_seed(0)
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=128, num_labels=2)
-    path = tmp_path_factory.mktemp("tiny-bert")
-    BertForSequenceClassification(config).save_pretrained(path, tokenizer_dir=MINILM)
-    return path
-
-
 def grid_args(out, model):
     return ["--out", str(out), "--tasks", "sst2", "--modes", "ce,min,max", "--lams", "0.1,0.5", "--seeds", "0,1",
             "--epochs", "1", "--alphas", "0.5", "--temperatures", "2", "--student-epochs", "1",
@@ -306,8 +277,8 @@ def test_report_draws_metric_and_cmi_against_lambda(interrupted, tmp_path, capsy
     pytest.importorskip("matplotlib")
     report.main([str(interrupted["out"]), "--plots", str(tmp_path)])
     assert "## Table I" in capsys.readouterr().out
-    assert [p.name for p in tmp_path.iterdir()] == ["sst2.png"]
-    assert (tmp_path / "sst2.png").read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sst2-paired.png", "sst2.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in tmp_path.iterdir())
 
 
 @pytest.fixture(scope="module")

@@ -1,50 +1,16 @@
 """train.py end to end on real CoLA examples: the run files, determinism, --resume after a kill, bad input."""
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 import train
+from conftest import MINILM, ROOT, args_for, metric_lines, run_cli
 from models.bert import BertConfig, BertForSequenceClassification
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-GLUE, MINILM = SHARED / "glue", SHARED / "models" / "all-MiniLM-L6-v2"
-TIMING = ("epoch_seconds", "samples_per_s")
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    """A tiny random BERT with the real uncased vocabulary (and its tokenizer files), saved as a checkpoint."""
-    torch.manual_seed(0)
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=128, num_labels=2)
-    path = tmp_path_factory.mktemp("tiny-bert")
-    BertForSequenceClassification(config).save_pretrained(path, tokenizer_dir=MINILM)
-    return path
-
-
-def args_for(model, out, *extra):
-    return ["--task", "cola", "--model", str(model), "--data-dir", str(GLUE), "--out", str(out),
-            "--max-train-samples", "192", "--max-eval-samples", "96", "--batch-size", "16", "--lr", "1e-3",
-            "--epochs", "2", *extra]
-
-
-def run_cli(argv, **kwargs):
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *argv], capture_output=True, text=True,
-                          cwd=ROOT, **kwargs)
-
-
-def metric_lines(out):
-    lines = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in line.items() if k not in TIMING} for line in lines]
-
 
 def test_run_writes_its_files_and_repeats_exactly(tiny_bert, tmp_path):
     train.main(args_for(tiny_bert, tmp_path / "a", "--mode", "min", "--lam", "0.5"))
@@ -143,19 +109,6 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_bert, tmp_path, 
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
     BertForSequenceClassification.from_pretrained(out / "best", num_labels=2)
-
-
-def test_min_lowers_and_max_raises_the_train_cmi_on_real_weights(tmp_path):
-    """The directions of eqs. (13)-(16) on the real all-MiniLM-L6-v2 and 320 real CoLA sentences, one epoch:
-    min-CMI (exact `epoch` centroids) ends below plain CE, max-CMI (`batch` centroids) above it."""
-    cmi = {}
-    for mode in ("ce", "min", "max"):
-        argv = ["--task", "cola", "--model", str(MINILM), "--data-dir", str(GLUE), "--out", str(tmp_path / mode),
-                "--max-train-samples", "320", "--max-eval-samples", "64", "--epochs", "1", "--lr", "5e-5",
-                "--mode", mode, "--lam", "100"]
-        train.main(argv)
-        cmi[mode] = metric_lines(tmp_path / mode)[0]["train_cmi"]
-    assert cmi["min"] < 0.5 * cmi["ce"] and cmi["max"] > 1.5 * cmi["ce"], cmi
 
 
 def test_gamma_trains_with_the_checkpoints_own_mlm_head(tmp_path):

@@ -1,0 +1,246 @@
+"""The files of a run (args.json, metrics.jsonl, last.pt, best/, results.json) and the state a resumed run
+needs. Every file is written through common.files: a kill at any instant leaves the old or the new version of
+each file, never a torn one."""
+import datetime
+import fcntl
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from cmi.distributed import rank, world_size
+from common.files import first_line, write_file
+
+
+class TrainingError(RuntimeError):
+    """A run cannot go on (a NaN loss, an output folder holding another run); the message is one line."""
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write `path` atomically (common.files.write_file): `write(f)` fills the binary file. A failure (a full
+    disk) raises TrainingError and leaves the previous version of `path`."""
+    try:
+        write_file(path, write)
+    except OSError as e:
+        raise TrainingError(f"{path}: writing failed ({e.strerror or e}); the previous version is kept") from None
+
+
+def to_json(obj, **kwargs) -> str:
+    """json.dumps that refuses NaN and Infinity (not JSON: other tools cannot read them) with one clear line."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError:
+        bad = sorted(k for k, v in obj.items() if isinstance(v, float) and not math.isfinite(v))
+        raise TrainingError(f"non-finite values ({', '.join(bad) or 'nested'}) cannot be written as JSON; "
+                            "the run's files are left as they were") from None
+
+
+def write_json(path: Path, obj) -> None:
+    """Write `obj` as indented JSON, atomically."""
+    text = to_json(obj, indent=2) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def read_run_json(path: Path):
+    """A JSON file of a run (args.json), or TrainingError naming it."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise TrainingError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e}); "
+                            "--overwrite starts afresh") from None
+
+
+class RunFiles:
+    """The files of a run under `out`: args.json, metrics.jsonl, last.pt, best/, results.json.
+
+    The folder is locked (an flock on run.lock) for the life of the object: a second process on the same
+    folder is refused at once. A folder that holds another run is refused unless `resume` (continue it: the
+    arguments must match) or `overwrite` (replace it). Overwriting is safe: `start` moves the old run's files
+    into .replaced/ instead of deleting them, and they are deleted only once the new run has written its first
+    checkpoint (`save_checkpoint`); a run that fails before then gets them back (`restore`), and one killed
+    before then finds them restored when it is started again."""
+
+    FILES = ("args.json", "metrics.jsonl", "last.pt", "results.json", "best")
+
+    def __init__(self, out: str | Path, args: dict, resume: bool = False, overwrite: bool = False):
+        self.out, self.args, self.overwrite = Path(out), args, overwrite
+        self.metrics, self.best = self.out / "metrics.jsonl", self.out / "best"
+        self.last, self.replaced = self.out / "last.pt", self.out / ".replaced"
+        self.lock = self._lock() if rank() == 0 else None
+        try:
+            self._check(resume)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _check(self, resume: bool) -> None:
+        self.restore()  # an earlier --overwrite killed before its first checkpoint: the old run comes back
+        existing = [name for name in self.FILES if (self.out / name).exists()]
+        self.resuming = resume and self.last.exists()
+        if self.resuming:
+            saved = read_run_json(self.out / "args.json")
+            # the folder is the run itself, however it is spelled (relative, absolute, moved)
+            ignored = {"resume", "overwrite", "out"}
+            diff = sorted(k for k in set(saved) | set(self.args) if k not in ignored and saved.get(k) != self.args.get(k))
+            if diff:
+                raise TrainingError(f"--resume: {self.out} holds a run with other arguments ({', '.join(diff)})")
+        elif existing and not (resume or self.overwrite):
+            raise TrainingError(f"{self.out} already holds a run ({', '.join(existing)}); "
+                                "pass --resume to continue it or --overwrite to replace it")
+
+    def __enter__(self) -> "RunFiles":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Release the folder's lock (the end of the run, or a failure before it). A folder this run created
+        and left empty (it failed before writing anything) is removed again."""
+        if self.lock is None:
+            return
+        self.lock.close()
+        self.lock = None
+        if self.created and [p.name for p in self.out.iterdir()] == ["run.lock"]:
+            (self.out / "run.lock").unlink()
+            self.out.rmdir()
+
+    def _lock(self):
+        if self.out.exists() and not self.out.is_dir():
+            raise TrainingError(f"--out {self.out}: exists and is not a folder")
+        self.created = not self.out.exists()
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            lock = open(self.out / "run.lock", "a")
+        except OSError as e:
+            raise TrainingError(f"--out {self.out}: cannot create the run folder ({e.strerror or e})") from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise TrainingError(f"--out {self.out}: another process is running in this folder (it holds "
+                                f"{self.out / 'run.lock'}); wait for it or choose another --out") from None
+        return lock
+
+    def start(self) -> dict | None:
+        """Return the checkpoint to resume from (None for a fresh run), or set the folder up for a fresh run.
+        Under DDP every process reads the checkpoint (`--out` must be on a file system they share); only
+        rank 0 writes."""
+        if self.resuming:
+            try:  # weights_only: tensors and plain containers, never code
+                ckpt = torch.load(self.last, map_location="cpu", weights_only=True)
+            except Exception as e:
+                raise TrainingError(f"{self.last}: cannot resume from it ({first_line(e)}); "
+                                    "--overwrite starts afresh") from None
+            if rank() == 0:  # a kill between the metrics line and the checkpoint leaves an epoch to be redone
+                lines = [line for line in self._metric_lines() if json.loads(line)["epoch"] <= ckpt["epoch"]]
+                atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
+            return ckpt
+        if rank() != 0:
+            return None
+        # a fresh start: --overwrite, or --resume of a run killed before its first checkpoint (whose
+        # metrics.jsonl may already hold the line of the epoch it is about to redo); the old files are moved
+        # aside, not deleted, until this run's first checkpoint
+        old = [name for name in self.FILES if (self.out / name).exists()]
+        if old:
+            self.replaced.mkdir()
+            for name in old:
+                os.replace(self.out / name, self.replaced / name)
+        write_json(self.out / "args.json", self.args)
+        return None
+
+    @contextmanager
+    def started(self):
+        """`start`, then the body; if the body fails before the run's first checkpoint, `restore`."""
+        ckpt = self.start()
+        try:
+            yield ckpt
+        except BaseException:
+            self.restore()
+            raise
+
+    def restore(self) -> None:
+        """Put back the run that `start` moved aside, removing what the new run wrote (no-op once the new run
+        has a checkpoint: then .replaced/ is gone)."""
+        if rank() != 0 or not self.replaced.is_dir():
+            return
+        for name in self.FILES:
+            path = self.out / name
+            if (self.replaced / name).exists():
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+                os.replace(self.replaced / name, path)
+            elif path.exists():  # written by the new run, which had no old counterpart
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        for leftover in self.out.glob(".*.tmp"):  # a write of the new run that a kill interrupted
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        shutil.rmtree(self.replaced)
+
+    def _metric_lines(self) -> list[str]:
+        try:
+            lines = self.metrics.read_text().splitlines(keepends=True) if self.metrics.exists() else []
+            for line in lines:
+                json.loads(line)["epoch"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TrainingError(f"{self.metrics}: damaged, cannot continue it ({e}); --overwrite starts afresh") from None
+        return lines
+
+    def log_epoch(self, record: dict) -> None:
+        if rank() != 0:
+            return
+        lines = self._metric_lines() + [to_json(record) + "\n"]
+        atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
+
+    def save_checkpoint(self, state: dict) -> None:
+        if rank() == 0:
+            atomic_write(self.last, lambda f: torch.save(state, f))
+            shutil.rmtree(self.replaced, ignore_errors=True)  # the new run can resume now: the old one goes
+
+    def save_best(self, model) -> None:
+        if rank() == 0:
+            model.save_pretrained(self.best)
+
+    def save_results(self, results: dict) -> None:
+        if rank() == 0:
+            write_json(self.out / "results.json", results)
+
+
+def provenance(device: torch.device) -> dict:
+    """What made a run: the code's git commit (and whether the work tree had uncommitted changes), the torch
+    version, the device and the date, so a committed result names the code that can repeat it."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*argv) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *argv], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status),
+            "torch": torch.__version__, "device": f"{device.type} ({name})",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def rng_states() -> list[dict]:
+    """The random-number states of every process (dropout, masking), so a resumed run repeats exactly."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    if world_size() == 1:
+        return [state]
+    states = [None] * world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore one process's random-number state, as `rng_states` saved it."""
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"])

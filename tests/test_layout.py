@@ -1,0 +1,52 @@
+"""The layout DESIGN.md describes, kept true: scripts import packages, never each other; models/, data/ and cmi/
+stand alone (common/ is shared by all and imports none of them); no function takes more than 8 parameters."""
+import ast
+
+import pytest
+
+from conftest import ROOT
+
+SCRIPTS = {p.stem for p in ROOT.glob("*.py") if p.stem != "setup"}
+ALONE = {"models", "data", "cmi"}
+
+
+def imported(path) -> set[str]:
+    """The top-level names of the modules a file imports."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def sources():
+    return [p for p in ROOT.rglob("*.py") if p.relative_to(ROOT).parts[0] not in ("tests", "results", "build")
+            and ".venv" not in p.parts]
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_no_script_imports_another(script):
+    assert not imported(ROOT / f"{script}.py") & (SCRIPTS - {script})
+
+
+@pytest.mark.parametrize("package", sorted(ALONE | {"common"}))
+def test_the_packages_stand_alone(package):
+    others = (ALONE | {"harness"}) - {package} if package != "common" else ALONE | {"harness"}
+    for path in (ROOT / package).glob("*.py"):
+        wrong = imported(path) & (others | SCRIPTS)
+        assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
+
+
+def test_no_function_takes_more_than_eight_parameters():
+    long = []
+    for path in sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs] + [x.arg for x in (a.vararg, a.kwarg) if x]
+                n = len([x for x in names if x not in ("self", "cls")])
+                if n > 8:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({n})")
+    assert not long, long

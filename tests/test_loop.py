@@ -1,0 +1,43 @@
+"""The training loop of cmi/loop.py on a tiny model: the epoch means it logs and the learning-rate schedule.
+(Its files, kills and resumes: test_reliability.py; the alternating step through fit: test_objectives.py.)"""
+import contextlib
+
+import pytest
+import torch
+
+from cmi.loop import Step, linear_schedule, train_epoch
+from cmi.objectives import CMIObjective, Centroids, FeatureMap
+from tests.tiny import TinyClassifier, forward_of, synthetic_batches
+
+
+def make_objective(mode, policy, lam=0.5, dim=8, num_classes=2):
+    return CMIObjective(mode, lam, num_classes, Centroids(policy, num_classes, dim), FeatureMap())
+
+
+def test_train_epoch_returns_the_sample_means_of_the_loss_and_of_every_logged_value():
+    torch.manual_seed(0)
+    model = TinyClassifier()
+    batches = synthetic_batches(n=36)  # the last batch has 4 examples: the means weigh batches by their size
+    cmi_objective, seen = make_objective("min", "batch"), []
+
+    def objective(forward, batch):
+        terms, logs = cmi_objective(forward, batch)
+        seen.append((len(batch["labels"]), {"loss": sum(terms).detach(), **logs}))
+        return terms, logs
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    means, n = train_epoch(Step(forward_of(model), model, objective, opt, sched, contextlib.nullcontext(), clip=0),
+                           batches, desc="test")
+    assert n == 36 and set(means) == {"loss", "ce", "batch_cmi"}
+    for k in means:
+        assert means[k] == pytest.approx(float(sum(b * logs[k] for b, logs in seen)) / n, rel=1e-6), k
+
+
+def test_linear_schedule():
+    assert linear_schedule(0, 100, 10) == 0.0
+    assert linear_schedule(5, 100, 10) == 0.5
+    assert linear_schedule(10, 100, 10) == 1.0
+    assert linear_schedule(55, 100, 10) == pytest.approx(0.5)
+    assert linear_schedule(100, 100, 10) == 0.0
+    assert linear_schedule(0, 100, 0) == 1.0

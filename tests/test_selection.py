@@ -1,0 +1,64 @@
+"""The teacher chosen from a folder of runs (cmi/selection.py): the max-CMI run with the highest ratio of the
+dev metric to the dev CMI, ties and unusable runs said plainly."""
+import json
+
+import pytest
+
+from cmi.runfiles import TrainingError
+from cmi.selection import select_teacher
+
+
+def fake_run(sweep, name, mode="max", task="cola", best=True, **metrics):
+    run = sweep / name
+    run.mkdir(parents=True)
+    if best:
+        (run / "best").mkdir()
+    if metrics:
+        results = {"args": {"mode": mode, "task": task, "lam": 0.1, "seed": 0}, "best_epoch": 3, **metrics}
+        (run / "results.json").write_text(json.dumps(results))
+    return run
+
+
+def test_the_teacher_is_the_max_run_with_the_highest_metric_to_cmi_ratio(tmp_path):
+    fake_run(tmp_path, "a", mcc=0.40, eval_cmi=0.010)  # ratio 40
+    fake_run(tmp_path, "b", mcc=0.50, eval_cmi=0.020)  # 25: the best metric, not the best ratio
+    fake_run(tmp_path, "c", mcc=0.30, eval_cmi=0.005)  # 60: chosen
+    fake_run(tmp_path, "d", mode="min", mcc=0.90, eval_cmi=0.001)  # not a max-CMI run
+    fake_run(tmp_path, "e", task="sst2", accuracy=0.9, eval_cmi=0.001)  # another task
+    fake_run(tmp_path, "f")  # unfinished: no results.json
+    fake_run(tmp_path, "g", mcc=0.30, eval_cmi=0.0)
+    fake_run(tmp_path, "h", eval_cmi=0.001)  # no metric
+    fake_run(tmp_path, "i", best=False, mcc=0.9, eval_cmi=0.001)
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / "results.json").write_text("{")
+    (tmp_path / "not-a-run.txt").write_text("")
+    selection = select_teacher(tmp_path, "cola", "mcc")
+    assert selection.chosen.run == tmp_path / "c" and selection.chosen.best == tmp_path / "c" / "best"
+    assert selection.chosen.ratio == pytest.approx(60)
+    assert [c.run.name for c in selection.candidates] == ["c", "a", "b"]
+    notes = "\n".join(selection.notes)
+    assert len(selection.notes) == 5, notes
+    for fragment in ("f: skipped, no results.json", "g: skipped, eval_cmi is 0.0", "h: skipped, results.json lacks 'mcc'",
+                     "i: skipped, no best/", "j: skipped, results.json is not valid JSON"):
+        assert fragment in notes, notes
+    assert "highest of 3 max-CMI runs" in selection.summary() and str(tmp_path / "c" / "best") in selection.summary()
+
+
+def test_a_tie_goes_to_the_first_run_by_name_and_says_so(tmp_path):
+    fake_run(tmp_path, "seed1", mcc=0.2, eval_cmi=0.01)
+    fake_run(tmp_path, "seed0", mcc=0.4, eval_cmi=0.02)
+    selection = select_teacher(tmp_path, "cola", "mcc")
+    assert selection.chosen.run.name == "seed0"
+    assert selection.notes == ["runs seed0, seed1 tie at ratio 20: took seed0, the first by name"]
+
+
+def test_no_usable_run_is_one_clear_error(tmp_path):
+    with pytest.raises(TrainingError, match="not a folder"):
+        select_teacher(tmp_path / "missing", "cola", "mcc")
+    with pytest.raises(TrainingError, match="no usable max-CMI run of task cola \\(no sub-folder holds one\\)"):
+        select_teacher(tmp_path, "cola", "mcc")
+    fake_run(tmp_path, "a", mcc=0.3, eval_cmi=-1e-9)
+    fake_run(tmp_path, "b", mode="ce", mcc=0.3, eval_cmi=0.01)
+    with pytest.raises(TrainingError) as e:
+        select_teacher(tmp_path, "cola", "mcc")
+    assert "a: skipped, eval_cmi is -1e-09" in str(e.value) and "\n" not in str(e.value)
