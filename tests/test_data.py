@@ -8,16 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import GLUE, MINILM as MODEL
 from data.batching import (batch_width, collate, eval_batches, num_train_batches, padding_fraction,
                            train_batches)
 from data.loading import Examples, load_split
 from data.metrics import accuracy, compute_metrics, confusion_matrix, f1, matthews_corrcoef
 from data.tasks import TASKS, DataError, get_task
 from data.tokenization import Encoded, encode, load_tokenizer
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-GLUE = SHARED / "glue"
-MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
 
 
 # ----------------------------------------------------------------------------- registry

@@ -2,7 +2,6 @@
 models the same hidden states, features, logits and masked-LM scores; folders we write load in transformers."""
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,10 +9,10 @@ import torch.nn.functional as F
 import transformers
 from tokenizers import Tokenizer
 
+from conftest import MINILM
 from models.bert import BertForSequenceClassification
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
 
-MINILM = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "all-MiniLM-L6-v2"
 ATOL = 1e-5
 
 BERT = dict(vocab_size=99, hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96, max_position_embeddings=32, num_labels=3)

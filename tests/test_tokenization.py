@@ -14,9 +14,7 @@ from data.tokenization import encode, load_tokenizer
 
 transformers = pytest.importorskip("transformers")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-GLUE = SHARED / "glue"
-MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
+from conftest import GLUE, MINILM as MODEL  # noqa: E402 (after the importorskip where there is one)
 
 # hand-made cases: accents, capitals, Chinese characters, a literal [SEP], an empty text, and pairs whose
 # truncation budget is odd and split between equal lengths (which side keeps the extra token)
