@@ -42,7 +42,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
@@ -53,8 +52,11 @@ from data.loading import load_split
 from data.tasks import get_task
 from data.tokenization import encode, load_tokenizer
 from harness.cli import Parser, parse_train_args
+from harness.markdown import table as table_lines
+from harness.timing import (alternate, compiled_graphs, epoch_figures, matmul, paired_ratio, peak_memory_mib, rates,
+                            step_flops, synchronize, synthetic_batch, time_epochs)
 from harness.training import MODEL_INPUTS, Batches, Runtime, setup
-from models.bert import BertConfig, BertForSequenceClassification, SelfAttention
+from models.bert import BertConfig, BertForSequenceClassification
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
 from models.student import student_config
 
@@ -68,7 +70,6 @@ PRESETS = ("tiny", "minilm", "distilbert-base", "bert-base")
 SECTIONS = ("step", "mfu", "overhead", "cmi", "epoch", "distill")
 TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)
 OVERHEAD_SHAPE = (1, 8)  # batch x tokens of the overhead section: almost no arithmetic left
-MATMUL_SIZE = {"cuda": 8192, "cpu": 2048}  # n of the n x n x n product that gives the device's FLOP rate
 STUDENT_EPOCHS = 10  # the paper's distillation epochs, over which the teacher pass is amortised
 TRAIN = parse_train_args(["--task", "cola"])  # train.py's defaults: lr, weight decay, clipping, lam, ...
 KD = {"alpha": 0.5, "temperature": 2.0}  # DESIGN.md's distill.py defaults (the time does not depend on them)
@@ -170,6 +171,15 @@ def batch_forward(model, mode: str | None = None, dynamic: bool | None = None):
     return forward
 
 
+def sdpa_kernels(model, batch, ctx) -> str:
+    """The kernel(s) F.scaled_dot_product_attention dispatched to in one eager forward of `model` in its current
+    (training) mode: attention_math, flash_attention, efficient_attention, cudnn_attention, ... (profiler op names)."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof, ctx:
+        batch_forward(model)(batch)
+    prefix = "aten::_scaled_dot_product_"
+    return ", ".join(sorted({e.name.removeprefix(prefix) for e in prof.events() if e.name.startswith(prefix)})) or "none"
+
+
 class Contender:
     """A model ready to train as train.py trains it: maybe compiled, AdamW with train.py's settings (fused),
     clipping, the autocast context. `mode` is a torch.compile mode, None for eager."""
@@ -187,111 +197,6 @@ class Contender:
 
     def epoch(self, batches, objective=cross_entropy) -> None:
         train_epoch(self.parts(objective), batches, desc="bench")
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def alternate(contenders: dict, repeats: int, warmup: int, device: torch.device) -> dict[str, list[float]]:
-    """Call every contender `warmup` times untimed, then `repeats` timed rounds of one call each, the order
-    reversed every other round (A B, B A, ...) so that a drift in the machine's load falls on all alike.
-    Returns each contender's seconds per call."""
-    names = list(contenders)
-    for _ in range(warmup):
-        for name in names:
-            contenders[name]()
-    synchronize(device)
-    seconds = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names if r % 2 == 0 else reversed(names):
-            t0 = time.perf_counter()
-            contenders[name]()
-            synchronize(device)
-            seconds[name].append(time.perf_counter() - t0)
-    return seconds
-
-
-def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[float, list[float]]:
-    """The median over rounds of one contender's time over the other's in the same round, and its quartiles (the
-    spread the machine's noise leaves): calls adjacent in time share the machine's load, so this ratio is
-    steadier than a ratio of medians on a shared machine."""
-    ratios = [n / d for n, d in zip(numerator, denominator)]
-    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
-    return median, [q1, q3]
-
-
-def compiled_graphs() -> int:
-    """Graphs torch.compile has built so far in this process (recompiles included)."""
-    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
-
-
-def peak_memory_mib(call, device: torch.device) -> float | None:
-    """The memory one call allocates at its peak above what was allocated before it (activations, gradients,
-    temporaries), in MiB: CUDA only; None on CPU, where no allocator keeps the figure. Under CUDA graphs the
-    graphs' memory pool, held since their recording, is not counted."""
-    if device.type != "cuda":
-        return None
-    synchronize(device)
-    before = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    call()
-    synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-
-
-def sdpa_kernels(model, batch, ctx) -> str:
-    """The kernel(s) F.scaled_dot_product_attention dispatched to in one eager forward of `model` in its current
-    (training) mode: attention_math, flash_attention, efficient_attention, cudnn_attention, ... (profiler op names)."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof, ctx:
-        batch_forward(model)(batch)
-    prefix = "aten::_scaled_dot_product_"
-    return ", ".join(sorted({e.name.removeprefix(prefix) for e in prof.events() if e.name.startswith(prefix)})) or "none"
-
-
-def synthetic_batch(vocab_size: int, num_labels: int, batch_size: int, seq_len: int, seed: int, device) -> dict:
-    """A batch in collate's format: real lengths drawn from [T/2, T] (one of them T), the rest padding."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(max(1, seq_len // 2), seq_len + 1, (batch_size,), generator=g)
-    lengths[0] = seq_len
-    mask = (torch.arange(seq_len) < lengths[:, None]).long()
-    batch = {
-        "input_ids": torch.randint(1000, vocab_size, (batch_size, seq_len), generator=g) * mask,  # 0 = [PAD]
-        "attention_mask": mask,
-        "token_type_ids": torch.zeros(batch_size, seq_len, dtype=torch.long),
-        "labels": torch.randint(0, num_labels, (batch_size,), generator=g),
-        "index": torch.arange(batch_size),
-    }
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-def step_flops(model, attention_mask: torch.Tensor) -> tuple[float, float]:
-    """FLOPs of one training step (forward and backward), 6 N tokens + 12 L T d tokens, with N the parameters
-    outside the embedding tables, L layers, d the hidden size and T the attended length: counted over the real
-    tokens (each sequence its own T) and over all padded slots (T the padded width)."""
-    attention = [m for m in model.modules() if isinstance(m, SelfAttention)]
-    L, d = len(attention), attention[0].query.in_features
-    N = sum(p.numel() for p in model.parameters()) - sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding))
-    lengths = attention_mask.sum(1).double()
-    B, T = attention_mask.shape
-    real = 6 * N * lengths.sum() + 12 * L * d * (lengths**2).sum()
-    return float(real), float(6 * N * B * T + 12 * L * d * B * T**2)
-
-
-def matmul(device: torch.device, dtype: torch.dtype):
-    """A call doing one n x n x n matrix product, and its FLOPs: the device's attainable rate at this dtype."""
-    n = MATMUL_SIZE[device.type]
-    a, b, c = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(3))
-    # into a kept output: a fresh n x n result after a big model's step can page-fault its way in (on CPU it
-    # halved the measured rate), which is allocation, not the matrix-product rate
-    return (lambda: torch.matmul(a, b, out=c)), 2.0 * n**3
-
-
-def rates(seconds: list[float], examples: int, tokens: int, slots: int) -> dict:
-    s = statistics.median(seconds)
-    return {"seconds": s, "samples_per_s": examples / s, "tokens_per_s": tokens / s, "slots_per_s": slots / s,
-            "repeats": len(seconds), "all_seconds": seconds}
 
 
 # -----------------------------------------------------------------------------
@@ -400,21 +305,6 @@ def bench_cmi(args, preset, ours, variants, batch, runtime: Runtime) -> list[dic
     return rows
 
 
-def time_epochs(runs: dict, chunk: int, device) -> dict[str, list[float]]:
-    """runs: name -> (run(batches) that trains on a list of index batches, the index batches, as many for each
-    run). The batches are taken in turns of `chunk`, alternating as in `alternate`; returns each turn's seconds."""
-    turns = {name: [batches[i:i + chunk] for i in range(0, len(batches), chunk)] for name, (_, batches) in runs.items()}
-    calls = {name: (lambda run=run, turns=iter(turns[name]): run(next(turns))) for name, (run, _) in runs.items()}
-    return alternate(calls, len(next(iter(turns.values()))), 0, device)
-
-
-def epoch_figures(turns: list[float], batches: list[np.ndarray], num_train: int) -> dict:
-    """Totals of the timed turns, and the epoch time at their rate."""
-    examples, seconds = sum(len(b) for b in batches), sum(turns)
-    return {"seconds": seconds, "batches": len(batches), "examples": examples, "samples_per_s": examples / seconds,
-            "epoch_seconds": num_train / examples * seconds, "all_seconds": turns}
-
-
 def bench_epoch(args, preset, ours, cola, runtime: Runtime) -> dict:
     """Training on CoLA: our pipeline (length-grouped or shuffled batches, dynamic padding) against padding every
     batch to --max-len, same model and objective."""
@@ -502,9 +392,9 @@ def spread(value, quartiles, spec=".2f") -> str:
     return f"**{value:{spec}}** ({quartiles[0]:{spec}} to {quartiles[1]:{spec}})"
 
 
-def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+def table(header: list[str], rows: list) -> str:
+    """harness.markdown's table as one string."""
+    return "\n".join(table_lines(header, rows)).rstrip()
 
 
 def report(results: dict) -> str:

@@ -20,7 +20,7 @@ from data.tokenization import load_tokenizer
 from harness.cli import parse_distill_args, run_main
 from harness.training import Job, check_fits, check_head, eval_pass, forward_of, load_data, name_labels, setup, train_model
 from models.bert import BertForSequenceClassification
-from models.checkpoint import CheckpointError, read_json, resolve
+from models.checkpoint import CheckpointError, resolve
 from models.distilbert import DistilBertForSequenceClassification
 from models.student import distilbert_from_bert
 
@@ -43,9 +43,8 @@ def load_teacher(path, task: Task) -> tuple[BertForSequenceClassification, Path]
     classifier would be freshly initialised, and a student would learn noise from it."""
     try:
         folder = resolve(path)
-        check_head(folder, task)
+        architectures = check_head(folder, task)
         teacher = BertForSequenceClassification.from_pretrained(folder, num_labels=task.num_labels)
-        architectures = read_json(folder / "config.json").get("architectures") or []
         if "BertForSequenceClassification" not in architectures:
             raise CheckpointError(f"{folder}: not a fine-tuned BERT classifier (architectures {architectures}); "
                                   "pass the best/ folder of a train.py run")

@@ -21,6 +21,7 @@ import numpy as np
 from cmi.runfiles import TrainingError
 from cmi.selection import select_teacher
 from data.tasks import TASKS
+from harness.markdown import table
 from harness.sweeps import TEACHERS, TRAIN_MODES, Run, best_ce_run, finished, num, parse_folder, results_of
 
 try:  # optional: pip install -e ".[plot]"
@@ -87,14 +88,6 @@ def cmi(x: float) -> str:
     return f"{x:.3g}"
 
 
-def row(*cells) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
-
-
-def table(header: list[str], rows: list[str]) -> list[str]:
-    return [row(*header), row(*["---"] * len(header)), *rows, ""]
-
-
 def seed_values(seeds: dict[int, dict], key: str) -> str:
     return ", ".join(f"{seed}: {pct(results[key])}" for seed, results in sorted(seeds.items()))
 
@@ -154,7 +147,7 @@ class Task:
 
 
 def table_one(tasks: list[Task]) -> list[str]:
-    rows = [row(t.name, t.metric, pct(t.ce_median()), pct(t.min_median()),
+    rows = [(t.name, t.metric, pct(t.ce_median()), pct(t.min_median()),
                 "–" if t.best_lam is None else num(t.best_lam), diff(t.min_median(), t.ce_median())) for t in tasks]
     return table(["task", "metric", "CE", "min-CMI", "best λ", "Δ (min − CE)"], rows)
 
@@ -163,7 +156,7 @@ def table_two(tasks: list[Task]) -> list[str]:
     def best(t, kind):
         setting = t.best_student[kind]
         return "–" if setting is None else f"{num(setting[0])}, {num(setting[1])}"
-    rows = [row(t.name, t.metric, pct(t.teacher_value("ce")), pct(t.student_median("ce")), best(t, "ce"),
+    rows = [(t.name, t.metric, pct(t.teacher_value("ce")), pct(t.student_median("ce")), best(t, "ce"),
                 pct(t.teacher_value("max")), pct(t.student_median("max")), best(t, "max"),
                 diff(t.student_median("max"), t.student_median("ce"))) for t in tasks]
     return table(["task", "metric", "CE teacher", "its student", "α, T", "max-CMI teacher", "its student", "α, T",
@@ -173,12 +166,12 @@ def table_two(tasks: list[Task]) -> list[str]:
 def lambda_table(t: Task) -> list[str]:
     rows = []
     if t.ce:
-        rows.append(row("ce", "–", pct(median(t.ce, t.metric)), seed_values(t.ce, t.metric),
+        rows.append(("ce", "–", pct(median(t.ce, t.metric)), seed_values(t.ce, t.metric),
                         cmi(median(t.ce, "eval_cmi"))))
     for mode in ("min", "max"):
         for lam, seeds in t.lams[mode].items():
             mark = " ← best" if mode == "min" and lam == t.best_lam else ""
-            rows.append(row(mode, num(lam), pct(median(seeds, t.metric)) + mark, seed_values(seeds, t.metric),
+            rows.append((mode, num(lam), pct(median(seeds, t.metric)) + mark, seed_values(seeds, t.metric),
                             cmi(median(seeds, "eval_cmi"))))
     header = ["run", "λ", "median", "seeds", "dev CMI (median)"]
     return [f"### {t.name}: dev {t.metric} (%) by λ", ""] + table(header, rows)
@@ -208,7 +201,7 @@ def teacher_section(t: Task) -> list[str]:
                          + ", ".join(map(rel, t.used[kind])) + differs + ".")
     lines.append("")
     if t.selection:
-        rows = [row(rel(c.run), pct(c.metric), cmi(c.eval_cmi), f"{c.ratio:.4g}" + (" ← selected" if i == 0 else ""))
+        rows = [(rel(c.run), pct(c.metric), cmi(c.eval_cmi), f"{c.ratio:.4g}" + (" ← selected" if i == 0 else ""))
                 for i, c in enumerate(t.selection.candidates)]
         lines += table(["max run", f"dev {t.metric} (%)", "dev CMI", "ratio"], rows)
     return lines
@@ -219,7 +212,7 @@ def student_table(t: Task) -> list[str]:
     for kind in ("ce", "max"):
         for (alpha, temperature), seeds in t.students[kind].items():
             mark = " ← best" if (alpha, temperature) == t.best_student[kind] else ""
-            rows.append(row(kind, num(alpha), num(temperature), pct(median(seeds, t.metric)) + mark,
+            rows.append((kind, num(alpha), num(temperature), pct(median(seeds, t.metric)) + mark,
                             seed_values(seeds, t.metric)))
     return [f"### {t.name}: students, dev {t.metric} (%) by teacher, α and T", ""] + \
         table(["teacher", "α", "T", "median", "seeds"], rows)
@@ -350,7 +343,7 @@ def paired_section(t: Task, extra: list[tuple[str, Path, dict]]) -> list[str]:
     for arm in arms.values():
         d_best, d_last = paired(arm, ce, best), paired(arm, ce, last)
         baseline = arm is ce
-        rows.append(row(arm.label, len(arm.seeds), pm([r[t.metric] for r in arm.seeds.values()]).lstrip("+"),
+        rows.append((arm.label, len(arm.seeds), pm([r[t.metric] for r in arm.seeds.values()]).lstrip("+"),
                         "(baseline)" if baseline else pm(d_best) if d_best else "–",
                         "(baseline)" if baseline else pm(d_last) if d_last else "–",
                         cmi(statistics.fmean(e[-1]["train_cmi"] for e in arm.epochs.values())),

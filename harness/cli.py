@@ -18,7 +18,7 @@ from common.files import first_line
 from data.batching import GROUP_BATCHES
 from data.tasks import TASKS, DataError
 from models.checkpoint import CheckpointError
-from models.student import DEFAULT_LAYERS
+from models.student import DEFAULT_LAYERS, check_layers
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line on stderr (not the whole usage) and exit code 2."""
@@ -141,13 +141,16 @@ def parse_train_args(argv=None, description: str | None = None) -> argparse.Name
 
 
 def layer_list(text: str) -> list[int]:
-    """"0,2,4" -> [0, 2, 4]: distinct indices >= 0 (the upper bound is the teacher's, checked once it is read)."""
+    """"0,2,4" -> [0, 2, 4], checked by models.student.check_layers as far as it can be before the teacher is
+    read (its number of layers bounds the indices)."""
     try:
         layers = [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated layer indices such as 0,2,4, got {text!r}") from None
-    if len(set(layers)) != len(layers) or min(layers) < 0:
-        raise argparse.ArgumentTypeError(f"layer indices must be distinct and >= 0, got {text}")
+    try:
+        check_layers(layers)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return layers  # a list, not a tuple: args.json must compare equal on --resume
 
 

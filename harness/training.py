@@ -145,15 +145,18 @@ def check_fits(args, configs: dict, data: Data, runtime: Runtime) -> None:
                                   f"token-type table has {config.type_vocab_size} row(s) (type_vocab_size)")
 
 
-def check_head(checkpoint_dir: Path, task: Task) -> None:
+def check_head(checkpoint_dir: Path, task: Task) -> list[str]:
     """A checkpoint fine-tuned for classification must classify into the task's labels: reusing a 3-way
-    head for a 2-way task would silently drop it, so that is an error, not a fresh head."""
+    head for a 2-way task would silently drop it, so that is an error, not a fresh head. Returns the
+    checkpoint's `architectures` (what it was saved as)."""
     config = read_json(checkpoint_dir / "config.json") if (checkpoint_dir / "config.json").is_file() else {}
-    if any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
+    architectures = config.get("architectures") or []
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
         n = config.get("num_labels", len(config.get("id2label") or {}) or 2)
         if n != task.num_labels:
             raise CheckpointError(f"{checkpoint_dir}: its classifier has {n} labels, task {task.name} has "
                                   f"{task.num_labels}; start from a checkpoint without a task head")
+    return architectures
 
 
 def name_labels(model, task: Task) -> None:

@@ -32,15 +32,18 @@ def student_config(teacher: BertForSequenceClassification, n_layers: int) -> Dis
     )
 
 
-def check_layers(layers, num_layers: int) -> None:
-    """A layer list must be non-empty, of distinct indices in [0, num_layers): ValueError otherwise."""
+def check_layers(layers, num_layers: int | None = None) -> None:
+    """A layer list must be non-empty, of distinct indices in [0, num_layers): ValueError otherwise. Without
+    num_layers (the command line, before the teacher is read) only the lower bound is known."""
     if not layers:
         raise ValueError("the layer list is empty")
     if len(set(layers)) != len(layers):
-        raise ValueError(f"layer indices repeat in {','.join(map(str, layers))}")
-    outside = [i for i in layers if not 0 <= i < num_layers]
+        raise ValueError(f"layer indices must be distinct: they repeat in {','.join(map(str, layers))}")
+    outside = [i for i in layers if i < 0 or num_layers is not None and i >= num_layers]
     if outside:
-        raise ValueError(f"layer {outside[0]} does not exist: the teacher has {num_layers} layers (0-{num_layers - 1})")
+        where = "indices start at 0" if num_layers is None else \
+            f"the teacher has {num_layers} layers (0-{num_layers - 1})"
+        raise ValueError(f"layer {outside[0]} does not exist: {where}")
 
 
 @torch.no_grad()

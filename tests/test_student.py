@@ -80,7 +80,7 @@ def test_real_minilm_copied_whole_gives_the_teachers_hidden_states():
 
 @pytest.mark.parametrize("layers, message", [
     ([], "empty"),
-    ([0, 2, 2], "repeat in 0,2,2"),
+    ([0, 2, 2], "must be distinct: they repeat in 0,2,2"),
     ([0, 12], "layer 12 does not exist: the teacher has 12 layers (0-11)"),
     ([-1, 3], "layer -1 does not exist"),
 ])
