@@ -38,12 +38,12 @@ def choose_teacher(args, task: Task) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(args), "teacher": str(chosen.best), "teacher_selection": why})
 
 
-def load_teacher(path, task: Task) -> tuple[BertForSequenceClassification, Path]:
+def load_teacher(path, task: Task, other_labels: bool) -> tuple[BertForSequenceClassification, Path]:
     """The fine-tuned BERT classifier in `path`, and its folder. A checkpoint that is not one is refused: its
     classifier would be freshly initialised, and a student would learn noise from it."""
     try:
         folder = resolve(path)
-        architectures = check_head(folder, task)
+        architectures = check_head(folder, task, other_labels)
         teacher = BertForSequenceClassification.from_pretrained(folder, num_labels=task.num_labels)
         if "BertForSequenceClassification" not in architectures:
             raise CheckpointError(f"{folder}: not a fine-tuned BERT classifier (architectures {architectures}); "
@@ -63,10 +63,10 @@ def main(argv=None) -> None:
         runtime = setup(args)
 
         # teacher and student
-        teacher, teacher_dir = load_teacher(args.teacher, task)
+        teacher, teacher_dir = load_teacher(args.teacher, task, args.other_labels)
         if args.student:
             student_dir = resolve(args.student)
-            check_head(student_dir, task)
+            check_head(student_dir, task, args.other_labels)
             student = DistilBertForSequenceClassification.from_pretrained(student_dir, num_labels=task.num_labels)
             # the batches carry one set of token ids, which both models must read the same way
             if load_tokenizer(student_dir).get_vocab() != load_tokenizer(teacher_dir).get_vocab():

@@ -26,7 +26,7 @@ def main(argv=None) -> None:
 
         # model
         checkpoint_dir = resolve(args.model)
-        check_head(checkpoint_dir, task)
+        check_head(checkpoint_dir, task, args.other_labels)
         # the masked-LM head only for the gamma * L1 term: one the loss does not use would get no gradient
         model = BertForSequenceClassification.from_pretrained(checkpoint_dir, num_labels=task.num_labels,
                                                               mlm=args.gamma > 0)

@@ -35,6 +35,8 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", help="folder in the GLUE download layout (CoLA/train.tsv, ...); "
                                       "default: the datasets hub (nyu-mll/glue)")
     g.add_argument("--max-len", type=int, default=128, help="truncation length in tokens, [CLS]/[SEP] included")
+    g.add_argument("--other-labels", action="store_true",
+                   help="accept a checkpoint whose classifier was trained for other label names (same count)")
     g.add_argument("--max-train-samples", type=int, help="train on a fixed random subset of this size")
     g.add_argument("--max-eval-samples", type=int, help="evaluate on a fixed random subset of this size")
     g.add_argument("--group-batches", type=int, default=1,

@@ -145,17 +145,24 @@ def check_fits(args, configs: dict, data: Data, runtime: Runtime) -> None:
                                   f"token-type table has {config.type_vocab_size} row(s) (type_vocab_size)")
 
 
-def check_head(checkpoint_dir: Path, task: Task) -> list[str]:
+def check_head(checkpoint_dir: Path, task: Task, other_labels: bool = False) -> list[str]:
     """A checkpoint fine-tuned for classification must classify into the task's labels: reusing a 3-way
-    head for a 2-way task would silently drop it, so that is an error, not a fresh head. Returns the
-    checkpoint's `architectures` (what it was saved as)."""
+    head for a 2-way task would silently drop it, so that is an error, not a fresh head; a head with the right
+    count but other label names (a CoLA model for MRPC) is one too, unless `other_labels` (on purpose).
+    Returns the checkpoint's `architectures` (what it was saved as)."""
     config = read_json(checkpoint_dir / "config.json") if (checkpoint_dir / "config.json").is_file() else {}
     architectures = config.get("architectures") or []
     if any(a.endswith("ForSequenceClassification") for a in architectures):
-        n = config.get("num_labels", len(config.get("id2label") or {}) or 2)
+        id2label = config.get("id2label") or {}
+        n = config.get("num_labels", len(id2label) or 2)
         if n != task.num_labels:
             raise CheckpointError(f"{checkpoint_dir}: its classifier has {n} labels, task {task.name} has "
                                   f"{task.num_labels}; start from a checkpoint without a task head")
+        names = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(n)]
+        named = any(name != f"LABEL_{i}" for i, name in enumerate(names))  # transformers' default names say nothing
+        if named and names != list(task.label_names) and not other_labels:
+            raise CheckpointError(f"{checkpoint_dir}: its classifier's labels are {names}, task {task.name}'s are "
+                                  f"{list(task.label_names)}; pass --other-labels to fine-tune that head anyway")
     return architectures
 
 

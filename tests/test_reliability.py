@@ -484,3 +484,12 @@ def test_non_finite_outputs_are_never_saved_nor_written_as_json(tmp_path):
         model.cls.weight[0, 0] = float("nan")
     with pytest.raises(TrainingError, match="eval: the model's outputs are not finite"):
         predict(forward_of(model), model, synthetic_batches(), FeatureMap(), 2, 40, ctx=torch.no_grad())
+
+
+def test_a_head_for_other_label_names_is_refused_unless_asked(finished, tmp_path, capsys):
+    # the finished run's best/ classifies CoLA (unacceptable, acceptable); MRPC has two labels of other names
+    error = bad_run(pair_args(finished / "best", finished), finished, capsys)
+    assert "its classifier's labels are ['unacceptable', 'acceptable'], task mrpc's are" in error
+    assert "pass --other-labels" in error
+    train.main(pair_args(finished / "best", tmp_path / "run") + ["--epochs", "1", "--other-labels"])
+    assert (tmp_path / "run" / "results.json").exists()
