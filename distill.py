@@ -59,7 +59,7 @@ def main(argv=None) -> None:
     # setup: the teacher is chosen before the run folder is claimed, so that args.json records which
     if args.teacher_sweep:
         args = choose_teacher(args, task)
-    with RunFiles(args.out, vars(args), resume=args.resume, overwrite=args.overwrite) as run:
+    with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last) as run:
         runtime = setup(args)
 
         # teacher and student

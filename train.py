@@ -20,7 +20,7 @@ from models.checkpoint import CheckpointError, resolve
 def main(argv=None) -> None:
     args = parse_train_args(argv, __doc__)  # the options: harness/cli.py, or python train.py --help
     # setup: claim the output folder (refused if it holds another run) before any expensive work
-    with RunFiles(args.out, vars(args), resume=args.resume, overwrite=args.overwrite) as run:
+    with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last) as run:
         runtime = setup(args)
         task = get_task(args.task)
 

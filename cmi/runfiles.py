@@ -69,8 +69,9 @@ class RunFiles:
 
     FILES = ("args.json", "metrics.jsonl", "last.pt", "results.json", "best")
 
-    def __init__(self, out: str | Path, args: dict, resume: bool = False, overwrite: bool = False):
-        self.out, self.args, self.overwrite = Path(out), args, overwrite
+    def __init__(self, out: str | Path, args: dict, resume: bool = False, overwrite: bool = False,
+                 keep_last: bool = False):
+        self.out, self.args, self.overwrite, self.keep_last = Path(out), args, overwrite, keep_last
         self.metrics, self.best = self.out / "metrics.jsonl", self.out / "best"
         self.last, self.replaced = self.out / "last.pt", self.out / ".replaced"
         self.lock = self._lock() if rank() == 0 else None
@@ -84,10 +85,14 @@ class RunFiles:
         self.restore()  # an earlier --overwrite killed before its first checkpoint: the old run comes back
         existing = [name for name in self.FILES if (self.out / name).exists()]
         self.resuming = resume and self.last.exists()
+        if resume and not self.resuming and (self.out / "results.json").exists():
+            raise TrainingError(f"--resume: {self.out} holds a finished run (results.json, and no last.pt to "
+                                "continue from); --overwrite starts afresh")
         if self.resuming:
             saved = read_run_json(self.out / "args.json")
-            # the folder is the run itself, however it is spelled (relative, absolute, moved)
-            ignored = {"resume", "overwrite", "out"}
+            # the folder is the run itself, however it is spelled (relative, absolute, moved); what becomes of
+            # last.pt at the end is no part of the run
+            ignored = {"resume", "overwrite", "out", "keep_last"}
             diff = sorted(k for k in set(saved) | set(self.args) if k not in ignored and saved.get(k) != self.args.get(k))
             if diff:
                 raise TrainingError(f"--resume: {self.out} holds a run with other arguments ({', '.join(diff)})")
@@ -204,8 +209,11 @@ class RunFiles:
             model.save_pretrained(self.best)
 
     def save_results(self, results: dict) -> None:
+        """The run is finished: results.json, then last.pt goes (3x the model on disk), unless keep_last."""
         if rank() == 0:
             write_json(self.out / "results.json", results)
+            if not self.keep_last:
+                self.last.unlink(missing_ok=True)
 
 
 def provenance(device: torch.device) -> dict:

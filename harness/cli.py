@@ -60,6 +60,9 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--out", default=None, help="output folder (default: runs/TASK-MODE-...)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    g.add_argument("--keep-last", action="store_true",
+                   help="keep last.pt when the run finishes (by default it is deleted: it holds the model and AdamW's "
+                        "two moments, 3x the model on disk, and a finished run needs none of it)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on for CUDA)")
     g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",

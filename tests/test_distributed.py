@@ -156,8 +156,8 @@ def test_train_under_torchrun_rank0_writes_and_resumes_after_a_kill(tiny_bert, t
                     "--max-eval-samples", "101")
     done = subprocess.run(torchrun(argv), capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["args.json", "best", "last.pt", "metrics.jsonl",
-                                                                     "results.json", "run.lock"]
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["args.json", "best", "metrics.jsonl",
+                                                                     "results.json", "run.lock"]  # last.pt: deleted
     lines = metric_lines(tmp_path / "full")
     assert [line["epoch"] for line in lines] == [1, 2, 3]  # one line per epoch: rank 0 alone writes
     assert lines[0]["train_examples"] == 600 and lines[0]["eval_examples"] == 101

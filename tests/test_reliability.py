@@ -146,7 +146,7 @@ def test_a_full_disk_while_saving_a_model_keeps_the_previous_save(tiny_bert, tmp
 
 def test_a_damaged_checkpoint_is_refused_on_resume(tiny_bert, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = args_for(tiny_bert, out, "--epochs", "1")
+    argv = args_for(tiny_bert, out, "--epochs", "1", "--keep-last")
     train.main(argv)
     (out / "last.pt").write_bytes((out / "last.pt").read_bytes()[:1000])
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -163,7 +163,7 @@ def test_a_damaged_checkpoint_is_refused_on_resume(tiny_bert, tmp_path, capsys):
 def finished(tiny_bert, tmp_path_factory):
     """The folder of a finished one-epoch run, which every bad invocation below tries to --overwrite."""
     out = tmp_path_factory.mktemp("finished")
-    train.main(args_for(tiny_bert, out, "--epochs", "1", "--overwrite"))
+    train.main(args_for(tiny_bert, out, "--epochs", "1", "--overwrite", "--keep-last"))
     return out
 
 
@@ -465,9 +465,9 @@ def test_a_signal_is_one_line_and_the_run_resumes(tiny_bert, reference, tmp_path
 
 def test_resume_of_the_same_folder_spelled_another_way(tiny_bert, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    train.main(args_for(tiny_bert, "run", "--epochs", "1"))
+    train.main(args_for(tiny_bert, "run", "--epochs", "1", "--keep-last"))
     (tmp_path / "run" / "results.json").unlink()
-    train.main(args_for(tiny_bert, tmp_path / "run", "--epochs", "1", "--resume"))
+    train.main(args_for(tiny_bert, tmp_path / "run", "--epochs", "1", "--keep-last", "--resume"))
     assert (tmp_path / "run" / "results.json").exists()
 
 
@@ -493,3 +493,13 @@ def test_a_head_for_other_label_names_is_refused_unless_asked(finished, tmp_path
     assert "pass --other-labels" in error
     train.main(pair_args(finished / "best", tmp_path / "run") + ["--epochs", "1", "--other-labels"])
     assert (tmp_path / "run" / "results.json").exists()
+
+
+def test_a_finished_run_deletes_last_pt_unless_kept_and_is_not_resumed(tiny_bert, tmp_path, capsys):
+    train.main(args_for(tiny_bert, tmp_path / "a", "--epochs", "1"))
+    train.main(args_for(tiny_bert, tmp_path / "b", "--epochs", "1", "--keep-last"))
+    assert not (tmp_path / "a" / "last.pt").exists() and (tmp_path / "b" / "last.pt").exists()
+    assert metric_lines(tmp_path / "a") == metric_lines(tmp_path / "b")
+    before = {p: p.read_bytes() for p in (tmp_path / "a").rglob("*") if p.is_file()}
+    assert "holds a finished run" in bad_out(args_for(tiny_bert, tmp_path / "a", "--epochs", "1", "--resume"), capsys)
+    assert before == {p: p.read_bytes() for p in (tmp_path / "a").rglob("*") if p.is_file()}
