@@ -79,7 +79,8 @@ def backward(terms: tuple[torch.Tensor, ...], params: list[torch.nn.Parameter], 
 @dataclass
 class Step:
     """The parts of one optimisation step. `model` is the uncompiled module (saved, checkpointed); `forward`
-    may run a compiled or DDP-wrapped version of it; `ctx` is the autocast context, entered every step."""
+    may run a compiled or DDP-wrapped version of it; `ctx` is the autocast context, entered every step;
+    `accum`: the batch of a step is computed in this many chunks (gradient accumulation, for memory)."""
 
     forward: Callable
     model: torch.nn.Module
@@ -88,22 +89,41 @@ class Step:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     ctx: AbstractContextManager = field(default_factory=nullcontext)
     clip: float = 1.0
+    accum: int = 1
 
 
 def train_step(step: Step, batch: dict) -> tuple[torch.Tensor, dict]:
     """One optimisation step: the loss under `ctx`, backward (each term on its own under autocast: see
     `backward`), gradient clipping, AdamW, the schedule. Returns the loss, still on the device (not read back:
-    no sync), and the objective's logs."""
-    with step.ctx:
-        terms, logs = step.objective(step.forward, batch)
+    no sync), and the objective's logs.
+
+    With `step.accum` > 1 the batch is cut into that many chunks, each backpropagated with its share of the
+    batch mean (its size over the batch's), so the step is that of the whole batch up to float rounding; only
+    the `batch` centroid policy differs, its class means then being the chunk's."""
     params = [p for p in step.model.parameters() if p.requires_grad]
-    backward(terms, params, separate=isinstance(step.ctx, torch.autocast))
+    loss, logs, n = 0.0, {}, len(batch["labels"])
+    for chunk in chunks(batch, step.accum):
+        share = len(chunk["labels"]) / n
+        with step.ctx:
+            terms, chunk_logs = step.objective(step.forward, chunk)
+        terms = tuple(share * t for t in terms)
+        backward(terms, params, separate=isinstance(step.ctx, torch.autocast))
+        loss = loss + sum(terms).detach()
+        logs = {k: logs.get(k, 0.0) + share * v for k, v in chunk_logs.items()}
     if step.clip:
         torch.nn.utils.clip_grad_norm_(params, step.clip, foreach=True)
     step.optimizer.step()
     step.scheduler.step()
     step.optimizer.zero_grad(set_to_none=True)
-    return sum(terms).detach(), logs
+    return loss, logs
+
+
+def chunks(batch: dict, k: int) -> list[dict]:
+    """The batch cut into k consecutive chunks of examples (every field along its first dimension)."""
+    if k == 1:
+        return [batch]
+    parts = {name: torch.tensor_split(t, k) for name, t in batch.items()}
+    return [{name: parts[name][i] for name in batch} for i in range(k) if len(parts["labels"][i])]
 
 
 def train_epoch(step: Step, batches, desc: str, log_every: int = 10) -> tuple[dict, int]:

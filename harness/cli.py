@@ -46,7 +46,11 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                    help="pad batches to a multiple of this many tokens (default: 8 on CUDA, none on CPU)")
     g = parser.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=5, help="training epochs (the paper: 5; distillation 10)")
-    g.add_argument("--batch-size", type=int, default=32, help="training examples per step")
+    g.add_argument("--batch-size", type=int, default=32,
+                   help="training examples per forward pass (per step: this times --grad-accum)")
+    g.add_argument("--grad-accum", type=int, default=1,
+                   help="accumulate the gradients of this many batches per optimisation step: the updates of one "
+                        "batch this many times larger, in the memory of one batch")
     g.add_argument("--eval-batch-size", type=int, default=128, help="examples per evaluation batch")
     g.add_argument("--lr", type=float, default=2e-5, help="peak learning rate of AdamW")
     g.add_argument("--warmup-ratio", type=float, default=0.0, help="fraction of the steps spent warming up")
@@ -83,8 +87,9 @@ def _fraction(v):
 
 # flag -> (the test, what it must be); NaN fails every test. Each script adds its own flags' ranges.
 RANGES = {
-    **{name: (_positive, "> 0") for name in ("epochs", "batch_size", "eval_batch_size", "lr", "max_train_samples",
-                                             "max_eval_samples", "pad_multiple", "group_batches")},
+    **{name: (_positive, "> 0") for name in ("epochs", "batch_size", "grad_accum", "eval_batch_size", "lr",
+                                             "max_train_samples", "max_eval_samples", "pad_multiple",
+                                             "group_batches")},
     **{name: (_nonnegative, ">= 0") for name in ("weight_decay", "clip")},
     "warmup_ratio": (_fraction, "in [0, 1]"),
     "max_len": (lambda v: 3 <= v <= 512, "in [3, 512]"),

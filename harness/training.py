@@ -219,7 +219,8 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
         compiled = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None)
     forward = forward_of(compiled, inputs)
     optimizer = make_optimizer(model, args.lr, args.weight_decay)
-    total_steps = args.epochs * num_train_batches(len(data.train), args.batch_size, world_size())  # from the data
+    step_batch = args.batch_size * args.grad_accum  # the examples of one optimisation step
+    total_steps = args.epochs * num_train_batches(len(data.train), step_batch, world_size())  # from the data
     warmup = int(args.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, total_steps, warmup))
     train_pass = eval_pass(args, data.train, runtime)
@@ -229,11 +230,11 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
                        ctx=runtime.ctx, desc="train CMI")[1]
 
     def batches(epoch):
-        return Batches(data.train, train_batches(data.train.lengths, args.batch_size, args.seed, epoch,
+        return Batches(data.train, train_batches(data.train.lengths, step_batch, args.seed, epoch,
                                                  args.group_batches, rank(), world_size()),
                        device, runtime.pad_multiple)
 
-    step = Step(forward, model, job.objective, optimizer, scheduler, runtime.ctx, args.clip)
+    step = Step(forward, model, job.objective, optimizer, scheduler, runtime.ctx, args.clip, args.grad_accum)
     epochs = Epochs(args.epochs, batches, measure_train, evaluator(args, job, forward, data, runtime),
                     job.task.primary_metric, job.record, args.cmi_weighting)
     return fit(step, epochs, run)

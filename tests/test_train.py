@@ -120,3 +120,24 @@ def test_gamma_trains_with_the_checkpoints_own_mlm_head(tmp_path):
     train.main(args_for(path, tmp_path / "out", "--epochs", "1", "--gamma", "0.5", "--max-train-samples", "64"))
     assert metric_lines(tmp_path / "out")[0]["train_loss"] > 0
     assert BertForSequenceClassification.from_pretrained(tmp_path / "out" / "best").mlm is not None
+
+
+def test_grad_accum_makes_the_updates_of_one_larger_batch(tmp_path):
+    """--batch-size 8 --grad-accum 2 takes the steps of --batch-size 16, up to float rounding (no dropout: the
+    masks would be drawn in another order; epoch centroids: fixed within the epoch)."""
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "init", tokenizer_dir=MINILM)
+    for name, batch, accum in (("one", "16", "1"), ("two", "8", "2")):
+        argv = args_for(tmp_path / "init", tmp_path / name, "--mode", "min", "--lam", "0.5", "--epochs", "1")
+        argv[argv.index("--batch-size") + 1] = batch
+        train.main(argv + ["--grad-accum", accum])
+    one, two = (BertForSequenceClassification.from_pretrained(tmp_path / n / "best").state_dict() for n in ("one", "two"))
+    initial = BertForSequenceClassification.from_pretrained(tmp_path / "init", num_labels=2).state_dict()
+    diff = max((one[k] - two[k]).abs().max().item() for k in one)
+    moved = max((one[k] - initial[k]).abs().max().item() for k in one if k in initial)
+    print(f"--grad-accum 2 x 8 vs one batch of 16: max |weight diff| {diff:.1e} (the weights moved by {moved:.1e})")
+    assert diff < 1e-5 and moved > 1e-3
+    a, b = metric_lines(tmp_path / "one")[0], metric_lines(tmp_path / "two")[0]
+    assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5) and a["mcc"] == b["mcc"]
