@@ -8,7 +8,6 @@ DistilBERT (--student). The teacher is fixed and in eval mode, so its logits are
 The run files are train.py's. See README.md for the flags.
 """
 import argparse
-import json
 from pathlib import Path
 
 from cmi.loop import predict
@@ -100,8 +99,7 @@ def main(argv=None) -> None:
         record = {"task": args.task, "mode": "distill", "alpha": args.alpha, "temperature": args.temperature,
                   "seed": args.seed, "train_examples": len(data.train),
                   "eval_examples": len(next(iter(data.evals.values())))}
-        results = train_model(args, Job(task, student, objective, features, record), data, runtime, run)
-        print(json.dumps({"best_epoch": results["best_epoch"], task.primary_metric: results[task.primary_metric]}))
+        train_model(args, Job(task, student, objective, features, record), data, runtime, run)
 
 
 if __name__ == "__main__":

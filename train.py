@@ -5,11 +5,8 @@
 --mode ce is plain fine-tuning, min adds +lambda * CMI (a better standalone model), max adds -lambda * CMI
 (a better teacher for distill.py). See README.md for the flags and the files a run writes.
 """
-import json
-
-from cmi.distributed import rank
-from cmi.runfiles import RunFiles
 from cmi.objectives import CMIObjective, Centroids, FeatureMap, MaskedLM
+from cmi.runfiles import RunFiles
 from data.tasks import get_task
 from harness.cli import parse_train_args, run_main
 from harness.training import Job, check_fits, check_head, load_data, name_labels, setup, train_model
@@ -53,9 +50,7 @@ def main(argv=None) -> None:
         # loop
         record = {"task": args.task, "mode": args.mode, "lam": args.lam, "seed": args.seed,
                   "train_examples": len(data.train), "eval_examples": len(next(iter(data.evals.values())))}
-        results = train_model(args, Job(task, model, objective, features, record), data, runtime, run)
-        if rank() == 0:
-            print(json.dumps({"best_epoch": results["best_epoch"], task.primary_metric: results[task.primary_metric]}))
+        train_model(args, Job(task, model, objective, features, record), data, runtime, run)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import argparse
 import inspect
 import os
 import random
+import sys
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,4 +238,17 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
     step = Step(forward, model, job.objective, optimizer, scheduler, runtime.ctx, args.clip, args.grad_accum)
     epochs = Epochs(args.epochs, batches, measure_train, evaluator(args, job, forward, data, runtime),
                     job.task.primary_metric, job.record, args.cmi_weighting)
-    return fit(step, epochs, run)
+    if rank() == 0:  # what a log under nohup or a scheduler should say first
+        params = sum(p.numel() for p in model.parameters())
+        print(f"start: {type(model).__name__} ({params / 1e6:.1f}M parameters), task {job.task.name}: "
+              f"{len(data.train)} train / {len(data.evals[job.task.eval_splits[0]])} dev examples; "
+              f"{args.epochs} epochs x {total_steps // args.epochs} steps of {step_batch} examples; "
+              f"{runtime.device}, {'bf16 autocast' if runtime.amp else 'float32'}, "
+              f"compile {'on' if runtime.compile else 'off'}, {world_size()} process(es); out {run.out}",
+              file=sys.stderr, flush=True)
+    results = fit(step, epochs, run)
+    if rank() == 0:
+        metrics = ", ".join(f"{k} {100 * results[k]:.1f}" for k in job.task.metrics if k in results)
+        print(f"done: best epoch {results['best_epoch']} of {args.epochs}: {metrics} (%), dev CMI "
+              f"{results['eval_cmi']:.3g}; the model: {run.best}", flush=True)
+    return results
