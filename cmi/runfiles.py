@@ -85,10 +85,7 @@ class RunFiles:
         self.restore()  # an earlier --overwrite killed before its first checkpoint: the old run comes back
         existing = [name for name in self.FILES if (self.out / name).exists()]
         self.resuming = resume and self.last.exists()
-        if resume and not self.resuming and (self.out / "results.json").exists():
-            raise TrainingError(f"--resume: {self.out} holds a finished run (results.json, and no last.pt to "
-                                "continue from); --overwrite starts afresh")
-        if self.resuming:
+        if resume and (self.out / "args.json").exists():
             saved = read_run_json(self.out / "args.json")
             # the folder is the run itself, however it is spelled (relative, absolute, moved); what becomes of
             # last.pt at the end is no part of the run
@@ -96,6 +93,9 @@ class RunFiles:
             diff = sorted(k for k in set(saved) | set(self.args) if k not in ignored and saved.get(k) != self.args.get(k))
             if diff:
                 raise TrainingError(f"--resume: {self.out} holds a run with other arguments ({', '.join(diff)})")
+            if not self.resuming and (self.out / "results.json").exists():
+                raise TrainingError(f"--resume: {self.out} holds a finished run (results.json, and no last.pt to "
+                                    "continue from); --overwrite starts afresh")
         elif existing and not (resume or self.overwrite):
             raise TrainingError(f"{self.out} already holds a run ({', '.join(existing)}); "
                                 "pass --resume to continue it or --overwrite to replace it")

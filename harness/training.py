@@ -5,7 +5,6 @@ import argparse
 import inspect
 import os
 import random
-import sys
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,8 +243,7 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
               f"{len(data.train)} train / {len(data.evals[job.task.eval_splits[0]])} dev examples; "
               f"{args.epochs} epochs x {total_steps // args.epochs} steps of {step_batch} examples; "
               f"{runtime.device}, {'bf16 autocast' if runtime.amp else 'float32'}, "
-              f"compile {'on' if runtime.compile else 'off'}, {world_size()} process(es); out {run.out}",
-              file=sys.stderr, flush=True)
+              f"compile {'on' if runtime.compile else 'off'}, {world_size()} process(es); out {run.out}", flush=True)
     results = fit(step, epochs, run)
     if rank() == 0:
         metrics = ", ".join(f"{k} {100 * results[k]:.1f}" for k in job.task.metrics if k in results)

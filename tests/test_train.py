@@ -146,7 +146,7 @@ def test_grad_accum_makes_the_updates_of_one_larger_batch(tmp_path):
 def test_a_run_says_what_it_does_and_where_its_model_is(tiny_bert, tmp_path):
     done = run_cli(args_for(tiny_bert, tmp_path / "run", "--epochs", "1"))  # no terminal: no progress bars
     assert done.returncode == 0, done.stderr
-    start = [line for line in done.stderr.splitlines() if line.startswith("start: ")]
+    start = [line for line in done.stdout.splitlines() if line.startswith("start: ")]
     assert len(start) == 1 and "192 train / 96 dev examples; 1 epochs x 12 steps of 16 examples" in start[0]
     assert f"out {tmp_path / 'run'}" in start[0] and "cpu, float32" in start[0]
     last = done.stdout.strip().splitlines()[-1]
