@@ -359,8 +359,10 @@ def paired_section(t: Task, extra: list[tuple[str, Path, dict]]) -> list[str]:
 def selection_line(t: Task) -> list[str]:
     """What Table I's best-of selection gains with no effect at all, for this task's grid and seed spread."""
     k, n = len(t.lams["min"]), len({s for seeds in t.lams["min"].values() for s in seeds})
-    if k < 2 or len(t.ce) < 2:
+    if k < 2:
         return []
+    if len(t.ce) < 2:
+        return [f"- {t.name}: not estimated yet: the seeds' spread needs at least 2 ce seeds ({len(t.ce)} finished)."]
     sd = statistics.stdev(r[t.metric] for r in t.ce.values())
     gain = selection_gain(k, n, sd)
     return [f"- {t.name}: choosing the best of {k} λ by the median of {n} seeds gains {100 * gain:+.1f} points over "
@@ -379,7 +381,7 @@ def plot_paired(t: Task, extra: list[tuple[str, Path, dict]], path: Path) -> Non
     ce = arms.pop(("ce", None, ""), None)
     if ce is None or not arms:
         return
-    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(arms), 4))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 1.1 * len(arms)), 4))
     for i, arm in enumerate(arms.values()):
         d = [100 * x for x in paired(arm, ce, lambda results, epochs: results[t.metric])]
         if not d:
@@ -390,7 +392,7 @@ def plot_paired(t: Task, extra: list[tuple[str, Path, dict]], path: Path) -> Non
     ax.axhline(0, color="gray", linestyle="--")
     ax.set_xticks(range(len(arms)), [arm.label for arm in arms.values()], rotation=30, ha="right")
     ax.set_ylabel(f"Δ dev {t.metric} vs ce, same seed (points)")
-    ax.set_title(f"{t.name}: paired differences (dots: seeds; bars: mean ± se)")
+    ax.set_title(f"{t.name}: paired Δ (dots: seeds; bars: mean ± se)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
