@@ -171,3 +171,21 @@ def test_bad_input_is_one_clear_line(teacher_run, tmp_path, capsys, extra, messa
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message.format(**fill) in errors[0], errors
     assert not (tmp_path / "out").exists()
+
+
+def test_a_student_whose_position_table_is_too_short_costs_no_earlier_run(teacher_run, tmp_path, capsys):
+    short = tmp_path / "short"  # a DistilBERT with the teacher's vocabulary and 16 positions
+    DistilBertForSequenceClassification(DistilBertConfig(dim=8, n_layers=1, n_heads=2, hidden_dim=16,
+                                                         max_position_embeddings=16)).save_pretrained(
+        short, tokenizer_dir=MINILM)
+    finished = tmp_path / "finished"
+    shutil.copytree(teacher_run, finished)  # a finished run in the folder the student would --overwrite
+    before = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as exit_info:
+        distill.run_main(lambda: distill.main(distill_args(finished, "--teacher", str(teacher_run / "best"),
+                                                           "--student", str(short), "--overwrite")))
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "the student: the longest input is" in errors[0], errors
+    assert "but its position table has 16 (max_position_embeddings)" in errors[0]
+    assert before == {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
