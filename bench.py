@@ -29,7 +29,6 @@ d = 128). The step, overhead and cmi sections use a synthetic batch of --batch-s
 import argparse
 import copy
 import datetime
-import inspect
 import json
 import logging
 import os
@@ -55,7 +54,7 @@ from harness.cli import Parser, parse_train_args
 from harness.markdown import table as table_lines
 from harness.timing import (alternate, compiled_graphs, epoch_figures, matmul, paired_ratio, peak_memory_mib, rates,
                             step_flops, synchronize, synthetic_batch, time_epochs)
-from harness.training import MODEL_INPUTS, Batches, Runtime, setup
+from harness.training import Batches, Runtime, model_inputs, setup
 from models.bert import BertConfig, BertForSequenceClassification
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
 from models.student import student_config
@@ -145,11 +144,6 @@ def transformers_twin(model):
         twin = getattr(transformers, type(model).__name__).from_pretrained(
             folder, attn_implementation="sdpa", dtype=next(model.parameters()).dtype)
     return twin.to(next(model.parameters()).device).train()  # from_pretrained returns it in eval mode
-
-
-def model_inputs(model) -> tuple[str, ...]:
-    """The batch fields the model's forward takes (either library's): DistilBERT has no token types."""
-    return tuple(k for k in MODEL_INPUTS if k in inspect.signature(model.forward).parameters)
 
 
 def cross_entropy(forward, batch):

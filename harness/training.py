@@ -176,11 +176,16 @@ def name_labels(model, task: Task) -> None:
 # the loop's wiring
 
 
+def model_inputs(model: torch.nn.Module) -> tuple[str, ...]:
+    """The batch fields the model's forward takes, in its order (BERT: input_ids, attention_mask, token_type_ids;
+    DistilBERT has no token types); either library's models."""
+    return tuple(k for k in inspect.signature(model.forward).parameters if k in MODEL_INPUTS)
+
+
 def forward_of(model: torch.nn.Module, inputs: tuple[str, ...] | None = None):
-    """forward(batch) -> the model's output, fed the batch fields its forward takes, in its order (BERT:
-    input_ids, attention_mask, token_type_ids; DistilBERT has no token types). `inputs` for a wrapped model
-    (compiled, DDP) whose own signature does not say."""
-    inputs = inputs or tuple(k for k in inspect.signature(model.forward).parameters if k in MODEL_INPUTS)
+    """forward(batch) -> the model's output, fed the batch fields its forward takes. `inputs` (model_inputs of
+    the unwrapped model) for a wrapped one (compiled, DDP) whose own signature does not say."""
+    inputs = inputs or model_inputs(model)
     return lambda batch: model(*(batch[k] for k in inputs))
 
 
@@ -212,7 +217,7 @@ def evaluator(args, job: Job, forward, data: Data, runtime: Runtime):
 def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> dict:
     """Optimiser, schedule, compile and the loop: what train.py and distill.py do once everything is built."""
     model, device = job.model, runtime.device
-    inputs = tuple(k for k in inspect.signature(model.forward).parameters if k in MODEL_INPUTS)
+    inputs = model_inputs(model)
     model.to(device)
     compiled = torch.compile(model, dynamic=True) if runtime.compile else model
     if world_size() > 1:  # gradients averaged over the processes during backward
