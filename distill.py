@@ -14,10 +14,11 @@ from cmi.loop import predict
 from cmi.runfiles import RunFiles
 from cmi.objectives import DistillationObjective, FeatureMap
 from cmi.selection import select_teacher
-from data.tasks import Task, get_task
+from data.tasks import Task
 from data.tokenization import load_tokenizer
 from harness.cli import parse_distill_args, run_main
-from harness.training import Job, check_fits, check_head, eval_pass, forward_of, load_data, name_labels, setup, train_model
+from harness.training import (Job, check_fits, check_head, eval_pass, forward_of, load_data, name_labels, setup,
+                              task_of, train_model)
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError, resolve
 from models.distilbert import DistilBertForSequenceClassification
@@ -54,7 +55,7 @@ def load_teacher(path, task: Task, other_labels: bool) -> tuple[BertForSequenceC
 
 def main(argv=None) -> None:
     args = parse_distill_args(argv, __doc__)  # the options: harness/cli.py, or python distill.py --help
-    task = get_task(args.task)
+    task = task_of(args)
     # setup: the teacher is chosen before the run folder is claimed, so that args.json records which
     if args.teacher_sweep:
         args = choose_teacher(args, task)
@@ -81,7 +82,7 @@ def main(argv=None) -> None:
 
         # data
         data = load_data(args, task, teacher_dir, min(teacher.config.vocab_size, student.config.vocab_size))
-        check_fits(args, {f"--teacher {teacher_dir}": teacher.config, "the student": student.config}, data, runtime)
+        check_fits(args, {f"--teacher {teacher_dir}": teacher.config, "the student": student.config}, data.splits, runtime)
 
         # objective, eq. (8)
         features = FeatureMap("pooled")  # the student's h_s for train_cmi / eval_cmi: the vector its classifier reads
@@ -96,7 +97,7 @@ def main(argv=None) -> None:
             del teacher, teacher_forward
 
         # loop
-        record = {"task": args.task, "mode": "distill", "alpha": args.alpha, "temperature": args.temperature,
+        record = {"task": task.name, "mode": "distill", "alpha": args.alpha, "temperature": args.temperature,
                   "seed": args.seed, "train_examples": len(data.train),
                   "eval_examples": len(next(iter(data.evals.values())))}
         train_model(args, Job(task, student, objective, features, record), data, runtime, run)

@@ -7,9 +7,8 @@
 """
 from cmi.objectives import CMIObjective, Centroids, FeatureMap, MaskedLM
 from cmi.runfiles import RunFiles
-from data.tasks import get_task
 from harness.cli import parse_train_args, run_main
-from harness.training import Job, check_fits, check_head, load_data, name_labels, setup, train_model
+from harness.training import Job, check_fits, check_head, load_data, name_labels, setup, task_of, train_model
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError, resolve
 
@@ -19,7 +18,7 @@ def main(argv=None) -> None:
     # setup: claim the output folder (refused if it holds another run) before any expensive work
     with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last) as run:
         runtime = setup(args)
-        task = get_task(args.task)
+        task = task_of(args)
 
         # model
         checkpoint_dir = resolve(args.model)
@@ -31,7 +30,7 @@ def main(argv=None) -> None:
 
         # data
         data = load_data(args, task, checkpoint_dir, model.config.vocab_size)
-        check_fits(args, {str(checkpoint_dir): model.config}, data, runtime)
+        check_fits(args, {str(checkpoint_dir): model.config}, data.splits, runtime)
 
         # objective: eqs. (13)-(16), the centroids of eq. (14), gamma * L1 of eq. (7)
         features = FeatureMap(args.cmi_feature, args.tau)
@@ -48,7 +47,7 @@ def main(argv=None) -> None:
                                  args.cmi_weighting, mlm)
 
         # loop
-        record = {"task": args.task, "mode": args.mode, "lam": args.lam, "seed": args.seed,
+        record = {"task": task.name, "mode": args.mode, "lam": args.lam, "seed": args.seed,
                   "train_examples": len(data.train), "eval_examples": len(next(iter(data.evals.values())))}
         train_model(args, Job(task, model, objective, features, record), data, runtime, run)
 

@@ -1,6 +1,8 @@
-"""Load a GLUE split as raw examples, from a local folder in the GLUE download layout or from the hub."""
+"""Load examples: a GLUE split from a local folder in the GLUE download layout or from the hub, a GLUE test
+split (no labels) for the submission files, or the user's own CSV, TSV or JSON Lines file."""
 
 import csv
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,8 @@ class Examples:
     """The raw examples of one split: the texts of each field and the labels."""
 
     texts: tuple[list[str], ...]  # one list per text field of the task: (sentences,) or (firsts, seconds)
-    labels: np.ndarray            # int64 [N], indices into task.label_names
+    labels: np.ndarray            # int64 [N], indices into task.label_names (zeros where unknown)
+    labelled: bool = True         # False: a test split, or a file to label; the labels are unknown
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -42,31 +45,44 @@ def load_split(task: Task, split: str, data_dir: str | Path | None = None, max_s
         examples = _read_tsv(task, Path(data_dir) / task.glue_dir / SPLIT_FILES[split])
     else:
         examples = _read_hub(task, split, hub_path)
-    if max_samples is not None and max_samples < len(examples):
-        # the first max_samples of one fixed permutation: a smaller subset is part of every larger one
-        keep = np.sort(np.random.default_rng(SUBSET_SEED).permutation(len(examples))[:max_samples])
-        examples = Examples(tuple([texts[i] for i in keep] for texts in examples.texts), examples.labels[keep])
-    return examples
+    return subset(examples, max_samples)
+
+
+def subset(examples: Examples, max_samples: int | None) -> Examples:
+    """A fixed random subset of `max_samples` examples, in file order: the first max_samples of one fixed
+    permutation, so that a smaller subset is part of every larger one."""
+    if max_samples is None or max_samples >= len(examples):
+        return examples
+    keep = np.sort(np.random.default_rng(SUBSET_SEED).permutation(len(examples))[:max_samples])
+    return Examples(tuple([texts[i] for i in keep] for texts in examples.texts), examples.labels[keep],
+                    examples.labelled)
+
+
+def _read_rows(path: Path, quoting: int = csv.QUOTE_NONE, delimiter: str = "\t") -> list[list[str]]:
+    """The rows of a delimited text file, or DataError naming it."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    # No field-size limit: a long text is truncated by the tokenizer, not refused by csv's 128 KiB default.
+    csv.field_size_limit(sys.maxsize)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # utf-8-sig drops a byte-order mark (MRPC's)
+            return list(csv.reader(f, delimiter=delimiter, quoting=quoting))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except (OSError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read it ({e})") from None
 
 
 def _read_tsv(task: Task, path: Path) -> Examples:
     if not path.is_file():
         raise DataError(f"{path}: file not found (task {task.name}, GLUE download layout)")
-    # utf-8-sig drops MRPC's byte-order mark; quoting must be off: '"' appears inside sentences, and
-    # CSV quoting would silently merge rows (MRPC dev would drop from 408 to 389).
-    # No field-size limit: a long text is truncated by the tokenizer, not refused by csv's 128 KiB default.
-    csv.field_size_limit(sys.maxsize)
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
-    except (OSError, csv.Error) as e:
-        raise DataError(f"{path}: cannot read it ({e})") from None
+    # quoting must be off: '"' appears inside sentences, and CSV quoting would silently merge rows (MRPC dev
+    # would drop from 408 to 389)
+    rows = _read_rows(path)
     if task.tsv_header is not None:  # CoLA: no header row, data from line 1
-        header, first_line = list(task.tsv_header), 1
+        header, start = list(task.tsv_header), 1
     else:
-        header, first_line, rows = (rows[0] if rows else []), 2, rows[1:]
+        header, start, rows = (rows[0] if rows else []), 2, rows[1:]
     columns = [*task.tsv_text_columns, task.tsv_label_column]
     missing = [c for c in columns if c not in header]
     if missing:
@@ -75,7 +91,7 @@ def _read_tsv(task: Task, path: Path) -> Examples:
     label_index = {value: i for i, value in enumerate(task.tsv_label_values)}
     texts = tuple([] for _ in task.tsv_text_columns)
     labels = []
-    for line, row in enumerate(rows, start=first_line):
+    for line, row in enumerate(rows, start=start):
         if len(row) != len(header):
             raise DataError(f"{path}:{line}: malformed row, {len(row)} fields where the header has {len(header)}")
         *text, label = (row[i] for i in where)
@@ -108,3 +124,152 @@ def _read_hub(task: Task, split: str, hub_path: str) -> Examples:
     if not len(labels):
         raise DataError(f"{source}: no examples")
     return Examples(tuple(list(dataset[c]) for c in task.text_fields), labels)
+
+
+# -----------------------------------------------------------------------------
+# GLUE test splits: no labels, written back as the files the GLUE server takes
+
+
+# submission name -> test file in the GLUE download layout, per task (MNLI also answers the diagnostic set AX)
+TEST_FILES = {"mnli": {"MNLI-m": "MNLI/test_matched.tsv", "MNLI-mm": "MNLI/test_mismatched.tsv",
+                       "AX": "diagnostic/diagnostic.tsv"}}
+HUB_TEST_SPLITS = {"MNLI-m": ("mnli", "test_matched"), "MNLI-mm": ("mnli", "test_mismatched"), "AX": ("ax", "test")}
+
+
+def test_files(task: Task) -> dict[str, str]:
+    """The task's test files: submission name (CoLA, SST-2, MNLI-m, ...) -> path in the GLUE download layout."""
+    return TEST_FILES.get(task.name, {task.glue_dir: f"{task.glue_dir}/test.tsv"})
+
+
+def load_test(task: Task, name: str, data_dir: str | Path | None, hub_path: str = "nyu-mll/glue") -> tuple[list[str], Examples]:
+    """The test examples of submission `name` (test_files) in file order, with their `index` column (QQP's `id`);
+    labels are unknown (zeros)."""
+    if data_dir is None:
+        import datasets
+
+        config, split = HUB_TEST_SPLITS.get(name, (task.name, "test"))
+        try:
+            dataset = datasets.load_dataset(hub_path, config, split=split)
+        except Exception as e:
+            raise DataError(f"{hub_path} ({config}, {split}): cannot load from the datasets hub ({first_line(e)}); "
+                            "offline, pass --data-dir with a folder in the GLUE download layout") from None
+        texts = tuple(list(dataset[c]) for c in task.text_fields)
+        return [str(i) for i in dataset["idx"]], Examples(texts, np.zeros(len(dataset), dtype=np.int64), False)
+    path = Path(data_dir) / test_files(task)[name]
+    rows = _read_rows(path)  # every test file has a header row, CoLA's too
+    header, rows = (rows[0] if rows else []), rows[1:]
+    index_column = "id" if "id" in header else "index"
+    columns = [index_column, *task.tsv_text_columns]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(f"{path}:1: header {header} lacks column(s) {missing}")
+    where = [header.index(c) for c in columns]
+    for line, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path}:{line}: malformed row, {len(row)} fields where the header has {len(header)}")
+    if not rows:
+        raise DataError(f"{path}: no examples")
+    index, *texts = ([row[i] for row in rows] for i in where)
+    return index, Examples(tuple(texts), np.zeros(len(rows), dtype=np.int64), False)
+
+
+# -----------------------------------------------------------------------------
+# the user's own data: CSV, TSV or JSON Lines
+
+
+ID_FIELDS = ("id", "idx", "index")  # never taken as text by default
+
+
+def _records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """The field names and the (line, record) pairs of a .csv, .tsv or .jsonl/.json (JSON Lines) file. CSV uses
+    standard quoting; TSV none, as the GLUE files (a '"' is part of the text)."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        if not path.is_file():
+            raise DataError(f"{path}: file not found")
+        records, fields = [], {}
+        try:
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+        for line, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except ValueError as e:
+                raise DataError(f"{path}:{line}: not a JSON object ({e}); expected JSON Lines, one object per line") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{line}: not a JSON object; expected JSON Lines, one object per line")
+            fields.update(dict.fromkeys(record))
+            records.append((line, record))
+        return list(fields), records
+    if suffix not in (".csv", ".tsv"):
+        raise DataError(f"{path}: unknown format {suffix or '(no suffix)'}; expected .csv, .tsv or .jsonl")
+    rows = _read_rows(path, csv.QUOTE_MINIMAL, ",") if suffix == ".csv" else _read_rows(path)
+    header, records = (rows[0] if rows else []), []
+    for line, row in enumerate(rows[1:], start=2):
+        if row == []:  # a blank line
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path}:{line}: malformed row, {len(row)} fields where the header has {len(header)}")
+        records.append((line, dict(zip(header, row))))
+    return header, records
+
+
+def default_text_fields(path: Path, fields: list[str], label_field: str) -> tuple[str, ...]:
+    """The text fields of a file when --text-fields is not given: its fields other than the label and ids,
+    if one or two remain."""
+    text = [f for f in fields if f != label_field and f.lower() not in ID_FIELDS]
+    if len(text) not in (1, 2):
+        raise DataError(f"{path}: cannot tell the text fields among {fields}; name one or two with --text-fields")
+    return tuple(text)
+
+
+def _label_order(values: set[str]) -> list[str]:
+    """Label names in a fixed order: numerically if all are integers (2 before 10), else alphabetically."""
+    try:
+        return sorted(values, key=int)
+    except ValueError:
+        return sorted(values)
+
+
+def load_file(path: str | Path, text_fields: tuple[str, ...] | None = None, label_field: str = "label",
+              label_names: tuple[str, ...] | None = None, labelled: bool = True) -> tuple[Examples, tuple[str, ...], tuple[str, ...]]:
+    """The examples of the user's own file, with its label names and its text fields. `label_names` None (the
+    training file): the names are the file's distinct labels (_label_order); given (a dev file, a model's
+    labels): every label must be one of them. labelled=False: a file without the label field is accepted
+    (labels unknown: zeros). Errors name the file and line."""
+    path = Path(path)
+    fields, records = _records(path)
+    if not records:
+        raise DataError(f"{path}: no examples")
+    text_fields = tuple(text_fields) if text_fields else default_text_fields(path, fields, label_field)
+    has_labels = label_field in fields
+    if labelled and not has_labels:
+        raise DataError(f"{path}: no field {label_field!r} (fields: {fields}); name the label field with --label-field")
+    texts = tuple([] for _ in text_fields)
+    raw = []
+    for line, record in records:
+        for field, values in zip(text_fields, texts):
+            value = record.get(field)
+            if not isinstance(value, str):
+                got = "missing" if field not in record else f"{type(value).__name__} {value!r}"
+                raise DataError(f"{path}:{line}: field {field!r} is not text ({got})")
+            values.append(value)
+        if has_labels:
+            label = record.get(label_field)
+            if label is None or isinstance(label, (dict, list)):
+                raise DataError(f"{path}:{line}: field {label_field!r} is not a label ({label!r})")
+            raw.append(str(label))
+    if label_names is None:
+        label_names = tuple(_label_order(set(raw)))
+        if len(label_names) < 2:
+            raise DataError(f"{path}: {len(label_names)} distinct label(s) {list(label_names)}; "
+                            "classification needs at least two")
+    index = {name: i for i, name in enumerate(label_names)}
+    for (line, _), label in zip(records, raw):
+        if label not in index:
+            raise DataError(f"{path}:{line}: unknown label {label!r}; expected one of {list(label_names)}")
+    labels = np.array([index[label] for label in raw] if has_labels else [0] * len(records), dtype=np.int64)
+    return Examples(texts, labels, has_labels), tuple(label_names), text_fields

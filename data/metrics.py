@@ -27,6 +27,15 @@ def f1(preds: np.ndarray, labels: np.ndarray) -> float:
     return float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
 
 
+def f1_macro(preds: np.ndarray, labels: np.ndarray) -> float:
+    """The mean of each class's F1 (one against the rest) over the classes that occur among the labels or the
+    predictions, as scikit-learn's f1_score(average="macro") takes them."""
+    c = confusion_matrix(preds, labels)
+    denominator = c.sum(axis=0) + c.sum(axis=1)  # 2TP + FP + FN, per class
+    seen = denominator > 0
+    return float(np.mean(2 * np.diag(c)[seen] / denominator[seen]))
+
+
 def matthews_corrcoef(preds: np.ndarray, labels: np.ndarray) -> float:
     """Matthews correlation (multiclass form, Gorodkin 2004); 0 when either side has a single class, where
     the formula reads 0/0 (a model predicting one class everywhere has no correlation with the labels)."""
@@ -37,7 +46,7 @@ def matthews_corrcoef(preds: np.ndarray, labels: np.ndarray) -> float:
     return float((correct * n - pred @ true) / denominator) if denominator else 0.0
 
 
-METRICS = {"accuracy": accuracy, "f1": f1, "mcc": matthews_corrcoef}
+METRICS = {"accuracy": accuracy, "f1": f1, "f1_macro": f1_macro, "mcc": matthews_corrcoef}
 
 
 def compute_metrics(task: Task, preds: np.ndarray, labels: np.ndarray, split: str = "validation") -> dict[str, float]:

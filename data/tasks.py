@@ -64,6 +64,15 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+def file_task(name: str, label_names: tuple[str, ...], text_fields: tuple[str, ...]) -> Task:
+    """A task of the user's own files (data.loading.load_file): its label names from the training file,
+    accuracy (which picks the best epoch, as run_glue does for its own files) and macro-F1, MCC too for two
+    classes. The GLUE file columns do not apply: the files are read by field name."""
+    metrics = ("accuracy", "f1_macro") + (("mcc",) if len(label_names) == 2 else ())
+    return Task(name, tuple(label_names), tuple(text_fields), metrics, "accuracy",
+                glue_dir="", tsv_text_columns=(), tsv_label_column="")
+
+
 def metric_suffix(split: str) -> str:
     """Suffix of the metric keys of a dev split: MNLI's mismatched set reports `accuracy_mm`."""
     return "_mm" if split == "validation_mismatched" else ""

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import traceback
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -31,9 +32,13 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     """The options train.py and distill.py share: task and data, optimisation (with the CMI measured every
     epoch), run files, hardware."""
     g = parser.add_argument_group("task and data")
-    g.add_argument("--task", required=True, choices=list(TASKS), help="GLUE task")
+    g.add_argument("--task", choices=list(TASKS), help="GLUE task (or your own data: --train-file)")
     g.add_argument("--data-dir", help="folder in the GLUE download layout (CoLA/train.tsv, ...); "
                                       "default: the datasets hub (nyu-mll/glue)")
+    g.add_argument("--train-file", help="your own training data instead of --task: a .csv, .tsv or .jsonl file; "
+                                        "its distinct labels are the label names")
+    g.add_argument("--validation-file", help="your own dev data, the --train-file's fields and labels")
+    add_file_args(g, "--train-file and --validation-file")
     g.add_argument("--max-len", type=int, default=128, help="truncation length in tokens, [CLS]/[SEP] included")
     g.add_argument("--other-labels", action="store_true",
                    help="accept a checkpoint whose classifier was trained for other label names (same count)")
@@ -71,6 +76,36 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on for CUDA)")
     g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="torch.compile the model (auto: on for CUDA)")
+
+
+def text_fields(text: str) -> tuple[str, ...]:
+    """"premise,hypothesis" -> ("premise", "hypothesis"): one or two field names."""
+    fields = tuple(text.split(","))
+    if len(fields) not in (1, 2) or not all(fields):
+        raise argparse.ArgumentTypeError(f"expected one or two comma-separated field names, got {text!r}")
+    return fields
+
+
+def add_file_args(group, files: str) -> None:
+    """--text-fields and --label-field: how the user's own files (`files`, for the help) are read."""
+    group.add_argument("--text-fields", type=text_fields, metavar="A[,B]",
+                       help=f"the text field(s) of {files}: one, or two for sentence pairs (default: the fields "
+                            "other than the label and id/idx/index, if one or two remain)")
+    group.add_argument("--label-field", default="label", help=f"the label field of {files} (default: label)")
+
+
+def check_data_args(args: argparse.Namespace, parser: Parser) -> None:
+    """A GLUE task (--task, --data-dir) or the user's own files (--train-file and --validation-file), not both;
+    a run on files is named after the training file (args.task, the run folder)."""
+    if (args.task is None) == (args.train_file is None):
+        parser.error("give --task (a GLUE task) or --train-file and --validation-file (your own data), one of them")
+    if args.train_file is None:
+        return
+    if args.validation_file is None:
+        parser.error("--train-file needs --validation-file: the dev data that picks the best epoch")
+    if args.data_dir is not None:
+        parser.error("--data-dir is for GLUE tasks; with --train-file the files say where the data is")
+    args.task = Path(args.train_file).stem
 
 
 def _positive(v):
@@ -145,6 +180,7 @@ def parse_train_args(argv=None, description: str | None = None) -> argparse.Name
     add_training_args(parser)
     args = parser.parse_args(argv)
     check_ranges(args, parser, TRAIN_RANGES)
+    check_data_args(args, parser)
     args.centroids = args.centroids or ("batch" if args.mode == "max" else "epoch")
     args.out = args.out or f"runs/{args.task}-{args.mode}-lam{args.lam}-seed{args.seed}"
     return args
@@ -194,6 +230,7 @@ def parse_distill_args(argv=None, description: str | None = None) -> argparse.Na
     parser.set_defaults(epochs=10)  # the paper trains students for 10 epochs
     args = parser.parse_args(argv)
     check_ranges(args, parser, DISTILL_RANGES)
+    check_data_args(args, parser)
     if args.student is not None:
         if args.fold_token_type is not None:
             parser.error("--fold-token-type / --no-fold-token-type apply to the layer copy, not to --student")

@@ -20,9 +20,9 @@ from cmi.loop import Epochs, Step, autocast_context, fit, linear_schedule, make_
 from cmi.runfiles import RunFiles
 from cmi.objectives import FeatureMap, Objective
 from data.batching import batch_width, collate, eval_batches, num_train_batches, train_batches
-from data.loading import load_split
+from data.loading import Examples, load_file, load_split, subset
 from data.metrics import compute_metrics
-from data.tasks import DataError, Task, metric_suffix
+from data.tasks import DataError, Task, file_task, get_task, metric_suffix
 from data.tokenization import Encoded, encode, load_tokenizer
 from models.checkpoint import CheckpointError, read_json
 
@@ -106,6 +106,22 @@ def eval_pass(args, encoded: Encoded, runtime: Runtime) -> Batches:
                    runtime.device, runtime.pad_multiple)
 
 
+def task_of(args) -> Task:
+    """The run's task: the GLUE --task, or one made from the --train-file (its label names and text fields)."""
+    if args.train_file is None:
+        return get_task(args.task)
+    _, label_names, fields = load_file(args.train_file, args.text_fields, args.label_field)
+    return file_task(args.task, label_names, fields)
+
+
+def load_examples(args, task: Task, split: str, max_samples: int | None) -> Examples:
+    """One split of the run's data: of the GLUE task, or of --train-file / --validation-file."""
+    if args.train_file is None:
+        return load_split(task, split, args.data_dir, max_samples)
+    path = args.train_file if split == "train" else args.validation_file
+    return subset(load_file(path, task.text_fields, args.label_field, task.label_names)[0], max_samples)
+
+
 def load_data(args, task: Task, checkpoint_dir: Path, vocab_size: int) -> Data:
     """Tokenise the training split and every dev split once. The tokenizer may know fewer tokens than the
     model's embedding table has rows (tables are often padded), never more: those ids would index past it."""
@@ -113,8 +129,8 @@ def load_data(args, task: Task, checkpoint_dir: Path, vocab_size: int) -> Data:
     if tokenizer.get_vocab_size() > vocab_size:
         raise CheckpointError(f"{checkpoint_dir}: the tokenizer has {tokenizer.get_vocab_size()} tokens, the model's "
                               f"embedding table {vocab_size} rows (config vocab_size); they must belong together")
-    train = encode(tokenizer, load_split(task, "train", args.data_dir, args.max_train_samples), args.max_len)
-    evals = {split: encode(tokenizer, load_split(task, split, args.data_dir, args.max_eval_samples), args.max_len)
+    train = encode(tokenizer, load_examples(args, task, "train", args.max_train_samples), args.max_len)
+    evals = {split: encode(tokenizer, load_examples(args, task, split, args.max_eval_samples), args.max_len)
              for split in task.eval_splits}
     for name, enc in {"train": train, **evals}.items():
         if len(enc) < world_size():  # each process needs examples of its own
@@ -127,13 +143,13 @@ def load_data(args, task: Task, checkpoint_dir: Path, vocab_size: int) -> Data:
 # checks of every input against every other, before the run folder changes
 
 
-def check_fits(args, configs: dict, data: Data, runtime: Runtime) -> None:
-    """Every model (configs: its name for messages -> its config) can read every batch of `data`: the widest
+def check_fits(args, configs: dict, splits: list[Encoded], runtime: Runtime) -> None:
+    """Every model (configs: its name for messages -> its config) can read every batch of `splits`: the widest
     batch (the longest example, padded to --pad-multiple) fits its position table, every token type its
     token-type table. Checked before the run folder changes, so a bad pairing cannot cost an earlier run."""
     pad = runtime.pad_multiple
-    width = max(batch_width(enc.lengths, pad) for enc in data.splits)
-    types = 1 + max(int(t.max()) for enc in data.splits for t in enc.token_type_ids)
+    width = max(batch_width(enc.lengths, pad) for enc in splits)
+    types = 1 + max(int(t.max()) for enc in splits for t in enc.token_type_ids)
     for name, config in configs.items():
         if width > config.max_position_embeddings:
             padded = f", padded to a multiple of {pad} by --pad-multiple" if pad else ""

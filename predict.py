@@ -1,0 +1,166 @@
+"""Use a fine-tuned model (the best/ folder of a train.py or distill.py run, BERT or DistilBERT): evaluate it on a
+GLUE dev split, write the GLUE test submission files, or label your own file or sentences.
+
+    python predict.py --model runs/cola-min/best --task cola --data-dir glue --split dev
+    python predict.py --model runs/cola-min/best --task cola --data-dir glue --split test --out submission
+    python predict.py --model runs/mine/best --file new.csv [--text-fields text] [--label-field label]
+    python predict.py --model runs/cola-min/best --text "The book was written by John."
+    cat sentences.txt | python predict.py --model runs/cola-min/best --text -      (a pair: tab-separated)
+
+Files go into --out (default: predictions): dev, metrics.json and predictions-SPLIT.tsv; test, CoLA.tsv,
+SST-2.tsv, MNLI-m.tsv, ... as the GLUE server takes them; --file, predictions.tsv (and metrics.json when the
+file has labels). --text prints one line per input: the label, its probability, the input.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from cmi.loop import predict
+from cmi.objectives import FEATURES, FeatureMap
+from cmi.runfiles import to_json
+from common.files import write_file
+from data.loading import Examples, load_file, load_split, load_test, test_files
+from data.metrics import compute_metrics
+from data.tasks import TASKS, DataError, file_task, get_task, metric_suffix
+from data.tokenization import encode, load_tokenizer
+from harness.cli import Parser, add_file_args, check_ranges, run_main
+from harness.training import check_fits, check_head, eval_pass, forward_of, setup
+from models.bert import BertForSequenceClassification
+from models.checkpoint import CheckpointError, read_json, resolve
+from models.distilbert import DistilBertForSequenceClassification
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a fine-tuned classifier: the best/ folder of a run, or a hub name")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--task", choices=list(TASKS), help="a GLUE task: its dev (--split dev) or test split")
+    source.add_argument("--file", help="your own .csv, .tsv or .jsonl file; with labels, it is evaluated too")
+    source.add_argument("--text", action="append", metavar="TEXT",
+                        help="a sentence to label (repeatable; a pair: two texts joined by a tab); '-': one per "
+                             "line from standard input")
+    parser.add_argument("--split", choices=["dev", "test"], default="dev", help="--task: evaluate on dev, or "
+                                                                                "write the GLUE test submission files")
+    parser.add_argument("--data-dir", help="folder in the GLUE download layout (default: the datasets hub)")
+    add_file_args(parser, "--file")
+    parser.add_argument("--other-labels", action="store_true",
+                        help="--task: accept a model whose label names are not the task's (same count)")
+    parser.add_argument("--out", default="predictions", help="folder for the files (default: predictions)")
+    parser.add_argument("--cmi-feature", choices=FEATURES, default="pooled", help="h_s of the reported dev CMI")
+    parser.add_argument("--max-len", type=int, default=128, help="truncation length in tokens")
+    parser.add_argument("--eval-batch-size", type=int, default=128, help="examples per batch")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on for CUDA)")
+    parser.set_defaults(seed=0, compile="off", pad_multiple=None)  # what harness.training.setup reads
+    args = parser.parse_args(argv)
+    check_ranges(args, parser, {"max_len": (lambda v: 3 <= v <= 512, "in [3, 512]"),
+                                "eval_batch_size": (lambda v: v > 0, "> 0")})
+    if args.task is None and args.split != "dev":
+        parser.error("--split applies to --task")
+    if args.task is None and args.data_dir is not None:
+        parser.error("--data-dir applies to --task")
+    return args
+
+
+def load_model(path: str):
+    """The fine-tuned classifier in `path` (BERT or DistilBERT, by config.json's model_type), and its folder."""
+    folder = resolve(path)
+    config = read_json(folder / "config.json", CheckpointError)
+    architectures = config.get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise CheckpointError(f"{folder}: not a fine-tuned classifier (architectures {architectures}); "
+                              "pass the best/ folder of a train.py or distill.py run")
+    cls = DistilBertForSequenceClassification if config.get("model_type") == "distilbert" else BertForSequenceClassification
+    return cls.from_pretrained(folder), folder
+
+
+def stdin_or(texts: list[str]) -> list[str]:
+    """--text values, '-' replaced by the non-empty lines of standard input."""
+    lines = []
+    for text in texts:
+        lines += [line for line in sys.stdin.read().splitlines() if line.strip()] if text == "-" else [text]
+    if not lines:
+        raise DataError("--text -: standard input held no text")
+    return lines
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    runtime = setup(args)
+    model, folder = load_model(args.model)
+    model.to(runtime.device)
+    id2label = model.config.id2label or {}
+    label_names = tuple(str(id2label.get(i, f"LABEL_{i}")) for i in range(model.config.num_labels))
+    tokenizer = load_tokenizer(folder)
+    forward = forward_of(model)
+    features = FeatureMap(args.cmi_feature)
+
+    def run(examples: Examples, desc: str):
+        """The probabilities (N, C) of the examples, and the CMI statistics of their features."""
+        encoded = encode(tokenizer, examples, args.max_len)
+        check_fits(args, {str(folder): model.config}, [encoded], runtime)
+        logits, stats = predict(forward, model, eval_pass(args, encoded, runtime), features, len(label_names),
+                                len(encoded), ctx=runtime.ctx, desc=desc)
+        return logits.softmax(-1).cpu().numpy(), stats
+
+    out = Path(args.out)
+
+    def write(name: str, header: list[str], rows) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        text = "".join("\t".join(map(str, row)) + "\n" for row in [header, *rows])
+        write_file(out / name, lambda f: f.write(text.encode()))
+        print(f"wrote {out / name}")
+
+    def report(metrics: dict, task) -> None:
+        shown = ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items() if not k.startswith("eval_cmi"))
+        print(f"{task.name}: {shown} (%), dev CMI {metrics['eval_cmi']:.3g}")
+        write_file(out / "metrics.json", lambda f: f.write((to_json(metrics, indent=2) + "\n").encode()))
+        print(f"wrote {out / 'metrics.json'}")
+
+    if args.text:  # sentences: printed, nothing written
+        lines = stdin_or(args.text)
+        pairs = [line.split("\t", 1) for line in lines]
+        width = {len(p) for p in pairs}
+        if len(width) > 1:
+            raise DataError("--text: mix of single sentences and tab-separated pairs; give one kind")
+        probs, _ = run(Examples(tuple(map(list, zip(*pairs))), np.zeros(len(lines), dtype=np.int64), False), "predict")
+        for line, p in zip(lines, probs):
+            print(f"{label_names[p.argmax()]}\t{p.max():.4f}\t{line}")
+    elif args.file:  # your own file: predictions, and metrics when it has labels
+        examples, _, fields = load_file(args.file, args.text_fields, args.label_field, label_names, labelled=False)
+        probs, stats = run(examples, "predict")
+        preds = probs.argmax(-1)
+        write("predictions.tsv", ["index", "prediction", "probability"],
+              ((i, label_names[k], f"{p[k]:.4f}") for i, (k, p) in enumerate(zip(preds, probs))))
+        if examples.labelled:
+            task = file_task(Path(args.file).stem, label_names, fields)
+            report({**compute_metrics(task, preds, examples.labels), "eval_cmi": stats.cmi()}, task)
+    else:
+        task = get_task(args.task)
+        check_head(folder, task, args.other_labels)
+        if args.split == "dev":
+            metrics = {}
+            for split in task.eval_splits:
+                examples = load_split(task, split, args.data_dir)
+                probs, stats = run(examples, f"eval {split}")
+                preds = probs.argmax(-1)
+                metrics |= compute_metrics(task, preds, examples.labels, split)
+                metrics["eval_cmi" + metric_suffix(split)] = stats.cmi()
+                write(f"predictions-{split}.tsv", ["index", "prediction", "label"],
+                      ((i, task.label_names[k], task.label_names[y]) for i, (k, y) in enumerate(zip(preds, examples.labels))))
+            report(metrics, task)
+        else:  # GLUE's submission files: label i spelled as in the task's files (0/1, or entailment, ...)
+            for name, path in test_files(task).items():
+                if name == "AX" and args.data_dir is not None and not (Path(args.data_dir) / path).is_file():
+                    print(f"note: no {Path(args.data_dir) / path}: AX.tsv (the diagnostic set) is not written")
+                    continue
+                index, examples = load_test(task, name, args.data_dir)
+                probs, _ = run(examples, f"test {name}")
+                write(f"{name}.tsv", ["index", "prediction"],
+                      zip(index, (task.tsv_label_values[k] for k in probs.argmax(-1))))
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,228 @@
+"""After training and beyond GLUE: the user's own data files (CSV, TSV, JSON Lines), macro-F1, and predict.py
+(dev evaluation that reproduces the run's own numbers, the GLUE submission files, files and sentences)."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import GLUE, ROOT, args_for, run_cli
+from data.loading import load_file, load_test
+from data.metrics import f1_macro
+from data.tasks import DataError, get_task
+
+
+def cola_rows(n, start=0):
+    """(sentence, label) of real CoLA training examples."""
+    lines = (GLUE / "CoLA" / "train.tsv").read_text().splitlines()[start:start + n]
+    return [(line.split("\t")[3], line.split("\t")[1]) for line in lines]
+
+
+def write_own(path, rows, names=("bad", "good")):
+    """rows (sentence, "0"/"1") as the user's own file: .csv (quoted), .tsv or .jsonl, labels named `names`."""
+    records = [{"id": i, "text": s, "label": names[int(y)]} for i, (s, y) in enumerate(rows)]
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    elif path.suffix == ".tsv":  # as the GLUE files: no quoting, a '"' is part of the text
+        lines = [("id", "text", "label")] + [(r["id"], r["text"], r["label"]) for r in records]
+        path.write_text("".join("\t".join(map(str, line)) + "\n" for line in lines))
+    else:
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["id", "text", "label"])
+            writer.writerows([r["id"], r["text"], r["label"]] for r in records)
+    return path
+
+
+def predict_cli(*argv, **kwargs):
+    return subprocess.run([sys.executable, str(ROOT / "predict.py"), *argv], capture_output=True, text=True,
+                          cwd=ROOT, **kwargs)
+
+
+# -----------------------------------------------------------------------------
+# own files and macro-F1
+
+
+def test_macro_f1_closed_form():
+    # class 0: tp 1 -> F1 1; class 1: tp 1, fp 1 -> 2/3; class 2: tp 1, fn 1 -> 2/3
+    assert f1_macro(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2])) == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+    # a class absent from labels and predictions does not count (scikit-learn's rule)
+    assert f1_macro(np.array([0, 2]), np.array([0, 2])) == 1.0
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+def test_own_files_read_alike_in_every_format(tmp_path, suffix):
+    rows = cola_rows(50) + [('He said "no, never" twice.', "1")]  # quotes and a comma inside a text
+    examples, names, fields = load_file(write_own(tmp_path / f"mine{suffix}", rows))
+    assert fields == ("text",)  # id is never a text field
+    assert names == ("bad", "good")
+    assert examples.texts[0] == [s for s, _ in rows]
+    assert examples.labels.tolist() == [int(y) for _, y in rows]
+
+
+def test_label_names_sort_numerically_and_dev_labels_must_be_known(tmp_path):
+    train = tmp_path / "t.jsonl"
+    train.write_text("".join(json.dumps({"a": "x", "b": "y", "label": v}) + "\n" for v in (10, 2, 2, 10, 3)))
+    examples, names, fields = load_file(train)
+    assert fields == ("a", "b") and names == ("2", "3", "10")
+    assert examples.labels.tolist() == [2, 0, 0, 2, 1]
+    dev = tmp_path / "d.jsonl"
+    dev.write_text(json.dumps({"a": "x", "b": "y", "label": 2}) + "\n" + json.dumps({"a": "x", "b": "y", "label": 7}) + "\n")
+    with pytest.raises(DataError, match=r"d.jsonl:2: unknown label '7'; expected one of \['2', '3', '10'\]"):
+        load_file(dev, label_names=names)
+
+
+@pytest.mark.parametrize("content, kwargs, message", [
+    ("id,text,label\n", {}, "no examples"),
+    ("text,label\nfine,1\n", {"text_fields": ("sentence",)}, r"t.csv:2: field 'sentence' is not text \(missing\)"),
+    ("text\nfine\n", {}, "no field 'label'"),
+    ("a,b,c,label\n1,2,3,0\n", {}, "cannot tell the text fields"),
+    ("text,label\nfine,1\nbad\n", {}, "t.csv:3: malformed row"),
+    ("text,label\nfine,1\nalso fine,1\n", {}, "1 distinct label"),
+])
+def test_bad_own_files_are_one_line_naming_file_and_line(tmp_path, content, kwargs, message):
+    path = tmp_path / "t.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        load_file(path, **kwargs)
+
+
+def test_a_json_lines_text_that_is_not_text_names_its_line(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "ok", "label": 1}\n\n{"text": null, "label": 0}\n')
+    with pytest.raises(DataError, match=r"t.jsonl:3: field 'text' is not text \(NoneType None\)"):
+        load_file(path)
+
+
+# -----------------------------------------------------------------------------
+# train.py on own files, and predict.py
+
+
+@pytest.fixture(scope="module")
+def own_run(tiny_bert, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("own")
+    train, dev = write_own(folder / "mine.csv", cola_rows(96)), write_own(folder / "mine_dev.jsonl", cola_rows(48, 200))
+    # run in `folder`: the default run folder, named after the training file, is runs/ under the current one
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "--train-file", str(train), "--validation-file",
+                             str(dev), "--model", str(tiny_bert), "--epochs", "2", "--batch-size", "16", "--lr", "1e-3",
+                             "--mode", "min", "--lam", "1"], capture_output=True, text=True, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder / "runs" / "mine-min-lam1.0-seed0", dev
+
+
+def test_training_on_own_files_names_the_labels_and_reports_macro_f1(own_run):
+    out, _ = own_run
+    config = json.loads((out / "best" / "config.json").read_text())
+    assert config["id2label"] == {"0": "bad", "1": "good"} and config["label2id"] == {"bad": 0, "good": 1}
+    results = json.loads((out / "results.json").read_text())
+    assert results["args"]["task"] == "mine" and results["args"]["train_file"].endswith("mine.csv")
+    for key in ("accuracy", "f1_macro", "mcc", "eval_cmi"):
+        assert 0 <= abs(results[key]) <= 1 or key == "eval_cmi"
+
+
+def test_own_file_options_are_checked(tiny_bert, tmp_path):
+    train = write_own(tmp_path / "x.csv", cola_rows(20))
+    for argv, message in [(["--train-file", str(train)], "needs --validation-file"),
+                          (["--task", "cola", "--train-file", str(train)], "one of them"),
+                          (["--train-file", str(train), "--validation-file", str(train), "--data-dir", "g"], "--data-dir")]:
+        result = run_cli([*argv, "--model", str(tiny_bert), "--out", str(tmp_path / "r")])
+        assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_predict_on_an_own_file_reproduces_the_runs_dev_metrics(own_run, tmp_path):
+    out, dev = own_run
+    result = predict_cli("--model", str(out / "best"), "--file", str(dev), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    best = json.loads((out / "results.json").read_text())
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("accuracy", "f1_macro", "mcc", "eval_cmi"):
+        assert metrics[key] == pytest.approx(best[key], abs=1e-6)
+    rows = (tmp_path / "predictions.tsv").read_text().splitlines()
+    assert rows[0] == "index\tprediction\tprobability" and len(rows) == 49
+    assert {row.split("\t")[1] for row in rows[1:]} <= {"bad", "good"}
+
+
+@pytest.fixture(scope="module")
+def cola_run(tiny_bert, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cola") / "run"
+    result = run_cli(args_for(tiny_bert, out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_predict_dev_reproduces_the_runs_best_epoch(cola_run, tmp_path):
+    result = predict_cli("--model", str(cola_run / "best"), "--task", "cola", "--data-dir", str(GLUE),
+                         "--split", "dev", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    # the run evaluated a 96-example subset; predict.py the whole dev set: compare on the rows the run saw
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) == {"mcc", "eval_cmi"}
+    rows = (tmp_path / "predictions-validation.tsv").read_text().splitlines()
+    assert rows[0] == "index\tprediction\tlabel" and len(rows) == 1 + 1043
+    from data.loading import load_split
+    from data.metrics import matthews_corrcoef
+    names = {"unacceptable": 0, "acceptable": 1}
+    preds = np.array([names[r.split("\t")[1]] for r in rows[1:]])
+    labels = load_split(get_task("cola"), "validation", GLUE).labels
+    assert metrics["mcc"] == pytest.approx(matthews_corrcoef(preds, labels))
+    keep = np.sort(np.random.default_rng(0).permutation(1043)[:96])  # --max-eval-samples 96 (SUBSET_SEED 0)
+    best = json.loads((cola_run / "results.json").read_text())
+    assert matthews_corrcoef(preds[keep], labels[keep]) == pytest.approx(best["mcc"], abs=1e-9)
+
+
+def test_predict_test_writes_the_glue_submission_file(cola_run, tmp_path):
+    result = predict_cli("--model", str(cola_run / "best"), "--task", "cola", "--data-dir", str(GLUE),
+                         "--split", "test", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = (tmp_path / "CoLA.tsv").read_text().splitlines()
+    test = (GLUE / "CoLA" / "test.tsv").read_text().splitlines()
+    assert rows[0] == "index\tprediction" and len(rows) == len(test)
+    assert [r.split("\t")[0] for r in rows[1:]] == [t.split("\t")[0] for t in test[1:]]  # file order
+    assert {r.split("\t")[1] for r in rows[1:]} <= {"0", "1"}  # GLUE spells CoLA's labels 0/1
+
+
+def test_glue_test_files_of_mnli_and_qqp(tmp_path):
+    (tmp_path / "MNLI").mkdir()
+    header = "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\n"
+    (tmp_path / "MNLI" / "test_matched.tsv").write_text(header + "0\t1\t1e\tfiction\tA man.\tA person.\n")
+    (tmp_path / "MNLI" / "test_mismatched.tsv").write_text(header + "0\t2\t2e\tletters\tA b.\tC d.\n1\t3\t3e\tx\tE.\tF.\n")
+    mnli = get_task("mnli")
+    index, examples = load_test(mnli, "MNLI-mm", tmp_path)
+    assert index == ["0", "1"] and examples.texts == (["A b.", "E."], ["C d.", "F."]) and not examples.labelled
+    (tmp_path / "QQP").mkdir()
+    (tmp_path / "QQP" / "test.tsv").write_text("id\tquestion1\tquestion2\n7\tWhy?\tHow?\n")
+    assert load_test(get_task("qqp"), "QQP", tmp_path)[0] == ["7"]
+    with pytest.raises(DataError, match="diagnostic.tsv: file not found"):
+        load_test(mnli, "AX", tmp_path)
+
+
+def test_predict_sentences_from_the_command_line_and_stdin(cola_run):
+    result = predict_cli("--model", str(cola_run / "best"), "--text", "-", "--text", "John is tall.",
+                         input="The cat sat on the mat.\n\nMat the on sat cat the.\n")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()[-3:]
+    assert [line.split("\t")[2] for line in lines] == ["The cat sat on the mat.", "Mat the on sat cat the.", "John is tall."]
+    assert all(line.split("\t")[0] in ("unacceptable", "acceptable") and 0.5 <= float(line.split("\t")[1]) <= 1
+               for line in lines)
+
+
+def test_predict_refuses_a_model_of_other_labels_in_one_line(own_run, tmp_path):
+    out, _ = own_run  # labels bad/good, not CoLA's
+    result = predict_cli("--model", str(out / "best"), "--task", "cola", "--data-dir", str(GLUE), "--out", str(tmp_path))
+    assert result.returncode == 2 and "--other-labels" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "metrics.json").exists()
+
+
+def test_predict_works_on_a_distilbert_student(cola_run, tmp_path):
+    student = tmp_path / "student"
+    result = subprocess.run([sys.executable, str(ROOT / "distill.py"), "--task", "cola", "--teacher", str(cola_run / "best"),
+                             "--student-layers", "0", "--data-dir", str(GLUE), "--max-train-samples", "64",
+                             "--max-eval-samples", "32", "--epochs", "1", "--out", str(student)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    result = predict_cli("--model", str(student / "best"), "--text", "John is tall.")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].split("\t")[0] in ("unacceptable", "acceptable")
