@@ -90,6 +90,7 @@ class Step:
     ctx: AbstractContextManager = field(default_factory=nullcontext)
     clip: float = 1.0
     accum: int = 1
+    grad_norm: torch.Tensor | None = None  # the last step's gradient norm before clipping, for the logs
 
 
 def train_step(step: Step, batch: dict) -> tuple[torch.Tensor, dict]:
@@ -110,8 +111,8 @@ def train_step(step: Step, batch: dict) -> tuple[torch.Tensor, dict]:
         backward(terms, params, separate=isinstance(step.ctx, torch.autocast))
         loss = loss + sum(terms).detach()
         logs = {k: logs.get(k, 0.0) + share * v for k, v in chunk_logs.items()}
-    if step.clip:
-        torch.nn.utils.clip_grad_norm_(params, step.clip, foreach=True)
+    step.grad_norm = (torch.nn.utils.clip_grad_norm_(params, step.clip, foreach=True) if step.clip else
+                      torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True))
     step.optimizer.step()
     step.scheduler.step()
     step.optimizer.zero_grad(set_to_none=True)
@@ -126,12 +127,13 @@ def chunks(batch: dict, k: int) -> list[dict]:
     return [{name: parts[name][i] for name in batch} for i in range(k) if len(parts["labels"][i])]
 
 
-def train_epoch(step: Step, batches, desc: str, log_every: int = 10) -> tuple[dict, int]:
+def train_epoch(step: Step, batches, desc: str, log_every: int = 10, on_log=None) -> tuple[dict, int]:
     """One pass over `batches` taking a step per batch. Returns ({"loss": mean loss, and the mean of every
     value the objective logs, e.g. "ce"}, number of samples); means are over samples.
 
     Loss values stay on the device and are read back only every `log_every` steps (a read is a device sync);
-    a non-finite loss raises TrainingError before the corrupted weights can be saved."""
+    a non-finite loss raises TrainingError before the corrupted weights can be saved. There, `on_log(i, values)`
+    gets the step number in the epoch and that step's values: loss, the objective's logs, lr, grad_norm."""
     step.model.train()
     totals, seen = {}, 0
     bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None if rank() == 0 else True)
@@ -148,6 +150,9 @@ def train_epoch(step: Step, batches, desc: str, log_every: int = 10) -> tuple[di
                 raise TrainingError(f"the loss became {value} at {desc}, step {i}: stopping; "
                                     "the last checkpoint of the run is intact")
             bar.set_postfix({k: f"{float(v):.4g}" for k, v in {"loss": value, **logs}.items()})
+            if on_log is not None:
+                on_log(i, {"loss": value, **{k: float(v) for k, v in logs.items()},
+                           "lr": step.scheduler.get_last_lr()[0], "grad_norm": float(step.grad_norm)})
     # the means over the samples of every process: one all-reduce of the sums and the count
     keys = sorted(totals)
     sums = all_reduce(torch.stack([totals[k] for k in keys] + [torch.tensor(seen, dtype=torch.float64, device=loss.device)]))
@@ -197,7 +202,8 @@ class Epochs:
     measure_train() -> CMIStats of the training set under the current model (an eval-mode pass);
     evaluate() -> the dev metrics by name, including `primary` and `eval_cmi`;
     record: the constant fields of every metrics.jsonl line (task, mode, lam, seed, ...);
-    weighting: how train_cmi weighs the classes (cmi.core.WEIGHTINGS)."""
+    weighting: how train_cmi weighs the classes (cmi.core.WEIGHTINGS);
+    log_every: steps between the lines of steps.jsonl; on_step(line), if given, sees each of them too."""
 
     count: int
     batches: Callable[[int], Iterable]
@@ -206,6 +212,8 @@ class Epochs:
     primary: str
     record: dict = field(default_factory=dict)
     weighting: str = "true"
+    log_every: int = 10
+    on_step: Callable[[dict], None] | None = None
 
 
 def fit(step: Step, epochs: Epochs, run: RunFiles) -> dict:
@@ -231,7 +239,15 @@ def fit(step: Step, epochs: Epochs, run: RunFiles) -> dict:
         for epoch in range(start, epochs.count + 1):
             # eq. (14), first line: G fixed, the parameters take an epoch of steps against it
             t0 = time.perf_counter()
-            means, seen = train_epoch(step, epochs.batches(epoch), desc=f"epoch {epoch}/{epochs.count}")
+            batches = epochs.batches(epoch)
+
+            def on_log(i, values, epoch=epoch, steps=len(batches)):
+                line = {"epoch": epoch, "step": (epoch - 1) * steps + i, **values}
+                run.log_step(line)
+                if epochs.on_step is not None and rank() == 0:
+                    epochs.on_step({**line, "epoch_steps": steps, "seconds": time.perf_counter() - t0})
+
+            means, seen = train_epoch(step, batches, f"epoch {epoch}/{epochs.count}", epochs.log_every, on_log)
             seconds = time.perf_counter() - t0
             # eq. (14), second line: G = the class means of f_x under the new parameters (the policy says how)
             train_stats = epochs.measure_train()  # the exact train CMI of the epoch, too

@@ -1,4 +1,4 @@
-"""The files of a run (args.json, metrics.jsonl, last.pt, best/, results.json) and the state a resumed run
+"""The files of a run (args.json, metrics.jsonl, steps.jsonl, last.pt, best/, results.json) and the state a resumed run
 needs. Every file is written through common.files: a kill at any instant leaves the old or the new version of
 each file, never a torn one."""
 import datetime
@@ -58,7 +58,7 @@ def read_run_json(path: Path):
 
 
 class RunFiles:
-    """The files of a run under `out`: args.json, metrics.jsonl, last.pt, best/, results.json.
+    """The files of a run under `out`: args.json, metrics.jsonl, steps.jsonl, last.pt, best/, results.json.
 
     The folder is locked (an flock on run.lock) for the life of the object: a second process on the same
     folder is refused at once. A folder that holds another run is refused unless `resume` (continue it: the
@@ -67,12 +67,12 @@ class RunFiles:
     checkpoint (`save_checkpoint`); a run that fails before then gets them back (`restore`), and one killed
     before then finds them restored when it is started again."""
 
-    FILES = ("args.json", "metrics.jsonl", "last.pt", "results.json", "best")
+    FILES = ("args.json", "metrics.jsonl", "steps.jsonl", "last.pt", "results.json", "best")
 
     def __init__(self, out: str | Path, args: dict, resume: bool = False, overwrite: bool = False,
                  keep_last: bool = False):
         self.out, self.args, self.overwrite, self.keep_last = Path(out), args, overwrite, keep_last
-        self.metrics, self.best = self.out / "metrics.jsonl", self.out / "best"
+        self.metrics, self.steps, self.best = self.out / "metrics.jsonl", self.out / "steps.jsonl", self.out / "best"
         self.last, self.replaced = self.out / "last.pt", self.out / ".replaced"
         self.lock = self._lock() if rank() == 0 else None
         try:
@@ -88,8 +88,8 @@ class RunFiles:
         if resume and (self.out / "args.json").exists():
             saved = read_run_json(self.out / "args.json")
             # the folder is the run itself, however it is spelled (relative, absolute, moved); what becomes of
-            # last.pt at the end is no part of the run
-            ignored = {"resume", "overwrite", "out", "keep_last"}
+            # last.pt at the end, and how the run is logged, are no part of it
+            ignored = {"resume", "overwrite", "out", "keep_last", "log_every", "tensorboard"}
             diff = sorted(k for k in set(saved) | set(self.args) if k not in ignored and saved.get(k) != self.args.get(k))
             if diff:
                 raise TrainingError(f"--resume: {self.out} holds a run with other arguments ({', '.join(diff)})")
@@ -144,6 +144,7 @@ class RunFiles:
             if rank() == 0:  # a kill between the metrics line and the checkpoint leaves an epoch to be redone
                 lines = [line for line in self._metric_lines() if json.loads(line)["epoch"] <= ckpt["epoch"]]
                 atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
+                atomic_write(self.steps, lambda f: f.write("".join(self._step_lines(ckpt["epoch"])).encode()))
             return ckpt
         if rank() != 0:
             return None
@@ -192,6 +193,24 @@ class RunFiles:
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise TrainingError(f"{self.metrics}: damaged, cannot continue it ({e}); --overwrite starts afresh") from None
         return lines
+
+    def _step_lines(self, last_epoch: int) -> list[str]:
+        """The lines of steps.jsonl up to `last_epoch`: those of an epoch a kill interrupted are redone, and a
+        line the kill tore is dropped (steps.jsonl is appended to, so that it can be followed as it grows)."""
+        lines = []
+        for line in self.steps.read_text().splitlines(keepends=True) if self.steps.exists() else []:
+            try:
+                if json.loads(line)["epoch"] <= last_epoch:
+                    lines.append(line)
+            except (ValueError, KeyError, TypeError):
+                pass
+        return lines
+
+    def log_step(self, record: dict) -> None:
+        """One line of steps.jsonl (rank 0), appended and flushed at once."""
+        if rank() == 0:
+            with open(self.steps, "a") as f:
+                f.write(to_json(record) + "\n")
 
     def log_epoch(self, record: dict) -> None:
         if rank() != 0:

@@ -72,6 +72,11 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-last", action="store_true",
                    help="keep last.pt when the run finishes (by default it is deleted: it holds the model and AdamW's "
                         "two moments, 3x the model on disk, and a finished run needs none of it)")
+    g.add_argument("--log-every", type=int, default=10,
+                   help="steps between the lines of steps.jsonl (loss, CE, batch CMI, lr, gradient norm)")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="also write the steps.jsonl and metrics.jsonl values as TensorBoard events into OUT/tensorboard "
+                        "(needs the tensorboard package: pip install -e '.[tensorboard]')")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on for CUDA)")
     g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
@@ -122,7 +127,7 @@ def _fraction(v):
 
 # flag -> (the test, what it must be); NaN fails every test. Each script adds its own flags' ranges.
 RANGES = {
-    **{name: (_positive, "> 0") for name in ("epochs", "batch_size", "grad_accum", "eval_batch_size", "lr",
+    **{name: (_positive, "> 0") for name in ("epochs", "batch_size", "grad_accum", "eval_batch_size", "lr", "log_every",
                                              "max_train_samples", "max_eval_samples", "pad_multiple",
                                              "group_batches")},
     **{name: (_nonnegative, ">= 0") for name in ("weight_decay", "clip")},

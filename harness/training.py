@@ -3,8 +3,11 @@ precision, processes), the data of a run, every input checked against every othe
 changes, and the wiring of model, batches and objective into cmi.loop.fit."""
 import argparse
 import inspect
+import json
 import os
 import random
+import sys
+import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,6 +233,44 @@ def evaluator(args, job: Job, forward, data: Data, runtime: Runtime):
     return evaluate
 
 
+HEARTBEAT_SECONDS = 30
+
+
+def tensorboard(args, run: RunFiles):
+    """With --tensorboard, a SummaryWriter into OUT/tensorboard (rank 0), or a one-line error without the package."""
+    if not args.tensorboard or rank() != 0:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise DataError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                        "(or pip install -e '.[tensorboard]')") from None
+    return SummaryWriter(str(run.out / "tensorboard"))
+
+
+def step_logger(epochs: int, step_batch: int, board):
+    """on_step(line) for the loop: the line's values into TensorBoard (when `board`), and, when stderr is not a
+    terminal (nohup, a batch scheduler: no progress bar), a heartbeat line at most every HEARTBEAT_SECONDS."""
+    heartbeat = not sys.stderr.isatty()
+    last = [time.monotonic()]  # the first heartbeat after HEARTBEAT_SECONDS
+
+    def on_step(line: dict) -> None:
+        if board is not None:
+            for k in ("loss", "ce", "kd", "batch_cmi", "lr", "grad_norm"):
+                if k in line:
+                    board.add_scalar(f"step/{k}", line[k], line["step"])
+        if heartbeat and time.monotonic() - last[0] >= HEARTBEAT_SECONDS:
+            last[0] = time.monotonic()
+            i = line["step"] - (line["epoch"] - 1) * line["epoch_steps"]
+            per_step = line["seconds"] / i
+            left = per_step * (line["epoch_steps"] - i)
+            print(f"epoch {line['epoch']}/{epochs}, step {i}/{line['epoch_steps']}: loss {line['loss']:.4f}, "
+                  f"lr {line['lr']:.3g}, {step_batch / per_step:.0f} samples/s, epoch done in {left:.0f} s "
+                  f"(~{left + per_step * line['epoch_steps'] * (epochs - line['epoch']):.0f} s of training left)",
+                  file=sys.stderr, flush=True)
+    return on_step
+
+
 def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> dict:
     """Optimiser, schedule, compile and the loop: what train.py and distill.py do once everything is built."""
     model, device = job.model, runtime.device
@@ -256,8 +297,10 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
                        device, runtime.pad_multiple)
 
     step = Step(forward, model, job.objective, optimizer, scheduler, runtime.ctx, args.clip, args.grad_accum)
+    board = tensorboard(args, run)
     epochs = Epochs(args.epochs, batches, measure_train, evaluator(args, job, forward, data, runtime),
-                    job.task.primary_metric, job.record, args.cmi_weighting)
+                    job.task.primary_metric, job.record, args.cmi_weighting, args.log_every,
+                    step_logger(args.epochs, step_batch, board))
     if rank() == 0:  # what a log under nohup or a scheduler should say first
         params = sum(p.numel() for p in model.parameters())
         print(f"start: {type(model).__name__} ({params / 1e6:.1f}M parameters), task {job.task.name}: "
@@ -266,6 +309,12 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
               f"{runtime.device}, {'bf16 autocast' if runtime.amp else 'float32'}, "
               f"compile {'on' if runtime.compile else 'off'}, {world_size()} process(es); out {run.out}", flush=True)
     results = fit(step, epochs, run)
+    if board is not None:
+        for line in map(json.loads, run.metrics.read_text().splitlines()):
+            for k, v in line.items():
+                if isinstance(v, float):
+                    board.add_scalar(f"epoch/{k}", v, line["epoch"])
+        board.close()
     if rank() == 0:
         metrics = ", ".join(f"{k} {100 * results[k]:.1f}" for k in job.task.metrics if k in results)
         print(f"done: best epoch {results['best_epoch']} of {args.epochs}: {metrics} (%), dev CMI "

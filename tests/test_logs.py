@@ -1,0 +1,71 @@
+"""Logs a user can follow on a cluster: steps.jsonl (every --log-every steps, redone exactly after a kill), the
+heartbeat on a stderr that is not a terminal, and TensorBoard as an optional extra."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import harness.training
+import train
+from conftest import ROOT, args_for, run_cli
+from test_reliability import KILLER, RUN
+
+
+def step_lines(out):
+    return [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_bert, tmp_path_factory):
+    out = tmp_path_factory.mktemp("steps") / "run"
+    train.main(args_for(tiny_bert, out, *RUN, "--log-every", "5"))
+    return out
+
+
+def test_steps_jsonl_every_n_steps_with_the_schedules_learning_rate(reference):
+    lines = step_lines(reference)
+    # 192 examples in batches of 16: 12 steps per epoch, a line at steps 5, 10 and the epoch's last, 2 epochs
+    assert [(line["epoch"], line["step"]) for line in lines] == [(1, 5), (1, 10), (1, 12), (2, 17), (2, 22), (2, 24)]
+    for line in lines:
+        assert set(line) == {"epoch", "step", "loss", "ce", "batch_cmi", "lr", "grad_norm"}
+        assert line["lr"] == pytest.approx(1e-3 * (24 - line["step"]) / 24)  # linear decay, no warm-up
+        assert line["loss"] == pytest.approx(line["ce"] + 0.5 * line["batch_cmi"], rel=1e-5)  # min, lambda 0.5
+        assert line["grad_norm"] > 0
+
+
+def test_after_a_kill_steps_jsonl_ends_as_that_of_an_uninterrupted_run(tiny_bert, reference, tmp_path):
+    out = tmp_path / "run"
+    argv = args_for(tiny_bert, out, *RUN, "--log-every", "5")
+    # killed while writing epoch 2's checkpoint: epoch 2's step lines are written, and redone on resume
+    killed = subprocess.run([sys.executable, "-c", KILLER, "/.last.pt.tmp", "2", *argv], cwd=ROOT,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert killed.returncode == -9, killed.stderr
+    assert len(step_lines(out)) == 6
+    resumed = run_cli([*argv, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert step_lines(out) == step_lines(reference)
+
+
+def test_a_heartbeat_when_stderr_is_not_a_terminal(tiny_bert, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(harness.training, "HEARTBEAT_SECONDS", 0)  # every logged step
+    train.main(args_for(tiny_bert, tmp_path / "run", "--log-every", "6"))
+    err = capsys.readouterr().err
+    assert "epoch 1/2, step 6/12: loss " in err and "epoch 2/2, step 12/12: loss " in err
+    assert "samples/s" in err and "s of training left" in err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None, reason="tensorboard is installed")
+def test_tensorboard_without_the_package_is_one_line_and_writes_nothing(tiny_bert, tmp_path):
+    result = run_cli(args_for(tiny_bert, tmp_path / "run", "--tensorboard"))
+    assert result.returncode == 2 and "pip install tensorboard" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed")
+def test_tensorboard_events(tiny_bert, tmp_path):
+    result = run_cli(args_for(tiny_bert, tmp_path / "run", "--tensorboard"))
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
