@@ -45,9 +45,9 @@ def linear_schedule(step: int, total_steps: int, warmup_steps: int) -> float:
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
-def autocast_context(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when asked, nothing otherwise; built once and re-entered every step."""
-    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
+def autocast_context(device: torch.device, dtype: torch.dtype | None):
+    """Autocast in `dtype` (bf16, fp16) when given, nothing otherwise; built once and re-entered every step."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 # -----------------------------------------------------------------------------
@@ -90,6 +90,7 @@ class Step:
     ctx: AbstractContextManager = field(default_factory=nullcontext)
     clip: float = 1.0
     accum: int = 1
+    scaler: torch.amp.GradScaler | None = None  # fp16: loss scaling
     grad_norm: torch.Tensor | None = None  # the last step's gradient norm before clipping, for the logs
 
 
@@ -108,12 +109,19 @@ def train_step(step: Step, batch: dict) -> tuple[torch.Tensor, dict]:
         with step.ctx:
             terms, chunk_logs = step.objective(step.forward, chunk)
         terms = tuple(share * t for t in terms)
-        backward(terms, params, separate=isinstance(step.ctx, torch.autocast))
+        scaled = terms if step.scaler is None else tuple(step.scaler.scale(t) for t in terms)
+        backward(scaled, params, separate=isinstance(step.ctx, torch.autocast))
         loss = loss + sum(terms).detach()
         logs = {k: logs.get(k, 0.0) + share * v for k, v in chunk_logs.items()}
+    if step.scaler is not None:
+        step.scaler.unscale_(step.optimizer)  # the true gradients, for clipping and the logged norm
     step.grad_norm = (torch.nn.utils.clip_grad_norm_(params, step.clip, foreach=True) if step.clip else
                       torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True))
-    step.optimizer.step()
+    if step.scaler is None:
+        step.optimizer.step()
+    else:  # skips the step if the scaled gradients overflowed, and adapts the scale
+        step.scaler.step(step.optimizer)
+        step.scaler.update()
     step.scheduler.step()
     step.optimizer.zero_grad(set_to_none=True)
     return loss, logs
@@ -151,8 +159,9 @@ def train_epoch(step: Step, batches, desc: str, log_every: int = 10, on_log=None
                                     "the last checkpoint of the run is intact")
             bar.set_postfix({k: f"{float(v):.4g}" for k, v in {"loss": value, **logs}.items()})
             if on_log is not None:
+                norm = float(step.grad_norm)  # inf: an fp16 step skipped for overflow
                 on_log(i, {"loss": value, **{k: float(v) for k, v in logs.items()},
-                           "lr": step.scheduler.get_last_lr()[0], "grad_norm": float(step.grad_norm)})
+                           "lr": step.scheduler.get_last_lr()[0], "grad_norm": norm if math.isfinite(norm) else None})
     # the means over the samples of every process: one all-reduce of the sums and the count
     keys = sorted(totals)
     sums = all_reduce(torch.stack([totals[k] for k in keys] + [torch.tensor(seen, dtype=torch.float64, device=loss.device)]))
@@ -228,6 +237,8 @@ def fit(step: Step, epochs: Epochs, run: RunFiles) -> dict:
             step.optimizer.load_state_dict(ckpt["optimizer"])
             step.scheduler.load_state_dict(ckpt["scheduler"])
             objective.load_state_dict(ckpt["objective"])
+            if step.scaler is not None and "scaler" in ckpt:
+                step.scaler.load_state_dict(ckpt["scaler"])
             if len(ckpt["rng"]) != world_size():
                 raise TrainingError(f"{run.last}: the run was started with {len(ckpt['rng'])} processes, "
                                     f"resume it with the same number (not {world_size()})")
@@ -267,6 +278,7 @@ def fit(step: Step, epochs: Epochs, run: RunFiles) -> dict:
             run.save_checkpoint({
                 "epoch": epoch, "best": best, "model": model.state_dict(), "optimizer": step.optimizer.state_dict(),
                 "scheduler": step.scheduler.state_dict(), "objective": objective.state_dict(), "rng": rng_states(),
+                **({"scaler": step.scaler.state_dict()} if step.scaler is not None else {}),
             })
             if rank() == 0:
                 print(json.dumps(line), flush=True)

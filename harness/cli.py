@@ -78,7 +78,9 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                    help="also write the steps.jsonl and metrics.jsonl values as TensorBoard events into OUT/tensorboard "
                         "(needs the tensorboard package: pip install -e '.[tensorboard]')")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    g.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on for CUDA)")
+    g.add_argument("--amp", choices=["auto", "on", "off", "bf16", "fp16"], default="auto",
+                   help="autocast: on (= bf16), or fp16 with loss scaling for GPUs without bf16 (V100, T4); "
+                        "auto: bf16 on CUDA, off on CPU")
     g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="torch.compile the model (auto: on for CUDA)")
 

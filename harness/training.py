@@ -41,7 +41,8 @@ class Runtime:
     """Where and how a run computes, decided once by `setup`."""
 
     device: torch.device
-    amp: bool                 # bf16 autocast
+    amp: bool                 # autocast, in amp_dtype
+    amp_dtype: torch.dtype | None
     compile: bool             # torch.compile the model
     pad_multiple: int | None  # batches padded to a multiple of this many tokens
     ctx: AbstractContextManager  # the autocast context (or none), built once, entered every step and pass
@@ -64,10 +65,12 @@ def setup(args: argparse.Namespace) -> Runtime:
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    amp = args.amp == "on" or (args.amp == "auto" and cuda)
-    return Runtime(device=device, amp=amp, compile=args.compile == "on" or (args.compile == "auto" and cuda),
+    dtype = {"on": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16,
+             "auto": torch.bfloat16 if cuda else None}.get(args.amp)
+    return Runtime(device=device, amp=dtype is not None, amp_dtype=dtype,
+                   compile=args.compile == "on" or (args.compile == "auto" and cuda),
                    # 8 on CUDA: tensor-core friendly widths, fewer shapes to compile; none on CPU
-                   pad_multiple=args.pad_multiple or (8 if cuda else None), ctx=autocast_context(device, amp))
+                   pad_multiple=args.pad_multiple or (8 if cuda else None), ctx=autocast_context(device, dtype))
 
 
 # -----------------------------------------------------------------------------
@@ -296,7 +299,10 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
                                                  args.group_batches, rank(), world_size()),
                        device, runtime.pad_multiple)
 
-    step = Step(forward, model, job.objective, optimizer, scheduler, runtime.ctx, args.clip, args.grad_accum)
+    # fp16's 5-bit exponent underflows small gradients: the loss is scaled up before backward (and the step
+    # skipped when the scaled gradients overflow); bf16 has float32's range and needs none of it
+    scaler = torch.amp.GradScaler(device.type) if runtime.amp_dtype == torch.float16 else None
+    step = Step(forward, model, job.objective, optimizer, scheduler, runtime.ctx, args.clip, args.grad_accum, scaler)
     board = tensorboard(args, run)
     epochs = Epochs(args.epochs, batches, measure_train, evaluator(args, job, forward, data, runtime),
                     job.task.primary_metric, job.record, args.cmi_weighting, args.log_every,
@@ -306,7 +312,7 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
         print(f"start: {type(model).__name__} ({params / 1e6:.1f}M parameters), task {job.task.name}: "
               f"{len(data.train)} train / {len(data.evals[job.task.eval_splits[0]])} dev examples; "
               f"{args.epochs} epochs x {total_steps // args.epochs} steps of {step_batch} examples; "
-              f"{runtime.device}, {'bf16 autocast' if runtime.amp else 'float32'}, "
+              f"{runtime.device}, {str(runtime.amp_dtype).removeprefix('torch.') + ' autocast' if runtime.amp else 'float32'}, "
               f"compile {'on' if runtime.compile else 'off'}, {world_size()} process(es); out {run.out}", flush=True)
     results = fit(step, epochs, run)
     if board is not None:

@@ -3,6 +3,7 @@
 bf16 resolves ~4e-3 of a value; at lambda 0.05 the term's gradient is ~1e-3 of CE's (DESIGN.md, "Reduced
 precision"), so as part of one sum it is rounded away in every layer. cmi.loop.backward backpropagates it on
 its own under autocast; this test measures what reaches the parameters."""
+import json
 from contextlib import nullcontext
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 
 from cmi.loop import Step, backward, predict, train_step
 from cmi.objectives import CMIObjective, Centroids, FeatureMap
-from conftest import GLUE, MINILM
+from conftest import GLUE, MINILM, args_for, run_cli
 from data.batching import collate
 from data.loading import load_split
 from data.tasks import get_task
@@ -83,3 +84,15 @@ def test_cmi_gradient_reaches_the_parameters_under_bf16_autocast():
           f"one backward of the sum: projection {old_projection:.3f}, relative error {old_error:.3f}")
     assert projection >= 0.9 and error <= 0.3
     assert not (old_projection >= 0.9 and old_error <= 0.3)  # the test can tell the two apart
+
+
+def test_fp16_autocast_trains_with_loss_scaling_and_checkpoints_the_scale(tiny_bert, tmp_path):
+    """--amp fp16 (GPUs without bf16: V100, T4) runs with a GradScaler, whose state a resumed run needs."""
+    out = tmp_path / "run"
+    result = run_cli(args_for(tiny_bert, out, "--amp", "fp16", "--keep-last", "--mode", "min", "--lam", "1"))
+    assert result.returncode == 0, result.stderr
+    assert "float16 autocast" in result.stdout
+    scaler = torch.load(out / "last.pt", weights_only=True)["scaler"]
+    assert scaler["scale"] > 1
+    lines = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    assert all(line["grad_norm"] is None or line["grad_norm"] > 0 for line in lines)

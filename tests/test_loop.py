@@ -5,7 +5,7 @@ import contextlib
 import pytest
 import torch
 
-from cmi.loop import Step, linear_schedule, train_epoch
+from cmi.loop import Step, linear_schedule, train_epoch, train_step
 from cmi.objectives import CMIObjective, Centroids, FeatureMap
 from tests.tiny import TinyClassifier, forward_of, synthetic_batches
 
@@ -41,3 +41,22 @@ def test_linear_schedule():
     assert linear_schedule(55, 100, 10) == pytest.approx(0.5)
     assert linear_schedule(100, 100, 10) == 0.0
     assert linear_schedule(0, 100, 0) == 1.0
+
+
+def test_loss_scaling_by_a_power_of_two_leaves_the_step_exactly_as_it_was():
+    """fp16's GradScaler multiplies the loss by 2**k and divides the gradients by it before clipping and the
+    update: in float32 both are exact, so the weights after a step are bit for bit those without it."""
+    def one_step(scaler):
+        torch.manual_seed(0)
+        model = TinyClassifier(dropout=0.0)
+        opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+        step = Step(forward_of(model), model, make_objective("min", "batch"), opt, sched, contextlib.nullcontext(),
+                    clip=0.2, scaler=scaler)
+        train_step(step, synthetic_batches()[0])
+        return [p.detach().clone() for p in model.parameters()], float(step.grad_norm)
+
+    plain, norm = one_step(None)
+    scaled, scaled_norm = one_step(torch.amp.GradScaler("cpu", init_scale=2.0 ** 12))
+    assert scaled_norm == norm > 0.2  # the norm of the true gradients, before clipping
+    assert all(torch.equal(a, b) for a, b in zip(plain, scaled))
