@@ -287,15 +287,33 @@ def epochs_of(folder: Path) -> list[dict]:
 
 
 def arms_of(task: str, sweep: Path, runs: dict[Run, dict], suffix: str = "") -> dict[tuple, Arm]:
-    """The fine-tuning arms of a task in one sweep folder: (mode, lam, suffix) -> Arm."""
+    """The arms of a task in one sweep folder: fine-tuning (mode, lam, suffix) and students (student-KIND,
+    (alpha, T), suffix) -> Arm."""
     arms = {}
-    for run in sorted((r for r in runs if r.task == task and not r.is_student), key=Run.sort_key):
-        key = (run.mode, run.lam, suffix)
-        label = run.mode + ("" if run.lam is None else f" λ={num(run.lam)}") + (f" ({suffix})" if suffix else "")
-        arm = arms.setdefault(key, Arm(label, {}, {}))
+    for run in sorted((r for r in runs if r.task == task), key=Run.sort_key):
+        if run.is_student:
+            key = (run.group, (run.alpha, run.temperature), suffix)
+            label = f"student of {run.teacher}, α {num(run.alpha)}, T {num(run.temperature)}"
+        else:
+            key = (run.mode, run.lam, suffix)
+            label = run.mode + ("" if run.lam is None else f" λ={num(run.lam)}")
+        arm = arms.setdefault(key, Arm(label + (f" ({suffix})" if suffix else ""), {}, {}))
         arm.seeds[run.seed] = runs[run]
         arm.epochs[run.seed] = epochs_of(sweep / run.folder)
     return arms
+
+
+def all_arms(t: Task, extra: list[tuple[str, Path, dict]]) -> dict[tuple, Arm]:
+    """The task's arms in the sweep folder and in every --with folder."""
+    arms = arms_of(t.name, t.sweep, load_runs(t.sweep))
+    for suffix, folder, runs in extra:
+        arms |= arms_of(t.name, folder, runs, suffix)
+    return arms
+
+
+def baseline_of(key: tuple) -> tuple:
+    """The arm an arm is compared with: ce for fine-tuning, the student of the ce teacher (same α, T) for students."""
+    return ("student-ce", key[1], "") if key[0].startswith("student") else ("ce", None, "")
 
 
 def mean_se(values: list[float]) -> tuple[float, float | None]:
@@ -324,14 +342,10 @@ def selection_gain(k: int, n: int, sd: float, draws: int = 20000) -> float:
 
 
 def paired_section(t: Task, extra: list[tuple[str, Path, dict]]) -> list[str]:
-    """Every arm against ce, paired by seed: the best-epoch and the last-epoch dev metric (mean ± standard
-    error of the differences over seeds), and the arm's train and dev CMI after its last epoch."""
-    arms = arms_of(t.name, t.sweep, load_runs(t.sweep))
-    for suffix, folder, runs in extra:
-        arms |= arms_of(t.name, folder, runs, suffix)
-    ce = arms.get(("ce", None, ""))
-    if ce is None:
-        return []
+    """Every fine-tuning arm against ce, every student against the student of the ce teacher, paired by seed: the
+    best-epoch and the last-epoch dev metric (mean ± standard error of the differences over seeds), and the
+    arm's train and dev CMI after its last epoch."""
+    arms = all_arms(t, extra)
 
     def best(results, epochs):  # the run's best epoch, as results.json records it
         return results[t.metric]
@@ -339,21 +353,29 @@ def paired_section(t: Task, extra: list[tuple[str, Path, dict]]) -> list[str]:
     def last(results, epochs):  # its last epoch: no selection over epochs at all
         return epochs[-1][t.metric]
 
-    rows = []
-    for arm in arms.values():
-        d_best, d_last = paired(arm, ce, best), paired(arm, ce, last)
-        baseline = arm is ce
-        rows.append((arm.label, len(arm.seeds), pm([r[t.metric] for r in arm.seeds.values()]).lstrip("+"),
-                        "(baseline)" if baseline else pm(d_best) if d_best else "–",
-                        "(baseline)" if baseline else pm(d_last) if d_last else "–",
-                        cmi(statistics.fmean(e[-1]["train_cmi"] for e in arm.epochs.values())),
-                        cmi(statistics.fmean(e[-1]["eval_cmi"] for e in arm.epochs.values()))))
-    header = ["arm", "seeds", f"dev {t.metric}, best epoch (mean ± se)", "Δ best epoch vs ce", "Δ last epoch vs ce",
-              "train CMI (last epoch)", "dev CMI (last epoch)"]
-    note = (f"Δ: the arm's dev {t.metric} minus that of the ce run with the same seed, in points, mean ± standard "
-            "error over the seeds both have. A difference within about two standard errors of 0 is no evidence of an "
-            "effect.")
-    return [f"### {t.name}: paired differences against ce", "", note, ""] + table(header, rows)
+    lines = []
+    for kind, against in (("fine-tuning", "ce"), ("students", "the student of the ce teacher of the same seed")):
+        rows = []
+        for key, arm in arms.items():
+            base = arms.get(baseline_of(key))
+            if base is None or key[0].startswith("student") != (kind == "students"):
+                continue
+            d_best, d_last = paired(arm, base, best), paired(arm, base, last)
+            rows.append((arm.label, len(arm.seeds), pm([r[t.metric] for r in arm.seeds.values()]).lstrip("+"),
+                         "(baseline)" if arm is base else pm(d_best) if d_best else "–",
+                         "(baseline)" if arm is base else pm(d_last) if d_last else "–",
+                         cmi(statistics.fmean(e[-1]["train_cmi"] for e in arm.epochs.values())),
+                         cmi(statistics.fmean(e[-1]["eval_cmi"] for e in arm.epochs.values()))))
+        if not rows:
+            continue
+        header = ["arm", "seeds", f"dev {t.metric}, best epoch (mean ± se)", "Δ best epoch", "Δ last epoch",
+                  "train CMI (last epoch)", "dev CMI (last epoch)"]
+        note = (f"Δ: the arm's dev {t.metric} minus that of {against} with the same seed, in points, mean ± "
+                "standard error over the seeds both have. A difference within about two standard errors of 0 is no "
+                "evidence of an effect.")
+        lines += [f"### {t.name}, {kind}: paired differences against {against.split(' of the same')[0]}", "", note, ""]
+        lines += table(header, rows)
+    return lines
 
 
 def selection_line(t: Task) -> list[str]:
@@ -375,15 +397,13 @@ def selection_line(t: Task) -> list[str]:
 
 def plot_paired(t: Task, extra: list[tuple[str, Path, dict]], path: Path) -> None:
     """The paired differences per arm: each seed a dot, the mean with its standard error as a bar."""
-    arms = arms_of(t.name, t.sweep, load_runs(t.sweep))
-    for suffix, folder, runs in extra:
-        arms |= arms_of(t.name, folder, runs, suffix)
-    ce = arms.pop(("ce", None, ""), None)
-    if ce is None or not arms:
+    every = all_arms(t, extra)
+    arms = {key: arm for key, arm in every.items() if baseline_of(key) in every and baseline_of(key) != key}
+    if not arms:
         return
     fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 1.1 * len(arms)), 4))
-    for i, arm in enumerate(arms.values()):
-        d = [100 * x for x in paired(arm, ce, lambda results, epochs: results[t.metric])]
+    for i, (key, arm) in enumerate(arms.items()):
+        d = [100 * x for x in paired(arm, every[baseline_of(key)], lambda results, epochs: results[t.metric])]
         if not d:
             continue
         ax.scatter([i] * len(d), d, color="tab:blue", alpha=0.5, s=16)
@@ -391,7 +411,7 @@ def plot_paired(t: Task, extra: list[tuple[str, Path, dict]], path: Path) -> Non
         ax.errorbar([i + 0.15], [mean], yerr=[se or 0], fmt="o", color="black", capsize=4)
     ax.axhline(0, color="gray", linestyle="--")
     ax.set_xticks(range(len(arms)), [arm.label for arm in arms.values()], rotation=30, ha="right")
-    ax.set_ylabel(f"Δ dev {t.metric} vs ce, same seed (points)")
+    ax.set_ylabel(f"Δ dev {t.metric} vs ce (students: vs the ce teacher's), same seed (points)")
     ax.set_title(f"{t.name}: paired Δ (dots: seeds; bars: mean ± se)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -46,6 +46,24 @@ def test_paired_differences_are_per_seed_means_and_standard_errors(tmp_path, cap
     assert (tmp_path / "plots" / "cola-paired.png").stat().st_size > 0
 
 
+def test_students_are_paired_with_the_student_of_the_ce_teacher_of_the_same_seed(tmp_path, capsys):
+    # part B of the CoLA study: student-max of max λ 1 in the sweep, of λ 10 in a --with folder
+    for seed, values in CE.items():
+        fake_run(tmp_path / "s", f"cola/student-ce/alpha0.5-T2-seed{seed}", values)
+        fake_run(tmp_path / "s", f"cola/student-max/alpha0.5-T2-seed{seed}", MIN[seed])
+        fake_run(tmp_path / "lam10", f"cola/student-max/alpha0.5-T2-seed{seed}", [v - 0.01 for v in MIN[seed]])
+    report.main([str(tmp_path / "s"), "--with", str(tmp_path / "lam10"), "--no-plots"])
+    out = capsys.readouterr().out
+    assert "### cola, students: paired differences against the student of the ce teacher" in out
+    best = [max(MIN[s]) - max(CE[s]) for s in CE]
+    se = 100 * statistics.stdev(best) / 3 ** 0.5
+    row = next(line for line in out.splitlines() if line.startswith("| student of max, α 0.5, T 2 |"))
+    assert f"+{100 * statistics.fmean(best):.1f} ± {se:.1f}" in row
+    row = next(line for line in out.splitlines() if line.startswith("| student of max, α 0.5, T 2 (lam10) |"))
+    assert f"+{100 * statistics.fmean(best) - 1:.1f} ± {se:.1f}" in row
+    assert "| student of ce, α 0.5, T 2 | 3 |" in out and "(baseline)" in out
+
+
 def test_selection_alone_gains_with_no_effect():
     # DESIGN.md: best-of-5 medians of 3 seeds against one median gains +0.6 to +0.8 seed standard deviations
     assert 0.6 < report.selection_gain(5, 3, 1.0) < 0.8
