@@ -178,7 +178,8 @@ def test_train_under_torchrun_rank0_writes_and_resumes_after_a_kill(tiny_bert, t
     done = subprocess.run(torchrun(argv), capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["args.json", "best", "metrics.jsonl",
-                                                                     "results.json", "run.lock"]  # last.pt: deleted
+                                                                     "results.json", "run.lock", "steps.jsonl"]
+    # last.pt: deleted at the end
     lines = metric_lines(tmp_path / "full")
     assert [line["epoch"] for line in lines] == [1, 2, 3]  # one line per epoch: rank 0 alone writes
     assert lines[0]["train_examples"] == 600 and lines[0]["eval_examples"] == 101
@@ -198,3 +199,5 @@ def test_train_under_torchrun_rank0_writes_and_resumes_after_a_kill(tiny_bert, t
     resumed = subprocess.run(torchrun(killed + ["--resume"]), capture_output=True, text=True, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert metric_lines(tmp_path / "killed") == lines
+    # steps.jsonl too: rank 0 alone writes it, and the interrupted epoch's lines are redone, not doubled
+    assert (tmp_path / "killed" / "steps.jsonl").read_text() == (tmp_path / "full" / "steps.jsonl").read_text()
