@@ -226,3 +226,30 @@ def test_predict_works_on_a_distilbert_student(cola_run, tmp_path):
     result = predict_cli("--model", str(student / "best"), "--text", "John is tall.")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].split("\t")[0] in ("unacceptable", "acceptable")
+
+
+def test_predict_test_of_mnli_writes_matched_mismatched_and_the_diagnostic_set_with_label_names(tmp_path):
+    import torch
+    from conftest import MINILM
+    from models.bert import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    names = get_task("mnli").label_names
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128, num_labels=3, id2label=dict(enumerate(names)))
+    model = tmp_path / "mnli-model"
+    BertForSequenceClassification(config).save_pretrained(model, tokenizer_dir=MINILM)
+    glue = tmp_path / "glue"
+    (glue / "MNLI").mkdir(parents=True)
+    (glue / "diagnostic").mkdir()
+    header = "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\n"
+    (glue / "MNLI" / "test_matched.tsv").write_text(header + "0\t1\t1e\tfiction\tA man sleeps.\tA person rests.\n")
+    (glue / "MNLI" / "test_mismatched.tsv").write_text(header + "".join(f"{i}\t2\t2e\tx\tA b {i}.\tC d.\n" for i in range(3)))
+    (glue / "diagnostic" / "diagnostic.tsv").write_text("index\tsentence1\tsentence2\n0\tThe cat sat.\tA cat sat.\n")
+    result = predict_cli("--model", str(model), "--task", "mnli", "--data-dir", str(glue), "--split", "test",
+                         "--out", str(tmp_path / "sub"))
+    assert result.returncode == 0, result.stderr
+    for name, n in (("MNLI-m", 1), ("MNLI-mm", 3), ("AX", 1)):
+        rows = (tmp_path / "sub" / f"{name}.tsv").read_text().splitlines()
+        assert rows[0] == "index\tprediction" and [r.split("\t")[0] for r in rows[1:]] == [str(i) for i in range(n)]
+        assert {r.split("\t")[1] for r in rows[1:]} <= set(names)  # GLUE spells MNLI's labels by name
