@@ -199,6 +199,9 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     except ValueError as e:
         parser.error(str(e))
     for chunk in chunks:
+        if option_name(chunk) in ("--train-file", "--validation-file"):
+            parser.error(f"{option_name(chunk)}: sweep.py runs the GLUE tasks (--tasks); run train.py and distill.py "
+                         "on your own files")
         if option_name(chunk) in SET_BY_SWEEP:
             parser.error(f"{option_name(chunk)} is set by the sweep for each run (see --tasks, --modes, --lams, "
                          "--seeds, --alphas, --temperatures)")

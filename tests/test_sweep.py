@@ -158,6 +158,7 @@ def test_a_run_locked_by_another_process_is_left_alone(capsys, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--seed", "1"], "--seed is set by the sweep"),
+    (["--train-file", "t.csv"], "--train-file: sweep.py runs the GLUE tasks"),
     (["--lams", "0.1,x"], "--lams"),
     (["--tasks", "cola,boolq"], "cola,boolq"),
     (["--shard", "3/3"], "0 <= i < n"),
