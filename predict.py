@@ -34,7 +34,8 @@ from models.distilbert import DistilBertForSequenceClassification
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a fine-tuned classifier: the best/ folder of a run, or a hub name")
+    parser.add_argument("--model", required=True,
+                        help="a fine-tuned classifier: the best/ folder of a run, or a hub name")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--task", choices=list(TASKS), help="a GLUE task: its dev (--split dev) or test split")
     source.add_argument("--file", help="your own .csv, .tsv or .jsonl file; with labels, it is evaluated too")
@@ -52,7 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-len", type=int, default=128, help="truncation length in tokens")
     parser.add_argument("--eval-batch-size", type=int, default=128, help="examples per batch")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on for CUDA)")
+    parser.add_argument("--amp", choices=["auto", "on", "off", "bf16", "fp16"], default="auto",
+                        help="autocast: on (= bf16), fp16, off (auto: bf16 on CUDA)")
     parser.set_defaults(seed=0, compile="off", pad_multiple=None)  # what harness.training.setup reads
     args = parser.parse_args(argv)
     check_ranges(args, parser, {"max_len": (lambda v: 3 <= v <= 512, "in [3, 512]"),
@@ -72,7 +74,8 @@ def load_model(path: str):
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         raise CheckpointError(f"{folder}: not a fine-tuned classifier (architectures {architectures}); "
                               "pass the best/ folder of a train.py or distill.py run")
-    cls = DistilBertForSequenceClassification if config.get("model_type") == "distilbert" else BertForSequenceClassification
+    distil = config.get("model_type") == "distilbert"
+    cls = DistilBertForSequenceClassification if distil else BertForSequenceClassification
     return cls.from_pretrained(folder), folder
 
 
@@ -86,80 +89,106 @@ def stdin_or(texts: list[str]) -> list[str]:
     return lines
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    runtime = setup(args)
-    model, folder = load_model(args.model)
-    model.to(runtime.device)
-    id2label = model.config.id2label or {}
-    label_names = tuple(str(id2label.get(i, f"LABEL_{i}")) for i in range(model.config.num_labels))
-    tokenizer = load_tokenizer(folder)
-    forward = forward_of(model)
-    features = FeatureMap(args.cmi_feature)
+class Predictor:
+    """A fine-tuned classifier ready to label examples: its label names, its tokenizer, where it computes."""
 
-    def run(examples: Examples, desc: str):
-        """The probabilities (N, C) of the examples, and the CMI statistics of their features."""
-        encoded = encode(tokenizer, examples, args.max_len)
-        check_fits(args, {str(folder): model.config}, [encoded], runtime)
-        logits, stats = predict(forward, model, eval_pass(args, encoded, runtime), features, len(label_names),
-                                len(encoded), ctx=runtime.ctx, desc=desc)
+    def __init__(self, args):
+        self.args, self.runtime = args, setup(args)
+        self.model, self.folder = load_model(args.model)
+        self.model.to(self.runtime.device)
+        id2label = self.model.config.id2label or {}
+        self.label_names = tuple(str(id2label.get(i, f"LABEL_{i}")) for i in range(self.model.config.num_labels))
+        self.tokenizer = load_tokenizer(self.folder)
+        self.forward, self.features = forward_of(self.model), FeatureMap(args.cmi_feature)
+
+    def __call__(self, examples: Examples, desc: str):
+        """The probabilities (N, C) of the examples, and the CMI statistics of their features (eqs. 9, 11)."""
+        encoded = encode(self.tokenizer, examples, self.args.max_len)
+        check_fits(self.args, {str(self.folder): self.model.config}, [encoded], self.runtime)
+        logits, stats = predict(self.forward, self.model, eval_pass(self.args, encoded, self.runtime), self.features,
+                                len(self.label_names), len(encoded), ctx=self.runtime.ctx, desc=desc)
         return logits.softmax(-1).cpu().numpy(), stats
 
-    out = Path(args.out)
 
-    def write(name: str, header: list[str], rows) -> None:
-        out.mkdir(parents=True, exist_ok=True)
-        text = "".join("\t".join(map(str, row)) + "\n" for row in [header, *rows])
-        write_file(out / name, lambda f: f.write(text.encode()))
-        print(f"wrote {out / name}")
+def write_tsv(out: Path, name: str, header: list[str], rows) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    text = "".join("\t".join(map(str, row)) + "\n" for row in [header, *rows])
+    write_file(out / name, lambda f: f.write(text.encode()))
+    print(f"wrote {out / name}")
 
-    def report(metrics: dict, task) -> None:
-        shown = ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items() if not k.startswith("eval_cmi"))
-        print(f"{task.name}: {shown} (%), dev CMI {metrics['eval_cmi']:.3g}")
-        write_file(out / "metrics.json", lambda f: f.write((to_json(metrics, indent=2) + "\n").encode()))
-        print(f"wrote {out / 'metrics.json'}")
 
-    if args.text:  # sentences: printed, nothing written
-        lines = stdin_or(args.text)
-        pairs = [line.split("\t", 1) for line in lines]
-        width = {len(p) for p in pairs}
-        if len(width) > 1:
-            raise DataError("--text: mix of single sentences and tab-separated pairs; give one kind")
-        probs, _ = run(Examples(tuple(map(list, zip(*pairs))), np.zeros(len(lines), dtype=np.int64), False), "predict")
-        for line, p in zip(lines, probs):
-            print(f"{label_names[p.argmax()]}\t{p.max():.4f}\t{line}")
-    elif args.file:  # your own file: predictions, and metrics when it has labels
-        examples, _, fields = load_file(args.file, args.text_fields, args.label_field, label_names, labelled=False)
-        probs, stats = run(examples, "predict")
+def write_metrics(out: Path, name: str, metrics: dict) -> None:
+    """Print the metrics as percentages and write them, as fractions, into metrics.json."""
+    shown = ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items() if not k.startswith("eval_cmi"))
+    print(f"{name}: {shown} (%), dev CMI {metrics['eval_cmi']:.3g}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_file(out / "metrics.json", lambda f: f.write((to_json(metrics, indent=2) + "\n").encode()))
+    print(f"wrote {out / 'metrics.json'}")
+
+
+def label_texts(predictor: Predictor, texts: list[str]) -> None:
+    """--text: one line per input on stdout (label, probability, text); nothing is written."""
+    pairs = [line.split("\t", 1) for line in stdin_or(texts)]
+    if len({len(p) for p in pairs}) > 1:
+        raise DataError("--text: a mix of single sentences and tab-separated pairs; give one kind")
+    examples = Examples(tuple(map(list, zip(*pairs))), np.zeros(len(pairs), dtype=np.int64), False)
+    probs, _ = predictor(examples, "predict")
+    for pair, p in zip(pairs, probs):
+        print(f"{predictor.label_names[p.argmax()]}\t{p.max():.4f}\t" + "\t".join(pair))
+
+
+def label_file(predictor: Predictor, args) -> None:
+    """--file: predictions.tsv, and metrics.json when the file has the label field."""
+    names = predictor.label_names
+    examples, _, fields = load_file(args.file, args.text_fields, args.label_field, names, labelled=False)
+    probs, stats = predictor(examples, "predict")
+    preds = probs.argmax(-1)
+    write_tsv(Path(args.out), "predictions.tsv", ["index", "prediction", "probability"],
+              ((i, names[k], f"{p[k]:.4f}") for i, (k, p) in enumerate(zip(preds, probs))))
+    if examples.labelled:
+        task = file_task(Path(args.file).stem, names, fields)
+        metrics = {**compute_metrics(task, preds, examples.labels), "eval_cmi": stats.cmi()}
+        write_metrics(Path(args.out), task.name, metrics)
+
+
+def evaluate_dev(predictor: Predictor, task, args) -> None:
+    """--split dev: the task's dev metrics and dev CMI of every dev split, and the predictions of each."""
+    metrics = {}
+    for split in task.eval_splits:
+        examples = load_split(task, split, args.data_dir)
+        probs, stats = predictor(examples, f"eval {split}")
         preds = probs.argmax(-1)
-        write("predictions.tsv", ["index", "prediction", "probability"],
-              ((i, label_names[k], f"{p[k]:.4f}") for i, (k, p) in enumerate(zip(preds, probs))))
-        if examples.labelled:
-            task = file_task(Path(args.file).stem, label_names, fields)
-            report({**compute_metrics(task, preds, examples.labels), "eval_cmi": stats.cmi()}, task)
+        metrics |= compute_metrics(task, preds, examples.labels, split)
+        metrics["eval_cmi" + metric_suffix(split)] = stats.cmi()
+        write_tsv(Path(args.out), f"predictions-{split}.tsv", ["index", "prediction", "label"],
+                  ((i, task.label_names[k], task.label_names[y])
+                   for i, (k, y) in enumerate(zip(preds, examples.labels))))
+    write_metrics(Path(args.out), task.name, metrics)
+
+
+def write_submission(predictor: Predictor, task, args) -> None:
+    """--split test: the GLUE server's files, label i spelled as in the task's files (0/1, or entailment, ...)."""
+    for name, path in test_files(task).items():
+        if name == "AX" and args.data_dir is not None and not (Path(args.data_dir) / path).is_file():
+            print(f"note: no {Path(args.data_dir) / path}: AX.tsv (the diagnostic set) is not written")
+            continue
+        index, examples = load_test(task, name, args.data_dir)
+        probs, _ = predictor(examples, f"test {name}")
+        write_tsv(Path(args.out), f"{name}.tsv", ["index", "prediction"],
+                  zip(index, (task.tsv_label_values[k] for k in probs.argmax(-1))))
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    predictor = Predictor(args)
+    if args.text:
+        label_texts(predictor, args.text)
+    elif args.file:
+        label_file(predictor, args)
     else:
         task = get_task(args.task)
-        check_head(folder, task, args.other_labels)
-        if args.split == "dev":
-            metrics = {}
-            for split in task.eval_splits:
-                examples = load_split(task, split, args.data_dir)
-                probs, stats = run(examples, f"eval {split}")
-                preds = probs.argmax(-1)
-                metrics |= compute_metrics(task, preds, examples.labels, split)
-                metrics["eval_cmi" + metric_suffix(split)] = stats.cmi()
-                write(f"predictions-{split}.tsv", ["index", "prediction", "label"],
-                      ((i, task.label_names[k], task.label_names[y]) for i, (k, y) in enumerate(zip(preds, examples.labels))))
-            report(metrics, task)
-        else:  # GLUE's submission files: label i spelled as in the task's files (0/1, or entailment, ...)
-            for name, path in test_files(task).items():
-                if name == "AX" and args.data_dir is not None and not (Path(args.data_dir) / path).is_file():
-                    print(f"note: no {Path(args.data_dir) / path}: AX.tsv (the diagnostic set) is not written")
-                    continue
-                index, examples = load_test(task, name, args.data_dir)
-                probs, _ = run(examples, f"test {name}")
-                write(f"{name}.tsv", ["index", "prediction"],
-                      zip(index, (task.tsv_label_values[k] for k in probs.argmax(-1))))
+        check_head(predictor.folder, task, args.other_labels)
+        (evaluate_dev if args.split == "dev" else write_submission)(predictor, task, args)
 
 
 if __name__ == "__main__":
