@@ -253,3 +253,15 @@ def test_predict_test_of_mnli_writes_matched_mismatched_and_the_diagnostic_set_w
         rows = (tmp_path / "sub" / f"{name}.tsv").read_text().splitlines()
         assert rows[0] == "index\tprediction" and [r.split("\t")[0] for r in rows[1:]] == [str(i) for i in range(n)]
         assert {r.split("\t")[1] for r in rows[1:]} <= set(names)  # GLUE spells MNLI's labels by name
+
+
+def test_distilling_on_own_files_keeps_the_label_names(own_run, tmp_path):
+    out, dev = own_run
+    train = dev.parent / "mine.csv"
+    result = subprocess.run([sys.executable, str(ROOT / "distill.py"), "--train-file", str(train), "--validation-file",
+                             str(dev), "--teacher", str(out / "best"), "--student-layers", "0", "--epochs", "1",
+                             "--out", str(tmp_path / "student")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((tmp_path / "student" / "best" / "config.json").read_text())
+    assert config["id2label"] == {"0": "bad", "1": "good"}
+    assert {"accuracy", "f1_macro", "mcc"} <= set(json.loads((tmp_path / "student" / "results.json").read_text()))
