@@ -73,6 +73,21 @@ def _read_rows(path: Path, quoting: int = csv.QUOTE_NONE, delimiter: str = "\t")
         raise DataError(f"{path}: cannot read it ({e})") from None
 
 
+def _columns(path: Path, header: list[str], columns: list[str]) -> list[int]:
+    """The positions of `columns` in the file's header, or DataError naming the missing ones."""
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(f"{path}:1: header {header} lacks column(s) {missing}")
+    return [header.index(c) for c in columns]
+
+
+def _check_width(path: Path, header: list[str], numbered) -> None:
+    """Every (line, row) of `numbered` has the header's number of fields."""
+    for line, row in numbered:
+        if len(row) != len(header):
+            raise DataError(f"{path}:{line}: malformed row, {len(row)} fields where the header has {len(header)}")
+
+
 def _read_tsv(task: Task, path: Path) -> Examples:
     if not path.is_file():
         raise DataError(f"{path}: file not found (task {task.name}, GLUE download layout)")
@@ -83,17 +98,12 @@ def _read_tsv(task: Task, path: Path) -> Examples:
         header, start = list(task.tsv_header), 1
     else:
         header, start, rows = (rows[0] if rows else []), 2, rows[1:]
-    columns = [*task.tsv_text_columns, task.tsv_label_column]
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise DataError(f"{path}:1: header {header} lacks column(s) {missing}")
-    where = [header.index(c) for c in columns]
+    where = _columns(path, header, [*task.tsv_text_columns, task.tsv_label_column])
+    _check_width(path, header, enumerate(rows, start=start))
     label_index = {value: i for i, value in enumerate(task.tsv_label_values)}
     texts = tuple([] for _ in task.tsv_text_columns)
     labels = []
     for line, row in enumerate(rows, start=start):
-        if len(row) != len(header):
-            raise DataError(f"{path}:{line}: malformed row, {len(row)} fields where the header has {len(header)}")
         *text, label = (row[i] for i in where)
         if label not in label_index:
             raise DataError(f"{path}:{line}: unknown label {label!r}; expected one of {list(task.tsv_label_values)}")
@@ -158,15 +168,8 @@ def load_test(task: Task, name: str, data_dir: str | Path | None, hub_path: str 
     path = Path(data_dir) / test_files(task)[name]
     rows = _read_rows(path)  # every test file has a header row, CoLA's too
     header, rows = (rows[0] if rows else []), rows[1:]
-    index_column = "id" if "id" in header else "index"
-    columns = [index_column, *task.tsv_text_columns]
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise DataError(f"{path}:1: header {header} lacks column(s) {missing}")
-    where = [header.index(c) for c in columns]
-    for line, row in enumerate(rows, start=2):
-        if len(row) != len(header):
-            raise DataError(f"{path}:{line}: malformed row, {len(row)} fields where the header has {len(header)}")
+    where = _columns(path, header, ["id" if "id" in header else "index", *task.tsv_text_columns])
+    _check_width(path, header, enumerate(rows, start=2))
     if not rows:
         raise DataError(f"{path}: no examples")
     index, *texts = ([row[i] for row in rows] for i in where)
@@ -207,14 +210,10 @@ def _records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     if suffix not in (".csv", ".tsv"):
         raise DataError(f"{path}: unknown format {suffix or '(no suffix)'}; expected .csv, .tsv or .jsonl")
     rows = _read_rows(path, csv.QUOTE_MINIMAL, ",") if suffix == ".csv" else _read_rows(path)
-    header, records = (rows[0] if rows else []), []
-    for line, row in enumerate(rows[1:], start=2):
-        if row == []:  # a blank line
-            continue
-        if len(row) != len(header):
-            raise DataError(f"{path}:{line}: malformed row, {len(row)} fields where the header has {len(header)}")
-        records.append((line, dict(zip(header, row))))
-    return header, records
+    header = rows[0] if rows else []
+    numbered = [(line, row) for line, row in enumerate(rows[1:], start=2) if row]  # blank lines skipped
+    _check_width(path, header, numbered)
+    return header, [(line, dict(zip(header, row))) for line, row in numbered]
 
 
 def default_text_fields(path: Path, fields: list[str], label_field: str) -> tuple[str, ...]:
