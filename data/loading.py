@@ -151,7 +151,8 @@ def test_files(task: Task) -> dict[str, str]:
     return TEST_FILES.get(task.name, {task.glue_dir: f"{task.glue_dir}/test.tsv"})
 
 
-def load_test(task: Task, name: str, data_dir: str | Path | None, hub_path: str = "nyu-mll/glue") -> tuple[list[str], Examples]:
+def load_test(task: Task, name: str, data_dir: str | Path | None,
+              hub_path: str = "nyu-mll/glue") -> tuple[list[str], Examples]:
     """The test examples of submission `name` (test_files) in file order, with their `index` column (QQP's `id`);
     labels are unknown (zeros)."""
     if data_dir is None:
@@ -201,7 +202,8 @@ def _records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
             try:
                 record = json.loads(text)
             except ValueError as e:
-                raise DataError(f"{path}:{line}: not a JSON object ({e}); expected JSON Lines, one object per line") from None
+                raise DataError(f"{path}:{line}: not a JSON object ({e}); "
+                                "expected JSON Lines, one object per line") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{line}: not a JSON object; expected JSON Lines, one object per line")
             fields.update(dict.fromkeys(record))
@@ -234,7 +236,8 @@ def _label_order(values: set[str]) -> list[str]:
 
 
 def load_file(path: str | Path, text_fields: tuple[str, ...] | None = None, label_field: str = "label",
-              label_names: tuple[str, ...] | None = None, labelled: bool = True) -> tuple[Examples, tuple[str, ...], tuple[str, ...]]:
+              label_names: tuple[str, ...] | None = None,
+              labelled: bool = True) -> tuple[Examples, tuple[str, ...], tuple[str, ...]]:
     """The examples of the user's own file, with its label names and its text fields. `label_names` None (the
     training file): the names are the file's distinct labels (_label_order); given (a dev file, a model's
     labels): every label must be one of them. labelled=False: a file without the label field is accepted
