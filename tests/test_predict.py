@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import GLUE, ROOT, args_for, run_cli
-from data.loading import load_file, load_test
+from data.loading import load_file, load_split, load_test, test_files
 from data.metrics import f1_macro
-from data.tasks import DataError, get_task
+from data.tasks import TASKS, DataError, get_task
+from data.tokenization import load_tokenizer
 
 
 def cola_rows(n, start=0):
@@ -122,6 +123,31 @@ def test_training_on_own_files_names_the_labels_and_reports_macro_f1(own_run):
         assert 0 <= abs(results[key]) <= 1 or key == "eval_cmi"
 
 
+def test_own_sentence_pairs_with_string_labels_train_and_load_in_transformers_with_their_names(tiny_bert, tmp_path):
+    from transformers import pipeline
+
+    pairs = load_split(get_task("mrpc"), "train", GLUE, max_samples=80)
+    names = ("different", "same")
+    records = [{"first": a, "second": b, "label": names[y]} for a, b, y in zip(*pairs.texts, pairs.labels)]
+    train = tmp_path / "pairs.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in records[:64]))
+    dev = tmp_path / "pairs_dev.tsv"  # the same fields in the other format
+    dev.write_text("first\tsecond\tlabel\n" + "".join(f"{r['first']}\t{r['second']}\t{r['label']}\n" for r in records[64:]))
+    out = tmp_path / "run"
+    result = run_cli(["--train-file", str(train), "--validation-file", str(dev), "--model", str(tiny_bert),
+                      "--epochs", "1", "--batch-size", "16", "--out", str(out)])
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "results.json").read_text())["args"]["text_fields"] is None  # both found by themselves
+    result = predict_cli("--model", str(out / "best"), "--file", str(dev), "--out", str(tmp_path / "pred"))
+    assert result.returncode == 0, result.stderr
+    ours = [row.split("\t") for row in (tmp_path / "pred" / "predictions.tsv").read_text().splitlines()[1:]]
+    classify = pipeline("text-classification", model=str(out / "best"))
+    theirs = [classify({"text": r["first"], "text_pair": r["second"]}) for r in records[64:]]
+    theirs = [t[0] if isinstance(t, list) else t for t in theirs]
+    assert [t["label"] for t in theirs] == [label for _, label, _ in ours]  # transformers names the labels as we do
+    np.testing.assert_allclose([t["score"] for t in theirs], [float(p) for _, _, p in ours], atol=1e-4)
+
+
 def test_own_file_options_are_checked(tiny_bert, tmp_path):
     train = write_own(tmp_path / "x.csv", cola_rows(20))
     for argv, message in [(["--train-file", str(train)], "needs --validation-file"),
@@ -162,7 +188,6 @@ def test_predict_dev_reproduces_the_runs_best_epoch(cola_run, tmp_path):
     assert set(metrics) == {"mcc", "eval_cmi"}
     rows = (tmp_path / "predictions-validation.tsv").read_text().splitlines()
     assert rows[0] == "index\tprediction\tlabel" and len(rows) == 1 + 1043
-    from data.loading import load_split
     from data.metrics import matthews_corrcoef
     names = {"unacceptable": 0, "acceptable": 1}
     preds = np.array([names[r.split("\t")[1]] for r in rows[1:]])
@@ -228,31 +253,113 @@ def test_predict_works_on_a_distilbert_student(cola_run, tmp_path):
     assert result.stdout.strip().splitlines()[-1].split("\t")[0] in ("unacceptable", "acceptable")
 
 
-def test_predict_test_of_mnli_writes_matched_mismatched_and_the_diagnostic_set_with_label_names(tmp_path):
+def task_model(folder, task):
+    """A tiny random BERT whose head carries the task's label names, saved with the real tokenizer."""
     import torch
     from conftest import MINILM
     from models.bert import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    names = get_task("mnli").label_names
     config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=128, num_labels=3, id2label=dict(enumerate(names)))
-    model = tmp_path / "mnli-model"
-    BertForSequenceClassification(config).save_pretrained(model, tokenizer_dir=MINILM)
+                        max_position_embeddings=128, num_labels=task.num_labels,
+                        id2label=dict(enumerate(task.label_names)))
+    model = BertForSequenceClassification(config).eval()
+    # A fresh head predicts one class for every input; a large head centred on real sentences predicts them all,
+    # so that a prediction written for the wrong row shows.
+    tokenizer = load_tokenizer(MINILM)
+    tokenizer.enable_padding()
+    ids = torch.tensor([e.ids for e in tokenizer.encode_batch([s for s, _ in cola_rows(256)])])
+    with torch.no_grad():
+        model.classifier.weight.normal_(0, 1000)
+        model.classifier.bias.copy_(-model(ids, attention_mask=ids > 0).logits.mean(0))
+    model.save_pretrained(folder, tokenizer_dir=MINILM)
+    return folder
+
+
+def transformers_predictions(model, examples):
+    """transformers' argmax on the saved folder, and whether each row is a clear decision (no float near-tie)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer, hf = AutoTokenizer.from_pretrained(model), AutoModelForSequenceClassification.from_pretrained(model)
+    with torch.no_grad():
+        logits = torch.cat([hf(**tokenizer(*(texts[i:i + 256] for texts in examples.texts), padding=True,
+                                           truncation=True, max_length=128, return_tensors="pt")).logits
+                            for i in range(0, len(examples), 256)])
+    top2 = logits.topk(2, dim=-1).values
+    return logits.argmax(-1).numpy(), (top2[:, 0] - top2[:, 1] > 1e-4).numpy()
+
+
+# The header of each GLUE test file (QQP's index is `id`; MNLI's real files have the parse columns too).
+TEST_HEADERS = {"cola": ["index", "sentence"], "sst2": ["index", "sentence"],
+                "mrpc": ["index", "#1 ID", "#2 ID", "#1 String", "#2 String"], "qqp": ["id", "question1", "question2"],
+                "mnli": ["index", "promptID", "pairID", "genre", "sentence1", "sentence2"],
+                "qnli": ["index", "question", "sentence"], "rte": ["index", "sentence1", "sentence2"],
+                "wnli": ["index", "sentence1", "sentence2"]}
+# The submission files GLUE's server takes, and how it spells the labels: numbers, or names for the NLI tasks.
+SUBMISSIONS = {"cola": ["CoLA"], "sst2": ["SST-2"], "mrpc": ["MRPC"], "qqp": ["QQP"], "mnli": ["MNLI-m", "MNLI-mm", "AX"],
+               "qnli": ["QNLI"], "rte": ["RTE"], "wnli": ["WNLI"]}
+SPELLING = {"cola": {"0", "1"}, "sst2": {"0", "1"}, "mrpc": {"0", "1"}, "qqp": {"0", "1"}, "wnli": {"0", "1"},
+            "mnli": {"entailment", "neutral", "contradiction"}, "qnli": {"entailment", "not_entailment"},
+            "rte": {"entailment", "not_entailment"}}
+
+
+@pytest.mark.parametrize("task_name", list(TASKS))
+def test_predict_test_writes_every_tasks_submission_files_in_file_order(task_name, tmp_path):
+    task = get_task(task_name)
+    model = task_model(tmp_path / "model", task)
     glue = tmp_path / "glue"
-    (glue / "MNLI").mkdir(parents=True)
-    (glue / "diagnostic").mkdir()
-    header = "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\n"
-    (glue / "MNLI" / "test_matched.tsv").write_text(header + "0\t1\t1e\tfiction\tA man sleeps.\tA person rests.\n")
-    (glue / "MNLI" / "test_mismatched.tsv").write_text(header + "".join(f"{i}\t2\t2e\tx\tA b {i}.\tC d.\n" for i in range(3)))
-    (glue / "diagnostic" / "diagnostic.tsv").write_text("index\tsentence1\tsentence2\n0\tThe cat sat.\tA cat sat.\n")
-    result = predict_cli("--model", str(model), "--task", "mnli", "--data-dir", str(glue), "--split", "test",
+    sentences = [s for s, _ in cola_rows(40)]
+    rows = {}  # submission name -> the index column of its test file, out of order as a file may have it
+    for n, (name, path) in enumerate(test_files(task).items()):
+        path, header = (("diagnostic/diagnostic.tsv", ["index", "sentence1", "sentence2"]) if name == "AX"
+                        else (path, TEST_HEADERS[task_name]))
+        index = [str(1000 - 7 * i) for i in range(5 + n)]
+        other = [f"x{k}" for k in range(len(header) - 1 - len(task.text_fields))]  # ids, genre: not read
+        lines = [header] + [[i, *other, *sentences[j:j + len(task.text_fields)]] for j, i in enumerate(index)]
+        (glue / path).parent.mkdir(parents=True, exist_ok=True)
+        (glue / path).write_text("".join("\t".join(line) + "\n" for line in lines))
+        rows[name] = index
+    result = predict_cli("--model", str(model), "--task", task_name, "--data-dir", str(glue), "--split", "test",
                          "--out", str(tmp_path / "sub"))
     assert result.returncode == 0, result.stderr
-    for name, n in (("MNLI-m", 1), ("MNLI-mm", 3), ("AX", 1)):
-        rows = (tmp_path / "sub" / f"{name}.tsv").read_text().splitlines()
-        assert rows[0] == "index\tprediction" and [r.split("\t")[0] for r in rows[1:]] == [str(i) for i in range(n)]
-        assert {r.split("\t")[1] for r in rows[1:]} <= set(names)  # GLUE spells MNLI's labels by name
+    assert sorted(p.stem for p in (tmp_path / "sub").iterdir()) == sorted(SUBMISSIONS[task_name])
+    for name, index in rows.items():
+        written = (tmp_path / "sub" / f"{name}.tsv").read_text().splitlines()
+        assert written[0] == "index\tprediction"
+        assert [r.split("\t")[0] for r in written[1:]] == index
+        assert {r.split("\t")[1] for r in written[1:]} <= SPELLING[task_name]
+
+
+@pytest.mark.parametrize("task_name", ["cola", "sst2", "mrpc"])
+def test_predict_on_the_real_test_files_keeps_every_row_in_order_and_agrees_with_transformers(task_name, tmp_path):
+    task = get_task(task_name)
+    model = task_model(tmp_path / "model", task)
+    result = predict_cli("--model", str(model), "--task", task_name, "--data-dir", str(GLUE), "--split", "test",
+                         "--out", str(tmp_path / "sub"))
+    assert result.returncode == 0, result.stderr
+    written = (tmp_path / "sub" / f"{task.glue_dir}.tsv").read_text().splitlines()
+    real = [line.split("\t") for line in (GLUE / task.glue_dir / "test.tsv").read_text("utf-8-sig").splitlines()]
+    assert len(written) == len(real) and {"cola": 1064, "sst2": 1822, "mrpc": 1726}[task_name] == len(real)
+    assert [r.split("\t")[0] for r in written[1:]] == [r[0] for r in real[1:]]
+    _, examples = load_test(task, task.glue_dir, GLUE)
+    expected, clear = transformers_predictions(model, examples)
+    ours = np.array([task.tsv_label_values.index(r.split("\t")[1]) for r in written[1:]])
+    assert clear.mean() > 0.99 and len(set(ours)) == 2  # nearly every row is compared, and both labels occur
+    np.testing.assert_array_equal(ours[clear], expected[clear])
+
+
+def test_predict_dev_agrees_with_transformers_on_the_saved_folder(tmp_path):
+    task = get_task("cola")
+    model = task_model(tmp_path / "model", task)
+    result = predict_cli("--model", str(model), "--task", "cola", "--data-dir", str(GLUE), "--split", "dev",
+                         "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = (tmp_path / "predictions-validation.tsv").read_text().splitlines()[1:]
+    ours = np.array([task.label_names.index(r.split("\t")[1]) for r in rows])
+    expected, clear = transformers_predictions(model, load_split(task, "validation", GLUE))
+    assert clear.mean() > 0.99 and len(set(ours)) == 2
+    np.testing.assert_array_equal(ours[clear], expected[clear])
 
 
 def test_distilling_on_own_files_keeps_the_label_names(own_run, tmp_path):
