@@ -20,9 +20,10 @@ import numpy as np
 
 from cmi.runfiles import TrainingError
 from cmi.selection import select_teacher
-from data.tasks import TASKS
+from data.tasks import primary_metric
 from harness.markdown import table
-from harness.sweeps import TEACHERS, TRAIN_MODES, Run, best_ce_run, finished, num, parse_folder, results_of
+from harness.sweeps import (TEACHERS, TRAIN_MODES, Run, best_ce_run, finished, num, own_tasks_of, parse_folder,
+                            results_of, task_order)
 
 try:  # optional: pip install -e ".[plot]"
     import matplotlib
@@ -41,9 +42,9 @@ STUDENT_SETTINGS = ("epochs", "batch_size", "lr", "max_train_samples", "student_
 
 def load_runs(sweep: Path) -> dict[Run, dict]:
     """The finished runs of a sweep folder: Run -> its results.json (folders not named by sweep.py are ignored)."""
-    runs = {}
+    runs, own = {}, own_tasks_of(sweep)
     for path in sorted(sweep.glob("**/results.json")):
-        run = parse_folder(path.parent.relative_to(sweep).as_posix())
+        run = parse_folder(path.parent.relative_to(sweep).as_posix(), own)
         if run is not None and finished(path.parent):  # a damaged results.json: listed as unfinished
             runs[run] = results_of(path.parent)
     return runs
@@ -52,7 +53,8 @@ def load_runs(sweep: Path) -> dict[Run, dict]:
 def unfinished(sweep: Path) -> list[str]:
     """The run folders that were started but have no readable results.json yet."""
     folders = (p.parent.relative_to(sweep).as_posix() for p in sweep.glob("**/args.json"))
-    return sorted(f for f in folders if parse_folder(f) and not finished(sweep / f))
+    own = own_tasks_of(sweep)
+    return sorted(f for f in folders if parse_folder(f, own) and not finished(sweep / f))
 
 
 def seeds_by_setting(runs: dict[Run, dict], setting) -> dict:
@@ -107,7 +109,7 @@ class Task:
     """A task's runs grouped by setting, and the choices Tables I and II make from them."""
 
     def __init__(self, name: str, runs: dict[Run, dict], sweep: Path):
-        self.name, self.metric, self.sweep = name, TASKS[name].primary_metric, sweep
+        self.name, self.metric, self.sweep = name, primary_metric(name, name in own_tasks_of(sweep)), sweep
         mine = {r: v for r, v in runs.items() if r.task == name}
         self.runs = {mode: {r: v for r, v in mine.items() if r.mode == mode} for mode in TRAIN_MODES}
         self.ce = seeds_by_setting(self.runs["ce"], lambda r: None).get(None, {})
@@ -219,7 +221,7 @@ def student_table(t: Task) -> list[str]:
 
 
 def load_tasks(sweep: Path, runs: dict[Run, dict]) -> list[Task]:
-    return [Task(name, runs, sweep) for name in TASKS if any(r.task == name for r in runs)]
+    return [Task(name, runs, sweep) for name in sorted({r.task for r in runs}, key=task_order)]
 
 
 def report(sweep: Path, extra: list[tuple[str, Path, dict]] = ()) -> str:

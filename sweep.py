@@ -2,6 +2,7 @@
 
     python sweep.py --out sweeps/glue                       # the paper's protocol (Tables I and II)
     python sweep.py --tasks cola --lams 0.1,0.5 --seeds 0,1 --out sweeps/cola --data-dir glue --dry-run
+    python sweep.py --train-file mine.csv --validation-file mine_dev.csv --out sweeps/mine   # your own data
     CUDA_VISIBLE_DEVICES=1 python sweep.py --out sweeps/glue --shard 1/4    # one of 4 GPUs
     python report.py sweeps/glue                            # the tables, as Markdown
 
@@ -12,6 +13,9 @@ settings:
     TASK/min/lamL-seedS, TASK/max/lamL-seedS    fine-tuning with +lambda*CMI, -lambda*CMI
     TASK/student-ce/alphaA-TT-seedS             DistilBERT from the ce run with the highest dev metric
     TASK/student-max/alphaA-TT-seedS            DistilBERT from the max run selected by dev metric / dev CMI
+
+TASK is the GLUE task, or with --train-file and --validation-file (and --text-fields, --label-field) the
+stem of the training file, as train.py names a run on your own data: the grid is then that one task.
 
 A run with results.json is finished and skipped; any other is started, or resumed from its last.pt, so the
 same command continues an interrupted sweep. --shard i/n takes the runs at positions i, i+n, i+2n, ... of
@@ -49,8 +53,8 @@ class NotReady(Exception):
 class Teachers:
     """The teacher of each task and kind, chosen once, when its first student asks, and announced with why."""
 
-    def __init__(self, grid: list[Run], out: Path):
-        self.grid, self.out, self.chosen = grid, out, {}
+    def __init__(self, grid: list[Run], out: Path, own_files: bool):
+        self.grid, self.out, self.own_files, self.chosen = grid, out, own_files, {}
 
     def best_dir(self, student: Run) -> Path:
         """The student's --teacher: the best/ folder of the chosen run. NotReady while any of the grid's
@@ -63,7 +67,7 @@ class Teachers:
             if waiting:
                 raise NotReady(f"waiting for {len(waiting)} of {len(candidates)} {student.teacher} teacher runs "
                                f"(e.g. {waiting[0]}); run the sweep again once they are finished")
-            run, why = choose_teacher(student.task, student.teacher, self.out)
+            run, why = choose_teacher(student.task, student.teacher, self.out, self.own_files)
             print(f"{student.task}: the {student.teacher} teacher is {run.relative_to(self.out)}: {why}",
                   file=sys.stderr)
             self.chosen[key] = run
@@ -103,10 +107,15 @@ def resume_flag(folder: Path) -> list[str]:
     return ["--resume"] if (folder / "args.json").exists() else []
 
 
+def task_option(task: str, args) -> list[str]:
+    """--task TASK for a GLUE task; nothing for own files, which the passed-on --train-file names."""
+    return [] if args.own_files else ["--task", task]
+
+
 def train_command(run: Run, folder: Path, args, extra: list[str]) -> list[str]:
     lam = [] if run.lam is None else ["--lam", num(run.lam)]
     resume = resume_flag(folder)
-    return [sys.executable, str(ROOT / "train.py"), "--task", run.task, "--mode", run.mode, *lam,
+    return [sys.executable, str(ROOT / "train.py"), *task_option(run.task, args), "--mode", run.mode, *lam,
             "--seed", str(run.seed), "--epochs", str(args.epochs), "--out", str(folder), *resume, *extra]
 
 
@@ -118,8 +127,8 @@ def student_options(args) -> list[str]:
 
 def student_command(run: Run, folder: Path, teacher: str, args, extra: list[str]) -> list[str]:
     resume = resume_flag(folder)
-    return [sys.executable, str(ROOT / "distill.py"), "--task", run.task, "--teacher", teacher, *student_options(args),
-            "--alpha", num(run.alpha), "--temperature", num(run.temperature), "--seed", str(run.seed),
+    return [sys.executable, str(ROOT / "distill.py"), *task_option(run.task, args), "--teacher", teacher,
+            *student_options(args),            "--alpha", num(run.alpha), "--temperature", num(run.temperature), "--seed", str(run.seed),
             "--epochs", str(args.student_epochs), "--out", str(folder), *resume, *extra]
 
 
@@ -161,6 +170,19 @@ def shard_spec(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def own_task(chunks: list[list[str]], parser: Parser) -> str | None:
+    """The task name of a sweep over the user's own files (the --train-file's stem, as train.py names it), or
+    None for GLUE tasks."""
+    given = {option_name(chunk): chunk[0].split("=", 1)[1:] + chunk[1:] for chunk in chunks}
+    if "--train-file" not in given:
+        return None
+    if "--validation-file" not in given:
+        parser.error("--train-file needs --validation-file: the dev data that picks each run's best epoch")
+    if len(given["--train-file"]) != 1:
+        parser.error("--train-file takes one file")
+    return Path(given["--train-file"][0]).stem
+
+
 def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     """The sweep's options, then the options passed on to train.py and to distill.py."""
     # allow_abbrev=False: --seed must not be read as --seeds, nor --task as --tasks
@@ -168,8 +190,8 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
                           allow_abbrev=False)
     g = parser.add_argument_group("the grid (defaults: the paper's protocol)")
     g.add_argument("--out", required=True, help="the sweep folder: one subfolder per run")
-    g.add_argument("--tasks", type=comma_list(str, list(TASKS)), default=list(TASKS),
-                   help="GLUE tasks (default: all 8)")
+    g.add_argument("--tasks", type=comma_list(str, list(TASKS)),
+                   help="GLUE tasks (default: all 8; with --train-file, the file's task alone)")
     g.add_argument("--modes", type=comma_list(str, TRAIN_MODES), default=list(TRAIN_MODES),
                    help="fine-tuning objectives (default: ce,min,max); ce and max also make the students' teachers")
     g.add_argument("--lams", type=comma_list(float), default=[0.05, 0.1, 0.2, 0.5, 1.0],
@@ -198,10 +220,12 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
         chunks = option_chunks(extra)
     except ValueError as e:
         parser.error(str(e))
+    own = own_task(chunks, parser)
+    args.own_files = own is not None
+    if args.own_files and args.tasks is not None:
+        parser.error("--tasks is for GLUE tasks; with --train-file the sweep runs the file's own task")
+    args.tasks = [own] if args.own_files else args.tasks or list(TASKS)
     for chunk in chunks:
-        if option_name(chunk) in ("--train-file", "--validation-file"):
-            parser.error(f"{option_name(chunk)}: sweep.py runs the GLUE tasks (--tasks); run train.py and distill.py "
-                         "on your own files")
         if option_name(chunk) in SET_BY_SWEEP:
             parser.error(f"{option_name(chunk)} is set by the sweep for each run (see --tasks, --modes, --lams, "
                          "--seeds, --alphas, --temperatures)")
@@ -209,10 +233,11 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     train_extra = [t for chunk in chunks for t in chunk]
     student_extra = [t for chunk in chunks if option_name(chunk) in shared for t in chunk]
     # a typo in a passed-on option, or a grid value out of range, should fail now, not in each of hundreds of runs
+    task = task_option(args.tasks[0], args)
     for lam in args.lams:
-        parse_train_args(["--task", args.tasks[0], "--out", "unused", "--lam", str(lam), *train_extra])
+        parse_train_args([*task, "--out", "unused", "--lam", str(lam), *train_extra])
     for alpha, temperature in itertools.product(args.alphas, args.temperatures):
-        parse_distill_args(["--task", args.tasks[0], "--teacher", "unused", "--out", "unused", "--alpha", str(alpha),
+        parse_distill_args([*task, "--teacher", "unused", "--out", "unused", "--alpha", str(alpha),
                             "--temperature", str(temperature), *student_options(args), *student_extra])
     if Path(args.out).exists() and not Path(args.out).is_dir():
         parser.error(f"--out {args.out}: exists and is not a folder")
@@ -228,7 +253,7 @@ def main(argv=None) -> int:
     index, count = args.shard
     runs = shard(selected, index, count)
     done, ran, failed, skipped, busy = 0, 0, [], [], []
-    teachers = Teachers(grid, out)  # from the whole grid: other shards may train a student's teachers
+    teachers = Teachers(grid, out, args.own_files)  # from the whole grid: other shards may train a student's teachers
     for i, run in enumerate(runs, 1):
         folder = out / run.folder
         if finished(folder):

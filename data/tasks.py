@@ -64,13 +64,22 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+FILE_METRIC = "accuracy"  # what picks the best epoch on the user's own files, as run_glue does
+
+
 def file_task(name: str, label_names: tuple[str, ...], text_fields: tuple[str, ...]) -> Task:
     """A task of the user's own files (data.loading.load_file): its label names from the training file,
     accuracy (which picks the best epoch, as run_glue does for its own files) and macro-F1, MCC too for two
     classes. The GLUE file columns do not apply: the files are read by field name."""
     metrics = ("accuracy", "f1_macro") + (("mcc",) if len(label_names) == 2 else ())
-    return Task(name, tuple(label_names), tuple(text_fields), metrics, "accuracy",
+    return Task(name, tuple(label_names), tuple(text_fields), metrics, FILE_METRIC,
                 glue_dir="", tsv_text_columns=(), tsv_label_column="")
+
+
+def primary_metric(name: str, own_files: bool = False) -> str:
+    """The dev metric that picks the best epoch of task `name`: the GLUE task's, or FILE_METRIC for a task of
+    the user's own files (named after its training file, which may be any name, a GLUE one too)."""
+    return FILE_METRIC if own_files or name not in TASKS else TASKS[name].primary_metric
 
 
 def metric_suffix(split: str) -> str:

@@ -1,5 +1,6 @@
 """The grid of runs behind Tables I and II: each run's settings and folder (TASK/GROUP/SETTING-seedS), its
-results, and the teachers chosen from finished runs. sweep.py runs the grid; report.py reads it back."""
+results, and the teachers chosen from finished runs. sweep.py runs the grid; report.py reads it back. TASK is
+a GLUE task, or the user's own data named after its training file (train.py --train-file)."""
 import itertools
 import json
 import re
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from cmi.runfiles import TrainingError
 from cmi.selection import select_teacher
-from data.tasks import TASKS
+from data.tasks import TASKS, primary_metric
 
 TRAIN_MODES = ("ce", "min", "max")
 TEACHERS = ("ce", "max")  # the kinds of teacher a student is distilled from
@@ -54,30 +55,50 @@ class Run:
         return f"{self.task}/{self.group}/" + "-".join(setting + [f"seed{self.seed}"])
 
     def sort_key(self) -> tuple:
-        """Fine-tuning before students (teachers first); then task (GLUE order), mode, settings, seed."""
-        return (self.is_student, list(TASKS).index(self.task), (TRAIN_MODES + ("student",)).index(self.mode),
+        """Fine-tuning before students (teachers first); then task, mode, settings, seed."""
+        return (self.is_student, task_order(self.task), (TRAIN_MODES + ("student",)).index(self.mode),
                 self.teacher or "", self.lam or 0.0, self.alpha or 0.0, self.temperature or 0.0, self.seed)
 
 
+def task_order(task: str) -> tuple:
+    """GLUE's order, then the tasks of own files by name."""
+    return (list(TASKS).index(task), "") if task in TASKS else (len(TASKS), task)
+
+
 FOLDER_PATTERNS = [  # the inverse of Run.folder
-    (re.compile(r"(\w+)/ce/seed(\d+)"), lambda t, s: Run(t, "ce", int(s))),
-    (re.compile(r"(\w+)/(min|max)/lam([^/]+)-seed(\d+)"), lambda t, m, lam, s: Run(t, m, int(s), float(lam))),
-    (re.compile(r"(\w+)/student-(ce|max)/alpha([^/]+)-T([^/]+)-seed(\d+)"),
+    (re.compile(r"([^/]+)/ce/seed(\d+)"), lambda t, s: Run(t, "ce", int(s))),
+    (re.compile(r"([^/]+)/(min|max)/lam([^/]+)-seed(\d+)"), lambda t, m, lam, s: Run(t, m, int(s), float(lam))),
+    (re.compile(r"([^/]+)/student-(ce|max)/alpha([^/]+)-T([^/]+)-seed(\d+)"),
      lambda t, k, a, temp, s: Run(t, "student", int(s), teacher=k, alpha=float(a), temperature=float(temp))),
 ]
 
 
-def parse_folder(folder: str) -> Run | None:
-    """The run a folder name (relative to the sweep folder) stands for; None for any other folder."""
+def parse_folder(folder: str, own_tasks: frozenset[str] = frozenset()) -> Run | None:
+    """The run a folder name (relative to the sweep folder) stands for, its task a GLUE task or one of
+    `own_tasks` (own_tasks_of); None for any other folder."""
     for pattern, make in FOLDER_PATTERNS:
         match = pattern.fullmatch(folder)
-        if match and match.group(1) in TASKS:
+        if match and (match.group(1) in TASKS or match.group(1) in own_tasks):
             try:
                 run = make(*match.groups())
             except ValueError:  # lamx-seed0: not a number
                 return None
             return run if run.folder == folder else None  # only the canonical spelling: lam0.10 is not lam0.1
     return None
+
+
+def own_tasks_of(sweep: Path) -> frozenset[str]:
+    """The tasks of own files in a sweep folder: the names (file stems) of the runs whose args.json has a
+    train_file. A sweep over own files holds one, named as train.py names the run."""
+    names = set()
+    for path in sweep.glob("*/*/*/args.json"):
+        try:
+            train_file = json.loads(path.read_bytes()).get("train_file")
+        except (OSError, ValueError, AttributeError):  # a damaged args.json: the run is unfinished anyway
+            continue
+        if train_file:
+            names.add(Path(train_file).stem)
+    return frozenset(names)
 
 
 def expand(tasks, modes, lams, seeds, alphas=(), temperatures=()) -> list[Run]:
@@ -138,11 +159,11 @@ def best_ce_run(folder: Path, metric: str) -> Path:
     return max(runs, key=lambda run: results_of(run)[metric])
 
 
-def choose_teacher(task: str, kind: str, out: Path) -> tuple[Path, str]:
+def choose_teacher(task: str, kind: str, out: Path, own_files: bool = False) -> tuple[Path, str]:
     """The teacher run of `kind` for the task's students, among the finished runs in out/TASK/KIND, and why:
     ce, the highest dev metric; max, the highest dev metric / dev CMI (cmi.selection, as distill.py
     --teacher-sweep chooses). The report makes the same choice from the same folders."""
-    metric = TASKS[task].primary_metric
+    metric = primary_metric(task, own_files)
     if kind == "ce":
         run = best_ce_run(out / task / "ce", metric)
         return run, f"dev {metric} {results_of(run)[metric]:.4g}, the highest of the ce runs"

@@ -1,5 +1,7 @@
 """What the test files share: the paths of the real data and checkpoint in ../shared beside the repository, a
-tiny BERT checkpoint with the real vocabulary, and the helpers that run train.py on a few real CoLA examples."""
+tiny BERT checkpoint with the real vocabulary, the helpers that run train.py on a few real CoLA examples, and
+real CoLA examples written as the user's own files."""
+import csv
 import json
 import subprocess
 import sys
@@ -44,3 +46,25 @@ def metric_lines(out) -> list[dict]:
     """The lines of a run's metrics.jsonl, timings left out."""
     lines = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in line.items() if k not in TIMING} for line in lines]
+
+
+def cola_rows(n, start=0):
+    """(sentence, label) of real CoLA training examples."""
+    lines = (GLUE / "CoLA" / "train.tsv").read_text().splitlines()[start:start + n]
+    return [(line.split("\t")[3], line.split("\t")[1]) for line in lines]
+
+
+def write_own(path, rows, names=("bad", "good")):
+    """rows (sentence, "0"/"1") as the user's own file: .csv (quoted), .tsv or .jsonl, labels named `names`."""
+    records = [{"id": i, "text": s, "label": names[int(y)]} for i, (s, y) in enumerate(rows)]
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    elif path.suffix == ".tsv":  # as the GLUE files: no quoting, a '"' is part of the text
+        lines = [("id", "text", "label")] + [(r["id"], r["text"], r["label"]) for r in records]
+        path.write_text("".join("\t".join(map(str, line)) + "\n" for line in lines))
+    else:
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["id", "text", "label"])
+            writer.writerows([r["id"], r["text"], r["label"]] for r in records)
+    return path

@@ -1,6 +1,5 @@
 """After training and beyond GLUE: the user's own data files (CSV, TSV, JSON Lines), macro-F1, and predict.py
 (dev evaluation that reproduces the run's own numbers, the GLUE submission files, files and sentences)."""
-import csv
 import json
 import subprocess
 import sys
@@ -8,33 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import GLUE, ROOT, args_for, run_cli
-from data.loading import load_file, load_split, load_test, test_files
+from conftest import GLUE, ROOT, args_for, cola_rows, run_cli, write_own
+from data.loading import load_file, load_split, load_test
+from data.loading import test_files as submission_files  # not named test_*: pytest would collect it
 from data.metrics import f1_macro
 from data.tasks import TASKS, DataError, get_task
 from data.tokenization import load_tokenizer
-
-
-def cola_rows(n, start=0):
-    """(sentence, label) of real CoLA training examples."""
-    lines = (GLUE / "CoLA" / "train.tsv").read_text().splitlines()[start:start + n]
-    return [(line.split("\t")[3], line.split("\t")[1]) for line in lines]
-
-
-def write_own(path, rows, names=("bad", "good")):
-    """rows (sentence, "0"/"1") as the user's own file: .csv (quoted), .tsv or .jsonl, labels named `names`."""
-    records = [{"id": i, "text": s, "label": names[int(y)]} for i, (s, y) in enumerate(rows)]
-    if path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    elif path.suffix == ".tsv":  # as the GLUE files: no quoting, a '"' is part of the text
-        lines = [("id", "text", "label")] + [(r["id"], r["text"], r["label"]) for r in records]
-        path.write_text("".join("\t".join(map(str, line)) + "\n" for line in lines))
-    else:
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["id", "text", "label"])
-            writer.writerows([r["id"], r["text"], r["label"]] for r in records)
-    return path
 
 
 def predict_cli(*argv, **kwargs):
@@ -311,7 +289,7 @@ def test_predict_test_writes_every_tasks_submission_files_in_file_order(task_nam
     glue = tmp_path / "glue"
     sentences = [s for s, _ in cola_rows(40)]
     rows = {}  # submission name -> the index column of its test file, out of order as a file may have it
-    for n, (name, path) in enumerate(test_files(task).items()):
+    for n, (name, path) in enumerate(submission_files(task).items()):
         path, header = (("diagnostic/diagnostic.tsv", ["index", "sentence1", "sentence2"]) if name == "AX"
                         else (path, TEST_HEADERS[task_name]))
         index = [str(1000 - 7 * i) for i in range(5 + n)]

@@ -16,7 +16,7 @@ import pytest
 import report
 import sweep
 from cmi.selection import select_teacher
-from conftest import GLUE, ROOT
+from conftest import GLUE, ROOT, cola_rows, write_own
 from harness import sweeps
 
 
@@ -158,7 +158,8 @@ def test_a_run_locked_by_another_process_is_left_alone(capsys, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--seed", "1"], "--seed is set by the sweep"),
-    (["--train-file", "t.csv"], "--train-file: sweep.py runs the GLUE tasks"),
+    (["--train-file", "t.csv"], "--train-file needs --validation-file"),
+    (["--train-file", "t.csv", "--validation-file", "d.csv", "--tasks", "cola"], "--tasks is for GLUE tasks"),
     (["--lams", "0.1,x"], "--lams"),
     (["--tasks", "cola,boolq"], "cola,boolq"),
     (["--shard", "3/3"], "0 <= i < n"),
@@ -319,3 +320,23 @@ def test_report_table_two_is_the_median_of_the_students(interrupted, distilled):
         "sst2", "accuracy", f"{100 * ce_teacher:.1f}", f"{100 * ce_student:.1f}", "0.5, 2",
         f"{100 * max_teacher:.1f}", f"{100 * max_student:.1f}", "0.5, 2", f"{100 * (max_student - ce_student):+.1f}"]
     assert "← selected" in markdown and "the highest ratio of 4 max runs" in markdown
+
+
+def test_a_sweep_over_own_files_names_its_task_after_the_file_and_reports_it(tiny_bert, tmp_path):
+    """The whole grid on own files: ce and max teachers, their students, the report by accuracy."""
+    train, dev = write_own(tmp_path / "reviews.csv", cola_rows(64)), write_own(tmp_path / "reviews_dev.jsonl",
+                                                                             cola_rows(32, 300))
+    out = tmp_path / "sweep"
+    result = run_sweep("--out", str(out), "--train-file", str(train), "--validation-file", str(dev), "--modes", "ce,max",
+                       "--lams", "1", "--seeds", "0", "--epochs", "1", "--alphas", "0.5", "--temperatures", "2",
+                       "--student-epochs", "1", "--student-layers", "0", "--model", str(tiny_bert),
+                       "--batch-size", "16", "--lr", "1e-3")
+    assert result.returncode == 0, result.stderr
+    assert sorted(finished_runs(out)) == ["reviews/ce/seed0", "reviews/max/lam1-seed0",
+                                          "reviews/student-ce/alpha0.5-T2-seed0", "reviews/student-max/alpha0.5-T2-seed0"]
+    student = json.loads((out / "reviews/student-max/alpha0.5-T2-seed0/best/config.json").read_text())
+    assert student["id2label"] == {"0": "bad", "1": "good"}  # the file's label names, through the teacher
+    results = json.loads((out / "reviews/ce/seed0/results.json").read_text())
+    markdown = report.report(out)
+    [table_one] = cells(markdown, "reviews")[:1]  # own files: the best epoch and the tables go by accuracy
+    assert table_one[:3] == ["reviews", "accuracy", f"{100 * results['accuracy']:.1f}"]
