@@ -62,6 +62,13 @@ def test_students_are_paired_with_the_student_of_the_ce_teacher_of_the_same_seed
     row = next(line for line in out.splitlines() if line.startswith("| student of max, α 0.5, T 2 (lam10) |"))
     assert f"+{100 * statistics.fmean(best) - 1:.1f} ± {se:.1f}" in row
     assert "| student of ce, α 0.5, T 2 | 3 |" in out and "(baseline)" in out
+    assert "- cola: one (α, T) per teacher, no selection: the Δ is a plain difference of medians." in out
+    fake_run(tmp_path / "s", "cola/student-max/alpha0.9-T2-seed0", [0.3])  # now the max column is a best of 2
+    fake_run(tmp_path / "s", "cola/student-max/alpha0.9-T2-seed1", [0.3])
+    sd = 100 * statistics.stdev(max(CE[s]) for s in CE)  # the ce teacher's students' spread, one (alpha, T)
+    gain = 100 * report.selection_gain(2, 3, sd / 100, k_baseline=1)
+    assert f"- cola: the best of 2 (α, T) against the best of 1, medians of 3 seeds: {gain:+.1f} points with no " \
+           f"effect at all (sd {sd:.1f}," in report.report(tmp_path / "s")
 
 
 def test_selection_alone_gains_with_no_effect():
@@ -69,6 +76,9 @@ def test_selection_alone_gains_with_no_effect():
     assert 0.6 < report.selection_gain(5, 3, 1.0) < 0.8
     assert abs(report.selection_gain(1, 3, 1.0)) < 0.02  # one arm: no selection, no gain
     assert report.selection_gain(5, 3, 2.0) == pytest.approx(2 * report.selection_gain(5, 3, 1.0))
+    # Table II: best of 9 (alpha, T) against best of 9 is symmetric, no gain; against best of 1 the full gain
+    assert abs(report.selection_gain(9, 3, 1.0, k_baseline=9)) < 0.02
+    assert report.selection_gain(9, 3, 1.0, k_baseline=1) > report.selection_gain(5, 3, 1.0)
 
 
 def test_report_lists_a_damaged_run_as_unfinished_and_a_plot_folder_it_cannot_write(tmp_path, capsys):
