@@ -133,9 +133,10 @@ class Task:
                                    if r.teacher == kind and v["args"].get("teacher")}) for kind in TEACHERS}
 
     def teacher_value(self, kind: str) -> float | None:
-        """The dev metric of the teacher of `kind`: the one its students used, else the one chosen now."""
-        run = self.used[kind][0] if len(self.used[kind]) == 1 else self.chosen[kind]
-        return results_of(run)[self.metric] if run is not None and finished(run) else None
+        """The dev metric of the teacher of `kind`: of the teachers its students used (the median when each seed
+        had its own, as in a paired study), else of the one chosen now."""
+        runs = [run for run in self.used[kind] or [self.chosen[kind]] if run is not None and finished(run)]
+        return statistics.median(results_of(run)[self.metric] for run in runs) if runs else None
 
     def ce_median(self) -> float | None:
         return median(self.ce, self.metric) if self.ce else None
@@ -198,7 +199,8 @@ def teacher_section(t: Task) -> list[str]:
     for kind in TEACHERS:
         if t.used[kind]:
             changed = t.used[kind] != [t.chosen[kind]]
-            differs = " (not the teacher chosen now: the sweep folder changed since)" if changed else ""
+            differs = ("" if not changed else " (teachers from outside this sweep folder)" if t.chosen[kind] is None
+                       else " (not the teacher chosen now: the sweep folder changed since)")
             lines.append(f"- the students of the {kind} teacher were distilled from "
                          + ", ".join(map(rel, t.used[kind])) + differs + ".")
     lines.append("")
@@ -247,11 +249,12 @@ def report(sweep: Path, extra: list[tuple[str, Path, dict]] = ()) -> str:
               "and carry the gain of that selection too.", ""]
     for t in tasks:
         lines += paired_section(t, extra)
-    lines += ["## Table I: CE vs. min-CMI fine-tuning (best-of selection)", "",
-              "The paper's format: per task, the λ with the highest median over seeds against the ce median. This "
-              "is a best-of selection: with no effect at all it still gains, by about this much:", ""]
-    lines += [line for t in tasks for line in selection_line(t)] + [""]
-    lines += table_one(tasks)
+    if train_results:
+        lines += ["## Table I: CE vs. min-CMI fine-tuning (best-of selection)", "",
+                  "The paper's format: per task, the λ with the highest median over seeds against the ce median. "
+                  "This is a best-of selection: with no effect at all it still gains, by about this much:", ""]
+        lines += [line for t in tasks for line in selection_line(t)] + [""]
+        lines += table_one(tasks)
     lines += ["## Table II: DistilBERT students of a CE and of a max-CMI teacher (best-of selection)", "",
               "The paper's format: per task and teacher, the (α, T) with the highest median over seeds. Both columns "
               "are best-of selections, so with no effect at all the Δ gains by about this much:", ""]
@@ -259,7 +262,7 @@ def report(sweep: Path, extra: list[tuple[str, Path, dict]] = ()) -> str:
     lines += table_two(tasks)
     lines += ["## Per task", ""]
     for t in tasks:
-        lines += lambda_table(t) + teacher_section(t)
+        lines += (lambda_table(t) if any(t.runs.values()) else []) + teacher_section(t)
         if any(t.students.values()):
             lines += student_table(t)
     return "\n".join(lines)
@@ -361,7 +364,7 @@ def paired_section(t: Task, extra: list[tuple[str, Path, dict]]) -> list[str]:
         return epochs[-1][t.metric]
 
     lines = []
-    for kind, against in (("fine-tuning", "ce"), ("students", "the student of the ce teacher of the same seed")):
+    for kind, against in (("fine-tuning", "ce"), ("students", "the student of the ce teacher")):
         rows = []
         for key, arm in arms.items():
             base = arms.get(baseline_of(key))
@@ -380,7 +383,7 @@ def paired_section(t: Task, extra: list[tuple[str, Path, dict]]) -> list[str]:
         note = (f"Δ: the arm's dev {t.metric} minus that of {against} with the same seed, in points, mean ± "
                 "standard error over the seeds both have. A difference within about two standard errors of 0 is no "
                 "evidence of an effect.")
-        lines += [f"### {t.name}, {kind}: paired differences against {against.split(' of the same')[0]}", "", note, ""]
+        lines += [f"### {t.name}, {kind}: paired differences against {against}", "", note, ""]
         lines += table(header, rows)
     return lines
 

@@ -8,15 +8,16 @@ import pytest
 import report
 
 
-def fake_run(sweep, folder, mcc_by_epoch, feature="pooled"):
-    """A finished run folder: results.json (the best epoch) and metrics.jsonl (every epoch)."""
+def fake_run(sweep, folder, mcc_by_epoch, feature="pooled", teacher=None):
+    """A finished run folder: results.json (the best epoch) and metrics.jsonl (every epoch); a student names the
+    best/ folder of its teacher."""
     path = sweep / folder
     path.mkdir(parents=True)
     lines = [{"epoch": e, "mcc": m, "train_cmi": 0.01 * e, "eval_cmi": 0.02 * e}
              for e, m in enumerate(mcc_by_epoch, 1)]
     best = max(lines, key=lambda line: line["mcc"])
     (path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    args = {"model": "m", "epochs": len(lines), "cmi_feature": feature}
+    args = {"model": "m", "epochs": len(lines), "cmi_feature": feature, "teacher": teacher}
     (path / "results.json").write_text(json.dumps({"args": args, "best_epoch": best["epoch"], **best}))
 
 
@@ -48,9 +49,13 @@ def test_paired_differences_are_per_seed_means_and_standard_errors(tmp_path, cap
 
 def test_students_are_paired_with_the_student_of_the_ce_teacher_of_the_same_seed(tmp_path, capsys):
     # part B of the CoLA study: student-max of max λ 1 in the sweep, of λ 10 in a --with folder
-    for seed, values in CE.items():
-        fake_run(tmp_path / "s", f"cola/student-ce/alpha0.5-T2-seed{seed}", values)
-        fake_run(tmp_path / "s", f"cola/student-max/alpha0.5-T2-seed{seed}", MIN[seed])
+    for seed, values in CE.items():  # each student from the teacher of its own seed, kept in another folder
+        for kind, teacher_mcc in (("ce", 0.3 + seed / 100), ("max", 0.2 + seed / 100)):
+            fake_run(tmp_path / "teachers", f"cola/{kind}/seed{seed}", [teacher_mcc])
+        fake_run(tmp_path / "s", f"cola/student-ce/alpha0.5-T2-seed{seed}", values,
+                 teacher=str(tmp_path / f"teachers/cola/ce/seed{seed}/best"))
+        fake_run(tmp_path / "s", f"cola/student-max/alpha0.5-T2-seed{seed}", MIN[seed],
+                 teacher=str(tmp_path / f"teachers/cola/max/seed{seed}/best"))
         fake_run(tmp_path / "lam10", f"cola/student-max/alpha0.5-T2-seed{seed}", [v - 0.01 for v in MIN[seed]])
     report.main([str(tmp_path / "s"), "--with", str(tmp_path / "lam10"), "--no-plots"])
     out = capsys.readouterr().out
@@ -63,6 +68,9 @@ def test_students_are_paired_with_the_student_of_the_ce_teacher_of_the_same_seed
     assert f"+{100 * statistics.fmean(best) - 1:.1f} ± {se:.1f}" in row
     assert "| student of ce, α 0.5, T 2 | 3 |" in out and "(baseline)" in out
     assert "- cola: one (α, T) per teacher, no selection: the Δ is a plain difference of medians." in out
+    # Table II: the teachers' column is the median of the seeds' teachers (31 and 21), the students' of theirs
+    assert f"| cola | mcc | 31.0 | {100 * statistics.median(max(v) for v in CE.values()):.1f} | 0.5, 2 | 21.0 |" in out
+    assert "(teachers from outside this sweep folder)" in out
     fake_run(tmp_path / "s", "cola/student-max/alpha0.9-T2-seed0", [0.3])  # now the max column is a best of 2
     fake_run(tmp_path / "s", "cola/student-max/alpha0.9-T2-seed1", [0.3])
     sd = 100 * statistics.stdev(max(CE[s]) for s in CE)  # the ce teacher's students' spread, one (alpha, T)
