@@ -108,8 +108,8 @@ def settings_line(results: list[dict], keys: tuple[str, ...]) -> str:
 class Task:
     """A task's runs grouped by setting, and the choices Tables I and II make from them."""
 
-    def __init__(self, name: str, runs: dict[Run, dict], sweep: Path):
-        self.name, self.metric, self.sweep = name, primary_metric(name, name in own_tasks_of(sweep)), sweep
+    def __init__(self, name: str, runs: dict[Run, dict], sweep: Path, own_files: bool = False):
+        self.name, self.metric, self.sweep = name, primary_metric(name, own_files), sweep
         mine = {r: v for r, v in runs.items() if r.task == name}
         self.runs = {mode: {r: v for r, v in mine.items() if r.mode == mode} for mode in TRAIN_MODES}
         self.ce = seeds_by_setting(self.runs["ce"], lambda r: None).get(None, {})
@@ -223,7 +223,8 @@ def student_table(t: Task) -> list[str]:
 
 
 def load_tasks(sweep: Path, runs: dict[Run, dict]) -> list[Task]:
-    return [Task(name, runs, sweep) for name in sorted({r.task for r in runs}, key=task_order)]
+    own = own_tasks_of(sweep)
+    return [Task(name, runs, sweep, name in own) for name in sorted({r.task for r in runs}, key=task_order)]
 
 
 def report(sweep: Path, extra: list[tuple[str, Path, dict]] = ()) -> str:
