@@ -125,7 +125,7 @@ class Task:
             self.chosen["ce"] = best_ce_run(sweep / name / "ce", self.metric)
         if self.runs["max"]:
             try:
-                self.selection = select_teacher(sweep / name / "max", name, self.metric)
+                self.selection = select_teacher(sweep / name / "max", name, self.metric, need_model=False)
                 self.chosen["max"] = self.selection.chosen.run
             except TrainingError as e:
                 self.selection_error = str(e)

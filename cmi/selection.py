@@ -42,11 +42,13 @@ class Selection:
                 f"the highest of {len(self.candidates)} max-CMI runs")
 
 
-def select_teacher(sweep: str | Path, task: str, metric: str) -> Selection:
+def select_teacher(sweep: str | Path, task: str, metric: str, need_model: bool = True) -> Selection:
     """The run under `sweep` with args.mode == "max", args.task == `task` and the highest
-    results[metric] / results["eval_cmi"]. Runs without results.json or best/, with an unreadable results.json,
-    or whose metric is missing or CMI is not positive (the ratio means nothing) are left out with a note; a tie
-    goes to the first run by folder name, also noted. TrainingError (one line) when no run is usable."""
+    results[metric] / results["eval_cmi"]. Runs without results.json or (need_model: a teacher to distil from)
+    best/, with an unreadable results.json, or whose metric is missing or CMI is not positive (the ratio means
+    nothing) are left out with a note; a tie goes to the first run by folder name, also noted. TrainingError
+    (one line) when no run is usable. need_model=False: which run the rule picks, from the run files alone (a
+    committed study keeps no best/)."""
     sweep = Path(sweep)
     if not sweep.is_dir():
         raise TrainingError(f"--teacher-sweep {sweep}: not a folder")
@@ -68,7 +70,7 @@ def select_teacher(sweep: str | Path, task: str, metric: str) -> Selection:
             notes.append(f"{run.name}: skipped, results.json lacks {metric!r} or 'eval_cmi'")
         elif not cmi > 0:
             notes.append(f"{run.name}: skipped, eval_cmi is {cmi}, so {metric} / eval_cmi is undefined")
-        elif not (run / "best").is_dir():
+        elif need_model and not (run / "best").is_dir():
             notes.append(f"{run.name}: skipped, no best/ folder")
         else:
             candidates.append(Candidate(run, float(value), float(cmi), args))

@@ -101,3 +101,18 @@ def test_report_lists_a_damaged_run_as_unfinished_and_a_plot_folder_it_cannot_wr
     out, err = capsys.readouterr()
     assert exit_info.value.code == 2 and "rte/ce/seed0" in out  # the report itself is printed
     assert err.startswith("error: ") and "cannot write the plots" in err and len(err.splitlines()) == 1
+
+
+def test_the_report_names_the_teacher_the_papers_rule_picks_from_run_files_alone(tmp_path, capsys):
+    # a committed study keeps results.json and metrics.jsonl, no best/: the rule is still applied and reported
+    for seed, values in CE.items():
+        fake_run(tmp_path, f"cola/ce/seed{seed}", values)
+        fake_run(tmp_path, f"cola/max/lam1-seed{seed}", [v + 0.01 for v in values])  # dev CMI 0.02 x best epoch
+    for path in tmp_path.glob("cola/max/*/results.json"):
+        results = json.loads(path.read_text())
+        results["args"] |= {"mode": "max", "task": "cola"}
+        path.write_text(json.dumps(results))
+    report.main([str(tmp_path), "--no-plots"])
+    out = capsys.readouterr().out
+    # ratios: seed0 0.31 / 0.04, seed1 0.26 / 0.02 (best epoch 1), seed2 0.29 / 0.04: seed1 is the paper's teacher
+    assert "- max-CMI teacher: `cola/max/lam1-seed1`, dev mcc / dev CMI = 0.26 / 0.02 = 13: the highest ratio" in out

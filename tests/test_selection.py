@@ -42,6 +42,8 @@ def test_the_teacher_is_the_max_run_with_the_highest_metric_to_cmi_ratio(tmp_pat
                      "i: skipped, no best/", "j: skipped, results.json is not valid JSON"):
         assert fragment in notes, notes
     assert "highest of 3 max-CMI runs" in selection.summary() and str(tmp_path / "c" / "best") in selection.summary()
+    # the rule alone, from the run files (a committed study keeps no best/): i has the highest ratio, 900
+    assert select_teacher(tmp_path, "cola", "mcc", need_model=False).chosen.run == tmp_path / "i"
 
 
 def test_a_tie_goes_to_the_first_run_by_name_and_says_so(tmp_path):
