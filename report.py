@@ -426,12 +426,13 @@ def student_selection_line(t: Task) -> list[str]:
 # plots
 
 
-def plot_paired(t: Task, extra: list[tuple[str, Path, dict]], path: Path) -> None:
-    """The paired differences per arm: each seed a dot, the mean with its standard error as a bar."""
+def plot_paired(t: Task, extra: list[tuple[str, Path, dict]], path: Path) -> bool:
+    """The paired differences per arm: each seed a dot, the mean with its standard error as a bar. False, drawing
+    nothing, when no arm has a baseline to be paired with."""
     every = all_arms(t, extra)
     arms = {key: arm for key, arm in every.items() if baseline_of(key) in every and baseline_of(key) != key}
     if not arms:
-        return
+        return False
     fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 1.1 * len(arms)), 4))
     for i, (key, arm) in enumerate(arms.items()):
         d = [100 * x for x in paired(arm, every[baseline_of(key)], lambda results, epochs: results[t.metric])]
@@ -447,6 +448,7 @@ def plot_paired(t: Task, extra: list[tuple[str, Path, dict]], path: Path) -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return True
 
 
 def plot(t: Task, path: Path) -> None:
@@ -505,8 +507,9 @@ def main(argv=None) -> None:
         for t in load_tasks(sweep, load_runs(sweep)):
             if any(t.lams.values()):
                 plot(t, folder / f"{t.name}.png")
-                plot_paired(t, extra, folder / f"{t.name}-paired.png")
-                print(f"wrote {folder / f'{t.name}.png'}, {folder / f'{t.name}-paired.png'}", file=sys.stderr)
+                print(f"wrote {folder / f'{t.name}.png'}", file=sys.stderr)
+            if plot_paired(t, extra, folder / f"{t.name}-paired.png"):  # students too
+                print(f"wrote {folder / f'{t.name}-paired.png'}", file=sys.stderr)
     except OSError as e:  # a read-only sweep folder: the report is printed, the plots cannot be
         parser.exit(2, f"error: {folder}: cannot write the plots ({e.strerror or e}); pass --plots DIR or --no-plots\n")
 

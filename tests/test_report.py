@@ -57,8 +57,10 @@ def test_students_are_paired_with_the_student_of_the_ce_teacher_of_the_same_seed
         fake_run(tmp_path / "s", f"cola/student-max/alpha0.5-T2-seed{seed}", MIN[seed],
                  teacher=str(tmp_path / f"teachers/cola/max/seed{seed}/best"))
         fake_run(tmp_path / "lam10", f"cola/student-max/alpha0.5-T2-seed{seed}", [v - 0.01 for v in MIN[seed]])
-    report.main([str(tmp_path / "s"), "--with", str(tmp_path / "lam10"), "--no-plots"])
+    report.main([str(tmp_path / "s"), "--with", str(tmp_path / "lam10"), "--plots", str(tmp_path / "plots")])
     out = capsys.readouterr().out
+    if report.plt is not None:  # a students-only sweep has no λ to plot, but its paired differences
+        assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["cola-paired.png"]
     assert "### cola, students: paired differences against the student of the ce teacher" in out
     best = [max(MIN[s]) - max(CE[s]) for s in CE]
     se = 100 * statistics.stdev(best) / 3 ** 0.5
