@@ -128,8 +128,8 @@ def student_options(args) -> list[str]:
 def student_command(run: Run, folder: Path, teacher: str, args, extra: list[str]) -> list[str]:
     resume = resume_flag(folder)
     return [sys.executable, str(ROOT / "distill.py"), *task_option(run.task, args), "--teacher", teacher,
-            *student_options(args),            "--alpha", num(run.alpha), "--temperature", num(run.temperature), "--seed", str(run.seed),
-            "--epochs", str(args.student_epochs), "--out", str(folder), *resume, *extra]
+            *student_options(args), "--alpha", num(run.alpha), "--temperature", num(run.temperature),
+            "--seed", str(run.seed), "--epochs", str(args.student_epochs), "--out", str(folder), *resume, *extra]
 
 
 def run_locked(command: list[str], folder: Path) -> int | None:
@@ -253,7 +253,8 @@ def main(argv=None) -> int:
     index, count = args.shard
     runs = shard(selected, index, count)
     done, ran, failed, skipped, busy = 0, 0, [], [], []
-    teachers = Teachers(grid, out, args.own_files)  # from the whole grid: other shards may train a student's teachers
+    # from the whole grid: other shards may train a student's teachers
+    teachers = Teachers(grid, out, args.own_files)
     for i, run in enumerate(runs, 1):
         folder = out / run.folder
         if finished(folder):
