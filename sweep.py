@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 from cmi.runfiles import TrainingError
-from data.tasks import TASKS
+from data.tasks import TASKS, own_task_name
 from harness.cli import Parser, add_training_args, parse_distill_args, parse_train_args, run_main
 from harness.sweeps import (TRAIN_MODES, Run, choose_teacher, expand, finished, num, shard,
                             teacher_runs)
@@ -171,7 +171,7 @@ def shard_spec(text: str) -> tuple[int, int]:
 
 
 def own_task(chunks: list[list[str]], parser: Parser) -> str | None:
-    """The task name of a sweep over the user's own files (the --train-file's stem, as train.py names it), or
+    """The task name of a sweep over the user's own files (data.tasks.own_task_name, as train.py names it), or
     None for GLUE tasks."""
     given = {option_name(chunk): chunk[0].split("=", 1)[1:] + chunk[1:] for chunk in chunks}
     if "--train-file" not in given:
@@ -180,7 +180,7 @@ def own_task(chunks: list[list[str]], parser: Parser) -> str | None:
         parser.error("--train-file needs --validation-file: the dev data that picks each run's best epoch")
     if len(given["--train-file"]) != 1:
         parser.error("--train-file takes one file")
-    return Path(given["--train-file"][0]).stem
+    return own_task_name(given["--train-file"][0])
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:

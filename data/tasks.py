@@ -1,6 +1,7 @@
 """The GLUE classification tasks: text fields, labels, dev splits, metrics, and where each lives on disk."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class DataError(ValueError):
@@ -65,6 +66,12 @@ def get_task(name: str) -> Task:
 
 
 FILE_METRIC = "accuracy"  # what picks the best epoch on the user's own files, as run_glue does
+
+
+def own_task_name(train_file: str) -> str:
+    """The task name of a run on the user's own files: the training file's stem (data/reviews.csv -> reviews).
+    train.py names the run folder after it, sweep.py its grid, report.py its rows."""
+    return Path(train_file).stem
 
 
 def file_task(name: str, label_names: tuple[str, ...], text_fields: tuple[str, ...]) -> Task:

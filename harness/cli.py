@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 import traceback
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -17,7 +16,7 @@ from cmi.runfiles import TrainingError
 from cmi.objectives import FEATURES, MODES, POLICIES, SCALES
 from common.files import first_line
 from data.batching import GROUP_BATCHES
-from data.tasks import TASKS, DataError
+from data.tasks import TASKS, DataError, own_task_name
 from models.checkpoint import CheckpointError
 from models.student import DEFAULT_LAYERS, check_layers
 
@@ -112,7 +111,7 @@ def check_data_args(args: argparse.Namespace, parser: Parser) -> None:
         parser.error("--train-file needs --validation-file: the dev data that picks the best epoch")
     if args.data_dir is not None:
         parser.error("--data-dir is for GLUE tasks; with --train-file the files say where the data is")
-    args.task = Path(args.train_file).stem
+    args.task = own_task_name(args.train_file)
 
 
 def _positive(v):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cmi.runfiles import TrainingError
 from cmi.selection import select_teacher
-from data.tasks import TASKS, primary_metric
+from data.tasks import TASKS, own_task_name, primary_metric
 
 TRAIN_MODES = ("ce", "min", "max")
 TEACHERS = ("ce", "max")  # the kinds of teacher a student is distilled from
@@ -88,7 +88,7 @@ def parse_folder(folder: str, own_tasks: frozenset[str] = frozenset()) -> Run | 
 
 
 def own_tasks_of(sweep: Path) -> frozenset[str]:
-    """The tasks of own files in a sweep folder: the names (file stems) of the runs whose args.json has a
+    """The tasks of own files in a sweep folder: the names (own_task_name) of the runs whose args.json has a
     train_file. A sweep over own files holds one, named as train.py names the run."""
     names = set()
     for path in sweep.glob("*/*/*/args.json"):
@@ -97,7 +97,7 @@ def own_tasks_of(sweep: Path) -> frozenset[str]:
         except (OSError, ValueError, AttributeError):  # a damaged args.json: the run is unfinished anyway
             continue
         if train_file:
-            names.add(Path(train_file).stem)
+            names.add(own_task_name(train_file))
     return frozenset(names)
 
 
