@@ -407,7 +407,8 @@ def student_selection_line(t: Task) -> list[str]:
     teacher's, each a median of the students' seeds; the spread is that of the ce teacher's students."""
     k = {kind: len(t.students[kind]) for kind in TEACHERS}
     if not all(k.values()):
-        return []
+        missing = " and ".join(kind for kind in TEACHERS if not k[kind])
+        return [f"- {t.name}: no Δ: this sweep holds no student of a {missing} teacher."]
     if max(k.values()) == 1:
         return [f"- {t.name}: one (α, T) per teacher, no selection: the Δ is a plain difference of medians."]
     per_setting = [statistics.stdev(r[t.metric] for r in seeds.values())

@@ -118,3 +118,4 @@ def test_the_report_names_the_teacher_the_papers_rule_picks_from_run_files_alone
     out = capsys.readouterr().out
     # ratios: seed0 0.31 / 0.04, seed1 0.26 / 0.02 (best epoch 1), seed2 0.29 / 0.04: seed1 is the paper's teacher
     assert "- max-CMI teacher: `cola/max/lam1-seed1`, dev mcc / dev CMI = 0.26 / 0.02 = 13: the highest ratio" in out
+    assert "- cola: no Δ: this sweep holds no student of a ce and max teacher." in out  # Table II, teachers only
