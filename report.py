@@ -13,6 +13,7 @@ import argparse
 import json
 import statistics
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -434,7 +435,7 @@ def plot_paired(t: Task, extra: list[tuple[str, Path, dict]], path: Path) -> boo
     arms = {key: arm for key, arm in every.items() if baseline_of(key) in every and baseline_of(key) != key}
     if not arms:
         return False
-    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 1.1 * len(arms)), 4))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 1.3 * len(arms)), 4.5))
     for i, (key, arm) in enumerate(arms.items()):
         d = [100 * x for x in paired(arm, every[baseline_of(key)], lambda results, epochs: results[t.metric])]
         if not d:
@@ -443,9 +444,10 @@ def plot_paired(t: Task, extra: list[tuple[str, Path, dict]], path: Path) -> boo
         mean, se = mean_se(d)
         ax.errorbar([i + 0.15], [mean], yerr=[se or 0], fmt="o", color="black", capsize=4)
     ax.axhline(0, color="gray", linestyle="--")
-    ax.set_xticks(range(len(arms)), [arm.label for arm in arms.values()], rotation=30, ha="right")
-    ax.set_ylabel(f"Δ dev {t.metric} vs ce (students: vs the ce teacher's), same seed (points)")
-    ax.set_title(f"{t.name}: paired Δ (dots: seeds; bars: mean ± se)", fontsize=10)
+    ax.set_xticks(range(len(arms)), [textwrap.fill(arm.label, 20) for arm in arms.values()], fontsize=9)
+    ax.set_ylabel(f"Δ dev {t.metric} (points)")
+    baselines = " / ".join(sorted({every[baseline_of(key)].label for key in arms}))
+    ax.set_title(f"{t.name}: each arm minus {baselines} of the same seed\n(dots: seeds; bars: mean ± se)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
