@@ -3,12 +3,20 @@ tiny BERT checkpoint with the real vocabulary, the helpers that run train.py on 
 real CoLA examples written as the user's own files."""
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# Tests compare whole runs bit for bit (repeated, resumed, killed against uninterrupted). With 2 intra-op threads
+# the CPU kernels are not reproducible from process to process: measured on 2026-12-03, the features of the tiny
+# BERT on one 128 x 28 batch differed in their last bits in 2 to 5 of 40 pytest processes, in 0 of 40 with one
+# thread. So the tests, and the scripts they start (which inherit the variable), run single-threaded. Set before
+# torch is imported: its thread pool reads it once.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from models.bert import BertConfig, BertForSequenceClassification
 
