@@ -75,7 +75,6 @@ def one_step(name, stats, rank=None):
 
 def worker(rank, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
         lengths = examples()[3]
