@@ -78,7 +78,7 @@ def main(argv=None) -> None:
                 raise CheckpointError(f"--student-layers {','.join(map(str, args.student_layers))}: {e}") from None
         name_labels(student, task)
         teacher.to(runtime.device).eval().requires_grad_(False)
-        teacher_forward = forward_of(teacher)
+        teacher_forward = forward_of(teacher, unpad=runtime.unpad)
 
         # data
         data = load_data(args, task, teacher_dir, min(teacher.config.vocab_size, student.config.vocab_size))

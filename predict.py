@@ -25,7 +25,7 @@ from data.loading import Examples, load_file, load_split, load_test, test_files
 from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, file_task, get_task, metric_suffix
 from data.tokenization import encode, load_tokenizer
-from harness.cli import Parser, add_file_args, check_ranges, run_main
+from harness.cli import Parser, add_file_args, add_padded_arg, check_ranges, run_main
 from harness.training import check_fits, check_head, eval_pass, forward_of, setup
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError, read_json, resolve
@@ -55,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--amp", choices=["auto", "on", "off", "bf16", "fp16"], default="auto",
                         help="autocast: on (= bf16), fp16, off (auto: bf16 on CUDA)")
+    add_padded_arg(parser)
     parser.set_defaults(seed=0, compile="off", pad_multiple=None)  # what harness.training.setup reads
     args = parser.parse_args(argv)
     check_ranges(args, parser, {"max_len": (lambda v: 3 <= v <= 512, "in [3, 512]"),
@@ -99,7 +100,7 @@ class Predictor:
         id2label = self.model.config.id2label or {}
         self.label_names = tuple(str(id2label.get(i, f"LABEL_{i}")) for i in range(self.model.config.num_labels))
         self.tokenizer = load_tokenizer(self.folder)
-        self.forward, self.features = forward_of(self.model), FeatureMap(args.cmi_feature)
+        self.forward, self.features = forward_of(self.model, unpad=self.runtime.unpad), FeatureMap(args.cmi_feature)
 
     def __call__(self, examples: Examples, desc: str):
         """The probabilities (N, C) of the examples, and the CMI statistics of their features (eqs. 9, 11)."""

@@ -82,6 +82,14 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                         "auto: bf16 on CUDA, off on CPU")
     g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="torch.compile the model (auto: on for CUDA)")
+    add_padded_arg(g)
+
+
+def add_padded_arg(group) -> None:
+    """--padded, the one switch of the unpadded path (train.py, distill.py, predict.py)."""
+    group.add_argument("--padded", action="store_true",
+                       help="compute every padded slot, as transformers does (default: the real tokens only, "
+                            "models/unpadded.py: the same results, faster)")
 
 
 def text_fields(text: str) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from data.metrics import compute_metrics
 from data.tasks import DataError, Task, file_task, get_task, metric_suffix
 from data.tokenization import Encoded, encode, load_tokenizer
 from models.checkpoint import CheckpointError, read_json
+from models.unpadded import real_tokens
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the batch fields a model may take
 
@@ -45,6 +46,7 @@ class Runtime:
     amp_dtype: torch.dtype | None
     compile: bool             # torch.compile the model
     pad_multiple: int | None  # batches padded to a multiple of this many tokens
+    unpad: bool               # our models compute the real tokens only (models/unpadded.py)
     ctx: AbstractContextManager  # the autocast context (or none), built once, entered every step and pass
 
 
@@ -70,7 +72,8 @@ def setup(args: argparse.Namespace) -> Runtime:
     return Runtime(device=device, amp=dtype is not None, amp_dtype=dtype,
                    compile=args.compile == "on" or (args.compile == "auto" and cuda),
                    # 8 on CUDA: tensor-core friendly widths, fewer shapes to compile; none on CPU
-                   pad_multiple=args.pad_multiple or (8 if cuda else None), ctx=autocast_context(device, dtype))
+                   pad_multiple=args.pad_multiple or (8 if cuda else None), unpad=not args.padded,
+                   ctx=autocast_context(device, dtype))
 
 
 # -----------------------------------------------------------------------------
@@ -204,11 +207,15 @@ def model_inputs(model: torch.nn.Module) -> tuple[str, ...]:
     return tuple(k for k in inspect.signature(model.forward).parameters if k in MODEL_INPUTS)
 
 
-def forward_of(model: torch.nn.Module, inputs: tuple[str, ...] | None = None):
+def forward_of(model: torch.nn.Module, inputs: tuple[str, ...] | None = None, unpad: bool = False):
     """forward(batch) -> the model's output, fed the batch fields its forward takes. `inputs` (model_inputs of
-    the unwrapped model) for a wrapped one (compiled, DDP) whose own signature does not say."""
+    the unwrapped model) for a wrapped one (compiled, DDP) whose own signature does not say. With `unpad`, our
+    model computes the real tokens only: their index is found here, once per batch, outside the compiled model
+    (`nonzero` would break its graph)."""
     inputs = inputs or model_inputs(model)
-    return lambda batch: model(*(batch[k] for k in inputs))
+    if not unpad:
+        return lambda batch: model(*(batch[k] for k in inputs))
+    return lambda batch: model(*(batch[k] for k in inputs), token_index=real_tokens(batch["attention_mask"]))
 
 
 @dataclass
@@ -282,7 +289,7 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
     compiled = torch.compile(model, dynamic=True) if runtime.compile else model
     if world_size() > 1:  # gradients averaged over the processes during backward
         compiled = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None)
-    forward = forward_of(compiled, inputs)
+    forward = forward_of(compiled, inputs, runtime.unpad)
     optimizer = make_optimizer(model, args.lr, args.weight_decay)
     step_batch = args.batch_size * args.grad_accum  # the examples of one optimisation step
     total_steps = args.epochs * num_train_batches(len(data.train), step_batch, world_size())  # from the data

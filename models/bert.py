@@ -4,6 +4,9 @@ Read top to bottom: config, embeddings, self-attention, feed-forward, layer, mod
 last the names these weights have in Hugging Face checkpoints (the reading and writing is models/checkpoint.py).
 Outputs equal transformers' BertForSequenceClassification to float32 rounding (tests/test_parity.py).
 
+Given `token_index` (models/unpadded.py), the same model computes on the real tokens only: each module then takes
+the (N, d) rows of the real tokens and an `Unpadded` that says where they sit; read it as the padded model first.
+
 Shape letters: B batch, T tokens, H heads, D head size, d hidden size, V vocabulary, C classes.
 """
 
@@ -16,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.checkpoint import CheckpointError, Layout, Pretrained
+from models.unpadded import Unpadded, dropout
 
 
 @dataclass
@@ -93,10 +97,14 @@ class BertEmbeddings(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.size(1), device=input_ids.device)  # (T,)
-        x = self.word(input_ids) + self.token_type(token_type_ids) + self.position(positions)  # (B, T, d)
-        return self.dropout(self.norm(x))
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, unpadded: Unpadded | None = None) -> torch.Tensor:
+        if unpadded is None:
+            positions = torch.arange(input_ids.size(1), device=input_ids.device)  # (T,)
+        else:  # the real tokens only: their ids, types and slot positions, (N,) each
+            input_ids, token_type_ids, positions = (unpadded.gather(input_ids), unpadded.gather(token_type_ids),
+                                                    unpadded.positions())
+        x = self.word(input_ids) + self.token_type(token_type_ids) + self.position(positions)  # (B, T, d) or (N, d)
+        return dropout(self.dropout, self.norm(x), unpadded)
 
 
 class SelfAttention(nn.Module):
@@ -113,13 +121,18 @@ class SelfAttention(nn.Module):
         self.value = nn.Linear(dim, dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        B, T, d = x.shape
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, unpadded: Unpadded | None = None) -> torch.Tensor:
+        q, k, v = self.query(x), self.key(x), self.value(x)  # (B, T, d)
+        if unpadded is not None:  # (N, d) -> (B, T, d): attention needs the sequences apart
+            q, k, v = unpadded.pad(q), unpadded.pad(k), unpadded.pad(v)
+        B, T, d = q.shape
         # (B, T, d) -> (B, T, H, D) -> (B, H, T, D)
-        q, k, v = (proj(x).view(B, T, self.n_heads, -1).transpose(1, 2) for proj in (self.query, self.key, self.value))
+        q, k, v = (t.view(B, T, self.n_heads, -1).transpose(1, 2) for t in (q, k, v))
         # A padded query row still sees the real keys, so no row is fully masked (that would give NaN).
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, d)  # (B, H, T, D) -> (B, T, d)
+        if unpadded is not None:
+            y = unpadded.gather(y)  # (N, d)
         return self.out(y)
 
 
@@ -133,8 +146,8 @@ class FeedForward(nn.Module):
         self.down = nn.Linear(hidden_dim, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.down(self.act(self.up(x))))  # (B, T, d)
+    def forward(self, x: torch.Tensor, unpadded: Unpadded | None = None) -> torch.Tensor:
+        return dropout(self.dropout, self.down(self.act(self.up(x))), unpadded)  # (B, T, d) or (N, d)
 
 
 class BertLayer(nn.Module):
@@ -149,9 +162,9 @@ class BertLayer(nn.Module):
         self.mlp = FeedForward(d, config.intermediate_size, config.hidden_act, config.hidden_dropout_prob)
         self.mlp_norm = nn.LayerNorm(d, eps=eps)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.attn_norm(x + self.attn_dropout(self.attn(x, mask)))  # (B, T, d)
-        return self.mlp_norm(x + self.mlp(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, unpadded: Unpadded | None = None) -> torch.Tensor:
+        x = self.attn_norm(x + dropout(self.attn_dropout, self.attn(x, mask, unpadded), unpadded))  # (B, T, d)
+        return self.mlp_norm(x + self.mlp(x, unpadded))
 
 
 class BertModel(nn.Module):
@@ -164,15 +177,20 @@ class BertModel(nn.Module):
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None, token_index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Last-layer states (B, T, d) and the pooled output (B, d)."""
+        """Last-layer states (B, T, d) and the pooled output (B, d). With `token_index` (models.unpadded.real_tokens
+        of the attention mask) only the real tokens are computed; the padded slots of the states are then zeros."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         mask = key_padding_mask(attention_mask)
-        x = self.embeddings(input_ids, token_type_ids)
+        unpadded = None if token_index is None else Unpadded(token_index, *input_ids.shape)
+        x = self.embeddings(input_ids, token_type_ids, unpadded)
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, mask, unpadded)
+        if unpadded is not None:
+            x = unpadded.pad(x)  # (N, d) -> (B, T, d): right padding keeps [CLS] in slot 0
         return x, torch.tanh(self.pooler(x[:, 0]))
 
 
@@ -214,9 +232,10 @@ class BertForSequenceClassification(Pretrained):
         self.apply(partial(init_weights, std=config.initializer_range))
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None, token_index: torch.Tensor | None = None,
     ) -> ClassifierOutput:
-        hidden, pooled = self.bert(input_ids, attention_mask, token_type_ids)
+        hidden, pooled = self.bert(input_ids, attention_mask, token_type_ids, token_index)
         return ClassifierOutput(self.classifier(self.dropout(pooled)), pooled, hidden)
 
     def mlm_logits(self, hidden_states: torch.Tensor) -> torch.Tensor:

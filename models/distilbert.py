@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from models.bert import ClassifierOutput, FeedForward, MaskedLMHead, SelfAttention, init_weights, key_padding_mask
 from models.checkpoint import CheckpointError, Layout, Pretrained
+from models.unpadded import Unpadded, dropout
 
 LAYER_NORM_EPS = 1e-12  # fixed in DistilBERT, not a config.json field
 
@@ -66,9 +67,13 @@ class DistilBertEmbeddings(nn.Module):
         self.norm = nn.LayerNorm(config.dim, eps=LAYER_NORM_EPS)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.size(1), device=input_ids.device)  # (T,)
-        return self.dropout(self.norm(self.word(input_ids) + self.position(positions)))  # (B, T, d)
+    def forward(self, input_ids: torch.Tensor, unpadded: Unpadded | None = None) -> torch.Tensor:
+        if unpadded is None:
+            positions = torch.arange(input_ids.size(1), device=input_ids.device)  # (T,)
+        else:  # the real tokens only, as in BERT's embeddings
+            input_ids, positions = unpadded.gather(input_ids), unpadded.positions()
+        x = self.word(input_ids) + self.position(positions)  # (B, T, d) or (N, d)
+        return dropout(self.dropout, self.norm(x), unpadded)
 
 
 class DistilBertLayer(nn.Module):
@@ -81,9 +86,9 @@ class DistilBertLayer(nn.Module):
         self.mlp = FeedForward(config.dim, config.hidden_dim, config.activation, config.dropout)
         self.mlp_norm = nn.LayerNorm(config.dim, eps=LAYER_NORM_EPS)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.attn_norm(x + self.attn(x, mask))  # (B, T, d)
-        return self.mlp_norm(x + self.mlp(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, unpadded: Unpadded | None = None) -> torch.Tensor:
+        x = self.attn_norm(x + self.attn(x, mask, unpadded))  # (B, T, d) or (N, d)
+        return self.mlp_norm(x + self.mlp(x, unpadded))
 
 
 class DistilBertModel(nn.Module):
@@ -94,13 +99,15 @@ class DistilBertModel(nn.Module):
         self.embeddings = DistilBertEmbeddings(config)
         self.layers = nn.ModuleList(DistilBertLayer(config) for _ in range(config.n_layers))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Last-layer states (B, T, d)."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Last-layer states (B, T, d); with `token_index`, of the real tokens only (as BertModel)."""
         mask = key_padding_mask(attention_mask)
-        x = self.embeddings(input_ids)
+        unpadded = None if token_index is None else Unpadded(token_index, *input_ids.shape)
+        x = self.embeddings(input_ids, unpadded)
         for layer in self.layers:
-            x = layer(x, mask)
-        return x
+            x = layer(x, mask, unpadded)
+        return x if unpadded is None else unpadded.pad(x)  # (B, T, d)
 
 
 class DistilBertForSequenceClassification(Pretrained):
@@ -116,8 +123,9 @@ class DistilBertForSequenceClassification(Pretrained):
         self.mlm = MaskedLMHead(config.dim, config.vocab_size, config.activation, LAYER_NORM_EPS) if mlm else None
         self.apply(partial(init_weights, std=config.initializer_range))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> ClassifierOutput:
-        hidden = self.distilbert(input_ids, attention_mask)  # (B, T, d)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_index: torch.Tensor | None = None) -> ClassifierOutput:
+        hidden = self.distilbert(input_ids, attention_mask, token_index)  # (B, T, d)
         # transformers' classifier reads dropout(relu(pre_classifier(h_CLS))): the features are that vector
         # before the dropout, the counterpart of BERT's pooled output.
         features = F.relu(self.pre_classifier(hidden[:, 0]))  # (B, d)

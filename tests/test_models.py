@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from models.bert import BertConfig, BertForSequenceClassification, key_padding_mask
 from models.checkpoint import CheckpointError
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification, sinusoidal_positions
+from models.unpadded import real_tokens
 
 CONFIGS = {
     "bert": BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=16, num_labels=3),
@@ -108,6 +109,10 @@ def test_forward_is_one_graph_for_torch_compile(arch):
     compiled = torch.compile(model, backend="eager", fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(ids, mask).logits, model(ids, mask).logits, atol=1e-6, rtol=0)
+        # the unpadded path too: its one data-dependent step (the index of the real tokens) is computed outside
+        index = real_tokens(mask)
+        torch.testing.assert_close(compiled(ids, mask, token_index=index).logits, model(ids, mask).logits,
+                                   atol=1e-6, rtol=0)
 
 
 def test_token_types_matter():
