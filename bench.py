@@ -1,5 +1,6 @@
-"""Speed, measured side by side: our models against transformers', our data pipeline against padding to 128, the
-CMI term's cost, cached against live teacher logits.
+"""Speed, measured side by side: our models (unpadded, train.py's default, and padded) against transformers', the
+attention candidates of the unpadded path, where a step's time goes, the CMI term's cost, cached against live
+teacher logits.
 
     python bench.py --presets tiny,minilm --out bench.json
 
@@ -7,18 +8,22 @@ Each comparison runs its contenders in one process, alternating (A B, B A, A B, 
 timed repeats after warm-up, so that the load of a shared machine falls on every contender alike; the figures to
 read are the ratios. Sections (--sections):
 
-  step      a training step (forward, loss, backward, clipping, AdamW) of our classifier and of transformers'
-            with the same config, weights, batch and precision, eager and compiled: samples/s, tokens/s, peak
-            memory, and the attention kernel SDPA chose
+  step      a training step (forward, loss, backward, clipping, AdamW) of our classifier, unpadded and padded,
+            and of transformers' with the same config, weights, batch and precision, eager and compiled:
+            samples/s, tokens/s, peak memory, and the attention kernel SDPA chose
   mfu       model FLOPs utilisation of those steps: FLOPs per step (6 N tokens + 12 L T d tokens) over the rate of
             a large matrix product timed in the same rotation, on the same device and dtype (needs step)
   overhead  the step at batch 1 x 8: nearly all of it is fixed per-step cost (AdamW's pass over every parameter,
             the embedding tables included; Python; kernel launches), against the B x T step
   cmi       the CMI term's cost: a step with --mode min (epoch centroids from a pass) against --mode ce, and
             the two objectives alone on one forward's outputs (the term's own cost, robust to a noisy machine)
-  epoch     training on real CoLA with our pipeline (dynamic padding; length-grouped batches, and shuffled ones,
-            train.py's default) against the same model fed batches padded to --max-len, as transformers'
-            run_glue.py does by default
+  attention the unpadded path's attention candidates on a real CoLA batch (forward and backward of attention
+            alone, from the (N, d) rows of the real tokens): re-padding around SDPA, a jagged nested tensor with
+            SDPA, a loop over the sequences; each one's largest difference from padded SDPA
+  profile   one training step of our unpadded model on a real CoLA batch, by the profiler: the share of the
+            matrix products of the linear layers, attention, the unpadding's gathers, AdamW and clipping
+  epoch     training epochs on real data (--epoch-tasks: CoLA, MRPC's sentence pairs, a fixed subset of SST-2),
+            the same shuffled batches (train.py's default) for each: ours unpadded, ours padded, transformers'
   distill   distillation into a DistilBERT student with cached teacher logits against a live teacher
 
 Presets: bert-base, distilbert-base, minilm (the checkpoint in --checkpoint, real weights), tiny (2 layers,
@@ -29,6 +34,7 @@ d = 128). The step, overhead and cmi sections use a synthetic batch of --batch-s
 import argparse
 import copy
 import datetime
+import functools
 import json
 import logging
 import os
@@ -48,16 +54,17 @@ from cmi.loop import Step, make_optimizer, predict, train_epoch, train_step
 from cmi.objectives import CMIObjective, Centroids, DistillationObjective, FeatureMap
 from data.batching import eval_batches, num_train_batches, padding_fraction, train_batches
 from data.loading import load_split
-from data.tasks import get_task
+from data.tasks import TASKS, get_task
 from data.tokenization import encode, load_tokenizer
 from harness.cli import Parser, parse_train_args
 from harness.markdown import table as table_lines
 from harness.timing import (alternate, compiled_graphs, epoch_figures, matmul, paired_ratio, peak_memory_mib, rates,
                             step_flops, synchronize, synthetic_batch, time_epochs)
-from harness.training import Batches, Runtime, model_inputs, setup
-from models.bert import BertConfig, BertForSequenceClassification
+from harness.training import Batches, Runtime, forward_of, model_inputs, setup
+from models.bert import BertConfig, BertForSequenceClassification, key_padding_mask
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
 from models.student import student_config
+from models.unpadded import Unpadded, real_tokens
 
 try:  # optional: the step and overhead sections compare against it when it is installed
     import transformers
@@ -66,12 +73,17 @@ except ImportError:
 
 SHARED = Path(__file__).resolve().parent.parent / "shared"
 PRESETS = ("tiny", "minilm", "distilbert-base", "bert-base")
-SECTIONS = ("step", "mfu", "overhead", "cmi", "epoch", "distill")
+SECTIONS = ("step", "mfu", "overhead", "attention", "profile", "cmi", "epoch", "distill")
 TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)
 OVERHEAD_SHAPE = (1, 8)  # batch x tokens of the overhead section: almost no arithmetic left
 STUDENT_EPOCHS = 10  # the paper's distillation epochs, over which the teacher pass is amortised
-TRAIN = parse_train_args(["--task", "cola"])  # train.py's defaults: lr, weight decay, clipping, lam, ...
 KD = {"alpha": 0.5, "temperature": 2.0}  # DESIGN.md's distill.py defaults (the time does not depend on them)
+
+
+@functools.cache
+def train_defaults() -> argparse.Namespace:
+    """train.py's defaults: lr, weight decay, clipping, lam, ... (parsed when first needed, not at import)."""
+    return parse_train_args(["--task", "cola"])
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -81,15 +93,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--presets", default=",".join(PRESETS), help=f"comma-separated, from {', '.join(PRESETS)}")
     g.add_argument("--out", default="bench.json", help="JSON file the results are written to")
     g = parser.add_argument_group("sizes")
-    g.add_argument("--batch-size", type=int, default=TRAIN.batch_size, help="examples per step")
-    g.add_argument("--seq-len", type=int, default=TRAIN.max_len, help="padded length of the synthetic batch (step, "
+    g.add_argument("--batch-size", type=int, default=train_defaults().batch_size, help="examples per step")
+    g.add_argument("--seq-len", type=int, default=train_defaults().max_len, help="padded length of the synthetic batch (step, "
                                                                       "overhead, cmi)")
-    g.add_argument("--max-len", type=int, default=TRAIN.max_len, help="truncation length of CoLA, and the fixed "
+    g.add_argument("--max-len", type=int, default=train_defaults().max_len, help="truncation length of CoLA, and the fixed "
                                                                       "length of the padded pipeline (epoch)")
     g.add_argument("--warmup", type=int, default=2, help="untimed calls of each contender first (compiles here)")
     g.add_argument("--repeats", type=int, default=5, help="timed calls of each contender (medians are reported)")
     g.add_argument("--epoch-batches", type=int, default=0,
                    help="epoch, distill: time this many batches of the epoch's order (0: the whole epoch)")
+    g.add_argument("--epoch-tasks", default="cola,mrpc,sst2", help="epoch: the GLUE tasks whose training split is timed")
+    g.add_argument("--epoch-examples", type=int, default=8551,
+                   help="epoch: at most this many training examples of each task, a fixed subset (default: CoLA's "
+                        "size: all of CoLA and MRPC, 8,551 of SST-2's 67,349)")
     g.add_argument("--chunk", type=int, default=5, help="epoch, distill: batches per turn when alternating")
     g.add_argument("--pad-multiple", type=int, default=None,
                    help="epoch, distill: pad batches to a multiple of this (default, as train.py: 8 on CUDA)")
@@ -105,15 +121,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="torch.compile modes measured in step, overhead and cmi (default: default, plus "
                         "reduce-overhead (CUDA graphs) on CUDA); epoch and distill compile as train.py does")
     g.add_argument("--seed", type=int, default=0, help="seed of the weights, the synthetic batch and the epoch order")
+    parser.set_defaults(padded=False)  # what harness.training.setup reads: each section says which path it times
     args = parser.parse_args(argv)
-    args.sections, args.presets = args.sections.split(","), args.presets.split(",")
-    for name, given, known in (("--sections", args.sections, SECTIONS), ("--presets", args.presets, PRESETS)):
+    args.sections, args.presets, args.epoch_tasks = (x.split(",") for x in (args.sections, args.presets, args.epoch_tasks))
+    for name, given, known in (("--sections", args.sections, SECTIONS), ("--presets", args.presets, PRESETS),
+                               ("--epoch-tasks", args.epoch_tasks, TASKS)):
         unknown = [x for x in given if x not in known]
         if unknown:
             parser.error(f"{name}: unknown {', '.join(unknown)}; expected some of {', '.join(known)}")
     if "mfu" in args.sections and "step" not in args.sections:
         parser.error("--sections: mfu is measured within step; add step")
-    for name in ("batch_size", "seq_len", "max_len", "repeats", "chunk"):
+    for name in ("batch_size", "seq_len", "max_len", "repeats", "chunk", "epoch_examples"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0 or args.epoch_batches < 0:
@@ -151,18 +169,17 @@ def cross_entropy(forward, batch):
     return (F.cross_entropy(forward(batch).logits.float(), batch["labels"]),), {}
 
 
-def batch_forward(model, mode: str | None = None, dynamic: bool | None = None):
-    """forward(batch) of `model`, compiled with torch.compile `mode` (None: eager)."""
+def batch_forward(model, mode: str | None = None, dynamic: bool | None = None, unpad: bool = False):
+    """forward(batch) of `model`, compiled with torch.compile `mode` (None: eager), unpadded or not (ours only)."""
     compiled = model if mode is None else torch.compile(model, mode=mode, dynamic=dynamic)
-    inputs = model_inputs(model)
-    # CUDA graphs keep their outputs in place between replays: each call is marked as a new step
-    cudagraphs = mode in ("reduce-overhead", "max-autotune")
+    forward = forward_of(compiled, model_inputs(model), unpad)
+    if mode not in ("reduce-overhead", "max-autotune"):
+        return forward
 
-    def forward(batch):
-        if cudagraphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        return compiled(**{k: batch[k] for k in inputs})
-    return forward
+    def cudagraph_forward(batch):  # CUDA graphs keep their outputs in place: each call is marked as a new step
+        torch.compiler.cudagraph_mark_step_begin()
+        return forward(batch)
+    return cudagraph_forward
 
 
 def sdpa_kernels(model, batch, ctx) -> str:
@@ -178,13 +195,13 @@ class Contender:
     """A model ready to train as train.py trains it: maybe compiled, AdamW with train.py's settings (fused),
     clipping, the autocast context. `mode` is a torch.compile mode, None for eager."""
 
-    def __init__(self, model, device, ctx, mode: str | None = None, dynamic: bool | None = None):
-        self.model, self.ctx, self.forward = model, ctx, batch_forward(model, mode, dynamic)
-        self.optimizer = make_optimizer(model, TRAIN.lr, TRAIN.weight_decay)
+    def __init__(self, model, device, ctx, mode: str | None = None, dynamic: bool | None = None, unpad: bool = False):
+        self.model, self.ctx, self.forward = model, ctx, batch_forward(model, mode, dynamic, unpad)
+        self.optimizer = make_optimizer(model, train_defaults().lr, train_defaults().weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)  # only time matters
 
     def parts(self, objective) -> Step:
-        return Step(self.forward, self.model, objective, self.optimizer, self.scheduler, self.ctx, TRAIN.clip)
+        return Step(self.forward, self.model, objective, self.optimizer, self.scheduler, self.ctx, train_defaults().clip)
 
     def step(self, batch, objective=cross_entropy) -> None:
         train_step(self.parts(objective), batch)
@@ -197,18 +214,24 @@ class Contender:
 # sections
 
 
+def contenders_of(ours, theirs) -> dict:
+    """name -> (model, unpadded): ours unpadded (train.py's default), a copy of ours padded, transformers'."""
+    models = {"ours": (ours, True), "padded": (copy.deepcopy(ours), False)}
+    return models | ({"transformers": (theirs, False)} if theirs is not None else {})
+
+
 def bench_step(args, preset, ours, theirs, variants, batch, runtime: Runtime) -> list[dict]:
-    """Our training step against transformers', per variant (eager, each compile mode)."""
+    """Our training step, unpadded and padded, against transformers', per variant (eager, each compile mode)."""
     device, ctx, amp = runtime.device, runtime.ctx, runtime.amp
     B, T = batch["input_ids"].shape
     tokens, slots = int(batch["attention_mask"].sum()), B * T
     flops_real, flops_padded = step_flops(ours, batch["attention_mask"])
-    models = {"ours": ours, "transformers": theirs} if theirs is not None else {"ours": ours}
-    kernels = {name: sdpa_kernels(model, batch, ctx) for name, model in models.items()}
+    models = contenders_of(ours, theirs)
+    kernels = {name: sdpa_kernels(model, batch, ctx) for name, (model, _) in models.items()}
     rows = []
     for mode in variants:
         torch._dynamo.reset()  # each variant compiles afresh, far from the recompile limit
-        contenders = {name: Contender(model, device, ctx, mode) for name, model in models.items()}
+        contenders = {name: Contender(model, device, ctx, mode, unpad=unpad) for name, (model, unpad) in models.items()}
         calls = {name: (lambda c=c: c.step(batch)) for name, c in contenders.items()}
         if "mfu" in args.sections:
             calls["matmul"], matmul_flops = matmul(device, torch.bfloat16 if amp else torch.float32)
@@ -223,6 +246,7 @@ def bench_step(args, preset, ours, theirs, variants, batch, runtime: Runtime) ->
             row[name]["sdpa"] = kernels[name]
         if theirs is not None:
             row["speedup"], row["speedup_quartiles"] = paired_ratio(seconds["transformers"], seconds["ours"])
+        row["speedup_padded"], row["speedup_padded_quartiles"] = paired_ratio(seconds["padded"], seconds["ours"])
         if "mfu" in args.sections:
             rate = matmul_flops / statistics.median(seconds["matmul"])
             row["matmul_flops_per_s"] = rate
@@ -243,7 +267,8 @@ def bench_overhead(args, preset, ours, theirs, variants, runtime: Runtime, step_
     rows = []
     for mode in variants:
         torch._dynamo.reset()
-        calls = {name: (lambda c=Contender(model, device, ctx, mode): c.step(batch)) for name, model in models.items()}
+        calls = {name: (lambda c=Contender(model, device, ctx, mode, unpad=name == "ours"): c.step(batch))
+                 for name, model in models.items()}
         seconds = alternate(calls, args.repeats, args.warmup, device)
         full = next((r for r in step_rows if r["preset"] == preset and r["compile"] == (mode or "eager")), None)
         row = {"preset": preset, "compile": mode or "eager", "batch_size": B, "seq_len": T}
@@ -264,12 +289,12 @@ def bench_cmi(args, preset, ours, variants, batch, runtime: Runtime) -> list[dic
     device, ctx = runtime.device, runtime.ctx
     C, d = ours.config.num_labels, ours.classifier.in_features
     features = FeatureMap()
-    objectives = {mode: CMIObjective(mode, TRAIN.lam, C, Centroids("epoch", C, d, device), features)
+    objectives = {mode: CMIObjective(mode, train_defaults().lam, C, Centroids("epoch", C, d, device), features)
                   for mode in ("ce", "min")}
     rows = []
     for mode in variants:
         torch._dynamo.reset()
-        c = Contender(ours, device, ctx, mode)
+        c = Contender(ours, device, ctx, mode, unpad=runtime.unpad)
         stats = predict(c.forward, ours, [batch], features, C, len(batch["labels"]), ctx=ctx)[1]
         objectives["min"].refresh(stats)  # the `epoch` policy's G: class means of f_x under the current model
         with ctx:
@@ -299,33 +324,115 @@ def bench_cmi(args, preset, ours, variants, batch, runtime: Runtime) -> list[dic
     return rows
 
 
-def bench_epoch(args, preset, ours, cola, runtime: Runtime) -> dict:
-    """Training on CoLA: our pipeline (length-grouped or shuffled batches, dynamic padding) against padding every
-    batch to --max-len, same model and objective."""
-    device, ctx, compile_, pad_multiple = runtime.device, runtime.ctx, runtime.compile, runtime.pad_multiple
-    lengths = cola.lengths
-    grouped = train_batches(lengths, args.batch_size, args.seed, epoch=0)
-    shuffled = train_batches(lengths, args.batch_size, args.seed, epoch=0, group_batches=1)  # a RandomSampler
-    n = args.epoch_batches or len(grouped)
-    pipelines = {"grouped": (grouped[:n], pad_multiple), "shuffled": (shuffled[:n], pad_multiple),
-                 "padded": (shuffled[:n], args.max_len)}
-    mode = "default" if compile_ else None
+def bench_epoch(args, preset, ours, theirs, task: str, train, runtime: Runtime) -> dict:
+    """Training on one task's real examples (`train`, encoded): the same shuffled batches (train.py's default) for
+    ours unpadded, ours padded and transformers', each from the same weights, compiled as train.py compiles."""
+    device, ctx, pad_multiple = runtime.device, runtime.ctx, runtime.pad_multiple
+    batches = train_batches(train.lengths, args.batch_size, args.seed, epoch=0, group_batches=1)
+    batches = batches[:args.epoch_batches or None]
+    mode = "default" if runtime.compile else None  # as train.py compiles: default mode, dynamic shapes
     torch._dynamo.reset()
-    c = Contender(ours, device, ctx, mode, dynamic=True)  # as train.py compiles: default mode, dynamic shapes
     graphs = compiled_graphs()
-    for batches, pad in pipelines.values():  # warm-up (and compilation) on one batch of each
-        c.epoch(Batches(cola, batches[:1], device, pad))
-    runs = {name: (lambda b, pad=pad: c.epoch(Batches(cola, b, device, pad)), batches)
-            for name, (batches, pad) in pipelines.items()}
+    contenders = {name: Contender(copy.deepcopy(model), device, ctx, mode, dynamic=True, unpad=unpad)
+                  for name, (model, unpad) in contenders_of(ours, theirs).items()}
+    longest = next(iter(Batches(train, [max(batches, key=lambda b: train.lengths[b].max())], device, pad_multiple)))
+    peaks = {}
+    for name, c in contenders.items():  # warm-up (and compilation) on one batch, then the peak of the widest batch
+        c.epoch(Batches(train, batches[:1], device, pad_multiple))
+        peaks[name] = peak_memory_mib(lambda c=c: c.step(longest), device)
+    runs = {name: (lambda b, c=c: c.epoch(Batches(train, b, device, pad_multiple)), batches)
+            for name, c in contenders.items()}
     seconds = time_epochs(runs, args.chunk, device)
-    row = {"preset": preset, "compile": mode or "eager", "batch_size": args.batch_size, "max_len": args.max_len,
-           "train_examples": len(cola), "graphs_compiled": compiled_graphs() - graphs}
-    for name, (batches, pad) in pipelines.items():
-        row[name] = epoch_figures(seconds[name], batches, len(cola))
-        row[name]["padding"] = padding_fraction(lengths, batches, pad)
-    row["speedup"] = row["grouped"]["samples_per_s"] / row["padded"]["samples_per_s"]
-    row["speedup_shuffled"] = row["shuffled"]["samples_per_s"] / row["padded"]["samples_per_s"]
-    print(f"  epoch {preset}: speedup {row['speedup']:.2f} grouped, {row['speedup_shuffled']:.2f} shuffled", flush=True)
+    row = {"preset": preset, "task": task, "compile": mode or "eager", "batch_size": args.batch_size,
+           "max_len": args.max_len, "train_examples": len(train), "graphs_compiled": compiled_graphs() - graphs,
+           "padding": padding_fraction(train.lengths, batches, pad_multiple)}
+    for name in contenders:
+        row[name] = epoch_figures(seconds[name], batches, len(train)) | {"peak_mib": peaks[name]}
+    for name in ("padded", "transformers"):
+        if name in contenders:  # the same batches in the same turns: a paired ratio
+            row[f"speedup_{name}"], row[f"speedup_{name}_quartiles"] = paired_ratio(seconds[name], seconds["ours"])
+    print(f"  epoch {preset} {task}: speedup {fmt(row.get('speedup_transformers'), '.2f')} over transformers, "
+          f"{row['speedup_padded']:.2f} over padded", flush=True)
+    return row
+
+
+def bench_attention(args, preset, ours, batch, runtime: Runtime) -> dict:
+    """The unpadded path's attention candidates, forward and backward from the (N, d) rows of the real tokens,
+    against padded SDPA on the same values: re-padding around SDPA (models/unpadded.py), a jagged nested tensor
+    with SDPA, a loop over the sequences."""
+    device, mask = runtime.device, batch["attention_mask"]
+    B, T = mask.shape
+    H = ours.config.num_attention_heads
+    d = ours.config.hidden_size
+    index = real_tokens(mask)
+    unpadded = Unpadded(index, B, T)
+    lengths = mask.sum(1).tolist()
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    qkv = [torch.randn(len(index), d, device=device, generator=g, requires_grad=True) for _ in range(3)]
+
+    def heads(t):  # (B, T, d) -> (B, H, T, D)
+        return t.view(B, T, H, -1).transpose(1, 2)
+
+    def repad(q, k, v):
+        y = F.scaled_dot_product_attention(*(heads(unpadded.pad(t)) for t in (q, k, v)),
+                                           attn_mask=key_padding_mask(mask))
+        return unpadded.gather(y.transpose(1, 2).reshape(B, T, d))
+
+    def nested(q, k, v):
+        # (N, d) -> B jagged (L_b, H, D) -> (B, H, j, D)
+        q, k, v = (torch.nested.nested_tensor_from_jagged(t.view(-1, H, d // H), offsets=offsets).transpose(1, 2)
+                   for t in (q, k, v))
+        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).values().reshape(-1, d)
+
+    def loop(q, k, v):
+        parts = [F.scaled_dot_product_attention(*(t.view(1, n, H, -1).transpose(1, 2) for t in (qs, ks, vs)))
+                 .transpose(1, 2).reshape(n, d) for n, qs, ks, vs in zip(lengths, *(t.split(lengths) for t in (q, k, v)))]
+        return torch.cat(parts)
+
+    offsets = torch.tensor([0, *np.cumsum(lengths)], device=device)
+    candidates = {"repad": repad, "nested": nested, "loop": loop}
+    with torch.no_grad():
+        reference = repad(*qkv)  # padded SDPA on the same values, gathered: the padded model's attention
+        errors = {name: (f(*qkv) - reference).abs().max().item() for name, f in candidates.items()}
+
+    def forward_backward(f):
+        f(*qkv).sum().backward()
+    calls = {name: (lambda f=f: forward_backward(f)) for name, f in candidates.items()}
+    seconds = alternate(calls, args.repeats, args.warmup, device)
+    row = {"preset": preset, "batch_size": B, "seq_len": T, "real_tokens": len(index)}
+    for name in candidates:
+        row[name] = {"seconds": statistics.median(seconds[name]), "max_abs_diff": errors[name],
+                     "all_seconds": seconds[name]}
+    print(f"  attention {preset}: " + ", ".join(f"{n} {row[n]['seconds'] * 1e3:.2f} ms" for n in candidates), flush=True)
+    return row
+
+
+PROFILE_GROUPS = {  # op name -> what it is part of, in one training step of our unpadded model (first match)
+    "optimiser and clipping": ("aten::_fused_adamw", "aten::_foreach", "aten::_amp_foreach"),
+    "attention": ("aten::_scaled_dot_product", "aten::bmm", "aten::baddbmm", "aten::_softmax", "aten::softmax"),
+    "linear layers": ("aten::addmm", "aten::mm", "aten::matmul", "aten::linear"),
+    "unpadding (gathers, scatters)": ("aten::index", "aten::index_copy", "aten::index_select", "aten::index_add",
+                                      "aten::index_put", "aten::_index_put_impl_", "aten::nonzero"),
+}
+
+
+def bench_profile(args, preset, ours, batch, runtime: Runtime) -> dict:
+    """Where one training step of our unpadded model goes: the profiler's self time of every op, summed by
+    PROFILE_GROUPS (the rest is LayerNorm, GELU, dropout, embeddings, the loss and Python)."""
+    c = Contender(copy.deepcopy(ours), runtime.device, runtime.ctx, unpad=True)
+    for _ in range(max(1, args.warmup)):
+        c.step(batch)
+    cuda = runtime.device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]) as prof:
+        c.step(batch)
+    times = {}
+    for e in prof.key_averages():
+        group = next((g for g, prefixes in PROFILE_GROUPS.items() if e.key.startswith(prefixes)), "other")
+        times[group] = times.get(group, 0.0) + (e.self_device_time_total if cuda else e.self_cpu_time_total)
+    total = sum(times.values())
+    row = {"preset": preset, "batch_size": batch["input_ids"].shape[0], "seq_len": batch["input_ids"].shape[1],
+           "step_ms": total / 1e3, "shares": {g: times.get(g, 0.0) / total for g in [*PROFILE_GROUPS, "other"]}}
+    print(f"  profile {preset}: " + ", ".join(f"{g} {v:.0%}" for g, v in row["shares"].items()), flush=True)
     return row
 
 
@@ -338,11 +445,11 @@ def bench_distill(args, preset, teacher, cola, runtime: Runtime) -> dict:
     student.to(device)
     mode = "default" if compile_ else None  # as train.py compiles: default mode, dynamic shapes
     torch._dynamo.reset()
-    live_forward = batch_forward(teacher, mode, dynamic=True)
+    live_forward = batch_forward(teacher, mode, dynamic=True, unpad=runtime.unpad)
     batches = train_batches(cola.lengths, args.batch_size, args.seed, epoch=0)[:args.epoch_batches or None]
     # the cache: one eval-mode pass over the examples trained on, longest first as predict is run
     index = np.concatenate(batches)
-    passes = [index[b] for b in eval_batches(cola.lengths[index], TRAIN.eval_batch_size)]
+    passes = [index[b] for b in eval_batches(cola.lengths[index], train_defaults().eval_batch_size)]
     predict(live_forward, teacher, Batches(cola, passes[:1], device, pad_multiple), FeatureMap(),
             teacher.config.num_labels, len(cola), ctx=ctx)  # warm-up
     synchronize(device)
@@ -353,7 +460,7 @@ def bench_distill(args, preset, teacher, cola, runtime: Runtime) -> dict:
     cache_seconds = (time.perf_counter() - t0) * len(cola) / len(index)  # extrapolated to the whole split
     objectives = {"cached": DistillationObjective(KD["alpha"], KD["temperature"], teacher_logits=logits),
                   "live": DistillationObjective(KD["alpha"], KD["temperature"], teacher_forward=live_forward)}
-    c = Contender(student, device, ctx, mode, dynamic=True)
+    c = Contender(student, device, ctx, mode, dynamic=True, unpad=runtime.unpad)
     for objective in objectives.values():
         c.epoch(Batches(cola, batches[:1], device, pad_multiple), objective)  # warm-up
     runs = {name: (lambda b, o=o: c.epoch(Batches(cola, b, device, pad_multiple), o), batches)
@@ -402,16 +509,19 @@ def report(results: dict) -> str:
         for r in results["step"]:
             o, t = r["ours"], r.get("transformers") or {}
             rows.append([r["preset"], f"{r['batch_size']} x {r['seq_len']}", r["compile"],
-                         f"{o['samples_per_s']:.3g}", fmt(t.get("samples_per_s")),
+                         f"{o['samples_per_s']:.3g}", f"{r['padded']['samples_per_s']:.3g}", fmt(t.get("samples_per_s")),
                          spread(r.get("speedup"), r.get("speedup_quartiles")),
+                         spread(r["speedup_padded"], r["speedup_padded_quartiles"]),
                          f"{o['tokens_per_s']:.3g}", fmt(o.get("mfu_real"), ".1%") + " / " + fmt(o.get("mfu_padded"), ".1%"),
                          fmt(t.get("mfu_real"), ".1%") + " / " + fmt(t.get("mfu_padded"), ".1%"),
-                         fmt(o["peak_mib"], ".0f") + " / " + fmt(t.get("peak_mib"), ".0f"),
+                         " / ".join(fmt(x, ".0f") for x in (o["peak_mib"], r["padded"]["peak_mib"], t.get("peak_mib"))),
                          f"{o['sdpa']} / {t.get('sdpa', 'n/a')}"])
-        out.append("Training step (forward, backward, clipping, AdamW), medians; speedup = transformers' step time / "
-                   "ours, median over rounds; MFU over real tokens / padded slots; peak memory above weights and optimizer state\n\n" +
-                   table(["preset", "B x T", "compile", "ours samples/s", "transformers samples/s", "speedup",
-                          "ours real tokens/s", "ours MFU", "transformers MFU", "peak MiB ours / transformers",
+        out.append("Training step (forward, backward, clipping, AdamW), medians; ours unpadded (train.py's default) "
+                   "and padded; speedup = the other's step time / ours unpadded, median over rounds; MFU over real "
+                   "tokens / padded slots; peak memory above weights and optimizer state\n\n" +
+                   table(["preset", "B x T", "compile", "ours samples/s", "padded samples/s", "transformers samples/s",
+                          "speedup over transformers", "speedup over padded", "ours real tokens/s", "ours MFU",
+                          "transformers MFU", "peak MiB ours / padded / transformers",
                           "SDPA kernel ours / transformers"], rows))
         if any("matmul_flops_per_s" in r for r in results["step"]):
             out.append("Matrix-product rate measured in each rotation (MFU denominator): " + ", ".join(
@@ -431,18 +541,36 @@ def report(results: dict) -> str:
                    "(its forward and backward, fastest round), over the ce step\n\n" +
                    table(["preset", "B x T", "compile", "ce ms", "min ms", "step overhead", "term alone",
                           "term / step"], rows))
+    if results.get("attention"):
+        names = ("repad", "nested", "loop")
+        rows = [[r["preset"], f"{r['batch_size']} x {r['seq_len']}", r["real_tokens"],
+                 " / ".join(f"{r[n]['seconds'] * 1e3:.3g}" for n in names),
+                 " / ".join(f"{r[n]['seconds'] / r['repad']['seconds']:.2f}" for n in names),
+                 " / ".join(f"{r[n]['max_abs_diff']:.1e}" for n in names)] for r in results["attention"]]
+        out.append("Attention of the unpadded path, forward and backward on a real CoLA batch: re-padding around SDPA / "
+                   "a jagged nested tensor with SDPA / a loop over the sequences (medians; time over re-padding's; "
+                   "max |difference| from padded SDPA)\n\n" +
+                   table(["preset", "B x T", "real tokens", "ms", "time / repad", "max |diff|"], rows))
+    if results.get("profile"):
+        groups = list(results["profile"][0]["shares"])
+        rows = [[r["preset"], f"{r['batch_size']} x {r['seq_len']}", f"{r['step_ms']:.1f}",
+                 *(f"{r['shares'][g]:.0%}" for g in groups)] for r in results["profile"]]
+        out.append("Where one training step of ours (unpadded) goes, on a real CoLA batch: the profiler's self time "
+                   "by op\n\n" + table(["preset", "B x T", "step ms (profiled)", *groups], rows))
     if results.get("epoch"):
-        kinds = ("grouped", "shuffled", "padded")
-        rows = [[r["preset"], r["compile"], f"{r['grouped']['batches']} of {num_train_batches(r['train_examples'], r['batch_size'])}",
-                 " / ".join(f"{r[k]['padding']:.0%}" for k in kinds),
-                 " / ".join(f"{r[k]['samples_per_s']:.4g}" for k in kinds),
-                 " / ".join(f"{r[k]['epoch_seconds']:.4g}" for k in kinds),
-                 f"**{r['speedup']:.2f}** / **{r['speedup_shuffled']:.2f}**"] for r in results["epoch"]]
-        out.append(f"CoLA training epoch, dynamic padding with length-grouped / shuffled batches / padded to max-len; "
-                   f"epoch seconds = {results['epoch'][0]['train_examples']} examples at the timed rate; speedup over "
-                   f"padded\n\n" +
-                   table(["preset", "compile", "batches timed", "padding", "samples/s", "epoch s",
-                          "speedup grouped / shuffled"], rows))
+        names = [n for n in ("ours", "padded", "transformers") if n in results["epoch"][0]]
+        rows = [[r["preset"], r["task"], r["compile"],
+                 f"{r['ours']['batches']} of {num_train_batches(r['train_examples'], r['batch_size'])}",
+                 f"{r['padding']:.0%}", " / ".join(f"{r[n]['samples_per_s']:.4g}" for n in names),
+                 " / ".join(f"{r[n]['epoch_seconds']:.4g}" for n in names),
+                 " / ".join(fmt(r[n]["peak_mib"], ".0f") for n in names),
+                 spread(r.get("speedup_transformers"), r.get("speedup_transformers_quartiles")),
+                 spread(r["speedup_padded"], r["speedup_padded_quartiles"])] for r in results["epoch"]]
+        out.append(f"Training epochs on real data, the same shuffled batches of each task for {' / '.join(names)}; "
+                   "epoch seconds = the task's examples at the timed rate; speedup = the other's time / ours over the "
+                   "same turns, median (quartiles); peak memory of a step on the widest batch\n\n" +
+                   table(["preset", "task", "compile", "batches timed", "padding", "samples/s", "epoch s", "peak MiB",
+                          "speedup over transformers", "speedup over padded"], rows))
     if results.get("distill"):
         rows = [[r["teacher"], r["student_layers"], r["compile"], f"{r['cached']['batches']}",
                  f"{r['cached']['epoch_seconds']:.4g} / {r['live']['epoch_seconds']:.4g}",
@@ -487,10 +615,17 @@ def main(argv=None) -> dict:
         if section != "mfu":
             results[section] = []
 
-    cola = None
-    if {"epoch", "distill"} & set(args.sections):
+    cola, real_batch, epoch_data = None, None, {}
+    if {"attention", "profile", "epoch", "distill"} & set(args.sections):
         tokenizer = load_tokenizer(args.checkpoint)
         cola = encode(tokenizer, load_split(get_task("cola"), "train", args.glue_dir), args.max_len)
+        # a real batch: the first of an epoch's shuffled batches, as train.py draws them
+        real_batch = next(iter(Batches(cola, train_batches(cola.lengths, args.batch_size, args.seed, epoch=0,
+                                                           group_batches=1)[:1], device, runtime.pad_multiple)))
+        if "epoch" in args.sections:
+            epoch_data = {task: encode(tokenizer, load_split(get_task(task), "train", args.glue_dir,
+                                                             args.epoch_examples), args.max_len)
+                          for task in args.epoch_tasks}
 
     for preset in args.presets:
         print(f"{preset}:", flush=True)
@@ -501,16 +636,20 @@ def main(argv=None) -> dict:
                 raise SystemExit(f"error: --seq-len {args.seq_len} > the {preset} preset's "
                                  f"{ours.config.max_position_embeddings} positions")
             batch = synthetic_batch(ours.config.vocab_size, 2, args.batch_size, args.seq_len, args.seed, device)
-        theirs = transformers_twin(ours) if {"step", "overhead"} & set(args.sections) else None
+        theirs = transformers_twin(ours) if {"step", "overhead", "epoch"} & set(args.sections) else None
         if "step" in args.sections:
             results["step"] += bench_step(args, preset, ours, theirs, variants, batch, runtime)
         if "overhead" in args.sections:
             results["overhead"] += bench_overhead(args, preset, ours, theirs, variants, runtime, results["step"])
+        for task, train in epoch_data.items():
+            results["epoch"].append(bench_epoch(args, preset, ours, theirs, task, train, runtime))
         del theirs
+        if "attention" in args.sections:
+            results["attention"].append(bench_attention(args, preset, ours, real_batch, runtime))
+        if "profile" in args.sections:
+            results["profile"].append(bench_profile(args, preset, ours, real_batch, runtime))
         if "cmi" in args.sections:
             results["cmi"] += bench_cmi(args, preset, ours, variants, batch, runtime)
-        if "epoch" in args.sections:
-            results["epoch"].append(bench_epoch(args, preset, ours, cola, runtime))
         if "distill" in args.sections and isinstance(ours, BertForSequenceClassification):
             results["distill"].append(bench_distill(args, preset, ours, cola, runtime))
 

@@ -7,6 +7,8 @@ import time
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.profiler import ProfilerActivity, profile
+from torch.profiler._memory_profiler import MemoryProfileTimeline  # no public API gives the CPU timeline
 
 from models.bert import SelfAttention
 
@@ -51,12 +53,16 @@ def compiled_graphs() -> int:
     return torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
 
-def peak_memory_mib(call, device: torch.device) -> float | None:
+def peak_memory_mib(call, device: torch.device) -> float:
     """The memory one call allocates at its peak above what was allocated before it (activations, gradients,
-    temporaries), in MiB: CUDA only; None on CPU, where no allocator keeps the figure. Under CUDA graphs the
-    graphs' memory pool, held since their recording, is not counted."""
+    temporaries), in MiB. On CUDA from the allocator's counters (under CUDA graphs the graphs' memory pool, held
+    since their recording, is not counted); on CPU, where no allocator keeps the figure, from the timeline of
+    the allocations the profiler records during the call."""
     if device.type != "cuda":
-        return None
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+            call()
+        _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline(device)
+        return max(map(sum, sizes), default=0) / 2**20
     synchronize(device)
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)

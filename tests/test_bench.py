@@ -20,7 +20,7 @@ def positive(*values):
 
 def test_smallest_run_writes_every_section(tmp_path):
     out = tmp_path / "bench.json"
-    argv = ["--presets", "tiny", "--sections", "step,mfu,overhead,cmi,epoch,distill", "--batch-size", "4",
+    argv = ["--presets", "tiny", "--sections", ",".join(bench.SECTIONS), "--batch-size", "4",
             "--seq-len", "16", "--repeats", "2", "--warmup", "1", "--epoch-batches", "2", "--chunk", "1",
             "--device", "cpu", "--compile", "off", "--out", str(out)]
     result = subprocess.run([sys.executable, str(ROOT / "bench.py"), *argv], capture_output=True, text=True, cwd=ROOT)
@@ -36,11 +36,22 @@ def test_smallest_run_writes_every_section(tmp_path):
     assert 0 < step["real_tokens"] < step["padded_slots"] == 64  # the synthetic batch has padding
     assert positive(step["speedup"], step["matmul_flops_per_s"], step["flops_real"], step["flops_padded"])
     assert step["speedup_quartiles"][0] <= step["speedup"] <= step["speedup_quartiles"][1]
-    for name in ("ours", "transformers"):
+    assert step["speedup_padded_quartiles"][0] <= step["speedup_padded"] <= step["speedup_padded_quartiles"][1]
+    for name in ("ours", "padded", "transformers"):
         s = step[name]
-        assert positive(s["seconds"], s["samples_per_s"], s["tokens_per_s"], s["slots_per_s"], s["mfu_real"], s["mfu_padded"])
-        assert s["repeats"] == 2 and s["peak_mib"] is None  # no peak-memory figure on CPU
-        assert s["sdpa"].startswith(("attention_math", "flash_attention"))
+        assert positive(s["seconds"], s["samples_per_s"], s["tokens_per_s"], s["slots_per_s"], s["mfu_real"],
+                        s["mfu_padded"], s["peak_mib"])  # peak memory from the profiler's timeline on CPU
+        assert s["repeats"] == 2 and s["sdpa"].startswith(("attention_math", "flash_attention"))
+
+    (attention,) = r["attention"]
+    assert attention["batch_size"] == 4 and 0 < attention["real_tokens"] < 4 * attention["seq_len"]
+    assert attention["repad"]["max_abs_diff"] == 0  # the padded model's attention, bit for bit
+    for name in ("repad", "nested", "loop"):
+        assert positive(attention[name]["seconds"]) and attention[name]["max_abs_diff"] < 1e-5
+
+    (prof,) = r["profile"]
+    assert positive(prof["step_ms"]) and abs(sum(prof["shares"].values()) - 1) < 1e-9
+    assert prof["shares"]["linear layers"] > 0 and prof["shares"]["optimiser and clipping"] > 0
 
     (overhead,) = r["overhead"]
     assert positive(overhead["ours"]["seconds"], overhead["ours"]["share_of_step"], overhead["transformers"]["seconds"])
@@ -50,15 +61,14 @@ def test_smallest_run_writes_every_section(tmp_path):
     assert cmi["overhead_quartiles"][0] <= cmi["overhead"] <= cmi["overhead_quartiles"][1]
     assert set(cmi["all_seconds"]) == {"ce", "min", "ce_alone", "min_alone"} and cmi["term_overhead"] < 1
 
-    (epoch,) = r["epoch"]
-    assert epoch["train_examples"] == 8551
-    for name in ("grouped", "shuffled", "padded"):
-        e = epoch[name]
-        assert e["batches"] == 2 and e["examples"] == 8
-        assert positive(e["seconds"], e["samples_per_s"], e["epoch_seconds"])
-    # CoLA is short: grouping pads least, padding to 128 wastes most
-    assert 0 <= epoch["grouped"]["padding"] <= epoch["shuffled"]["padding"] < epoch["padded"]["padding"] < 1
-    assert positive(epoch["speedup"], epoch["speedup_shuffled"])
+    # every epoch task, its whole training split or a fixed subset of 8,551 (CoLA's size)
+    assert [(e["task"], e["train_examples"]) for e in r["epoch"]] == [("cola", 8551), ("mrpc", 3668), ("sst2", 8551)]
+    for epoch in r["epoch"]:
+        for name in ("ours", "padded", "transformers"):
+            e = epoch[name]
+            assert e["batches"] == 2 and e["examples"] == 8
+            assert positive(e["seconds"], e["samples_per_s"], e["epoch_seconds"], e["peak_mib"])
+        assert 0 < epoch["padding"] < 1 and positive(epoch["speedup_transformers"], epoch["speedup_padded"])
 
     (distill,) = r["distill"]
     assert distill["teacher"] == "tiny" and distill["student_layers"] == 1
@@ -67,7 +77,7 @@ def test_smallest_run_writes_every_section(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["--sections", "step,nope"], ["--presets", "huge"], ["--sections", "mfu"],
-                                  ["--repeats", "0"]])
+                                  ["--repeats", "0"], ["--epoch-tasks", "cola,imdb"], ["--epoch-examples", "0"]])
 def test_bad_flags_are_one_line_errors(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         bench.parse_args(argv)
