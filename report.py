@@ -2,29 +2,30 @@
 
     python report.py sweeps/glue > report.md
     python report.py sweeps/glue --plots figures   # with matplotlib: dev metric and dev CMI against lambda
+    python report.py sweeps/new-seeds --pool sweeps/glue   # the same arms, more seeds: pooled
 
 Every number is a run's best epoch (by the task's dev metric) from its results.json; a setting's value is
-the median over its seeds. Table I: plain fine-tuning (ce) against min-CMI fine-tuning at its best lambda,
-the lambda with the highest median dev metric. Table II: the DistilBERT students of the ce teacher and of
-the max-CMI teacher, each at its best (alpha, T). Behind each choice, the table of every setting with each
-seed's value, and which teachers were selected and why. Metrics print as percentages, like the paper.
+the median over its seeds. First, every arm against the ce run of the same seed: the paired differences, their
+t-tests and confidence intervals, and what those show about an effect of a stated size. Table I: plain fine-tuning
+(ce) against min-CMI fine-tuning at its best lambda, the lambda with the highest median dev metric, with what that
+choice gains with no effect at all and how it fares on seeds it was not made on. Table II: the DistilBERT students
+of the ce teacher and of the max-CMI teacher, each at its best (alpha, T). Behind each choice, the table of every
+setting with each seed's value, and which teachers were selected and why. Metrics print as percentages, like the
+paper. Needs scipy (pip install -e ".[stats]").
 """
 import argparse
 import json
 import statistics
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from cmi.runfiles import TrainingError
-from cmi.selection import select_teacher
-from data.tasks import primary_metric
 from harness.markdown import table
-from harness.sweeps import (TEACHERS, TRAIN_MODES, Run, best_ce_run, finished, num, own_tasks_of, parse_folder,
-                            results_of, task_order)
+from harness.reading import SweepFiles
+from harness.stats import (DRAWS, PairedTest, mean_se, paired_selection_gain, paired_test, selection_gain,
+                           verdict)
+from harness.study import (TRAIN_SETTINGS, Arm, Pooling, Study, TaskRuns, baseline_of, load_study, median)
+from harness.sweeps import TEACHERS, num
 
 try:  # optional: pip install -e ".[plot]"
     import matplotlib
@@ -33,46 +34,9 @@ try:  # optional: pip install -e ".[plot]"
 except ImportError:
     plt = None
 
-TRAIN_SETTINGS = ("model", "epochs", "batch_size", "lr", "max_train_samples", "cmi_scale", "cmi_feature", "tau")
 STUDENT_SETTINGS = ("epochs", "batch_size", "lr", "max_train_samples", "student_layers", "student")
-
-
-# -----------------------------------------------------------------------------
-# reading a sweep
-
-
-def load_runs(sweep: Path) -> dict[Run, dict]:
-    """The finished runs of a sweep folder: Run -> its results.json (folders not named by sweep.py are ignored)."""
-    runs, own = {}, own_tasks_of(sweep)
-    for path in sorted(sweep.glob("**/results.json")):
-        run = parse_folder(path.parent.relative_to(sweep).as_posix(), own)
-        if run is not None and finished(path.parent):  # a damaged results.json: listed as unfinished
-            runs[run] = results_of(path.parent)
-    return runs
-
-
-def unfinished(sweep: Path) -> list[str]:
-    """The run folders that were started but have no readable results.json yet."""
-    folders = (p.parent.relative_to(sweep).as_posix() for p in sweep.glob("**/args.json"))
-    own = own_tasks_of(sweep)
-    return sorted(f for f in folders if parse_folder(f, own) and not finished(sweep / f))
-
-
-def seeds_by_setting(runs: dict[Run, dict], setting) -> dict:
-    """{setting(run): {seed: results}}, settings in the grid's order."""
-    table = {}
-    for run in sorted(runs, key=Run.sort_key):
-        table.setdefault(setting(run), {})[run.seed] = runs[run]
-    return table
-
-
-def median(seeds: dict[int, dict], key: str) -> float:
-    return statistics.median(results[key] for results in seeds.values())
-
-
-def best_setting(table: dict, metric: str):
-    """The setting with the highest median dev metric (ties: the first in sorted order); None if empty."""
-    return max(table, key=lambda s: median(table[s], metric), default=None)
+CHOOSING_SEEDS = 3  # the held-out check chooses λ on as many seeds as the paper has, and tests it on the rest
+DELTA = 1.0  # the effect (metric points) whose exclusion the verdict lines test, unless --delta says otherwise
 
 
 # -----------------------------------------------------------------------------
@@ -91,6 +55,22 @@ def cmi(x: float) -> str:
     return f"{x:.3g}"
 
 
+def shown(folder: Path) -> Path:
+    """A folder as the report names it: relative to the working directory when it lies below it."""
+    return folder.relative_to(Path.cwd()) if folder.is_relative_to(Path.cwd()) else folder
+
+
+def seed_list(seeds) -> str:
+    """Seeds with their runs of three or more as ranges: 0–4, 7, 8, 11–14."""
+    runs = []
+    for seed in sorted(seeds):
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    return ", ".join(f"{run[0]}–{run[-1]}" if len(run) > 2 else ", ".join(map(str, run)) for run in runs)
+
+
 def seed_values(seeds: dict[int, dict], key: str) -> str:
     return ", ".join(f"{seed}: {pct(results[key])}" for seed, results in sorted(seeds.items()))
 
@@ -106,57 +86,38 @@ def settings_line(results: list[dict], keys: tuple[str, ...]) -> str:
     return ", ".join(parts)
 
 
-class Task:
-    """A task's runs grouped by setting, and the choices Tables I and II make from them."""
-
-    def __init__(self, name: str, runs: dict[Run, dict], sweep: Path, own_files: bool = False):
-        self.name, self.metric, self.sweep = name, primary_metric(name, own_files), sweep
-        mine = {r: v for r, v in runs.items() if r.task == name}
-        self.runs = {mode: {r: v for r, v in mine.items() if r.mode == mode} for mode in TRAIN_MODES}
-        self.ce = seeds_by_setting(self.runs["ce"], lambda r: None).get(None, {})
-        self.lams = {mode: seeds_by_setting(self.runs[mode], lambda r: r.lam) for mode in ("min", "max")}
-        self.best_lam = best_setting(self.lams["min"], self.metric)
-        self.students = {kind: seeds_by_setting({r: v for r, v in mine.items() if r.teacher == kind},
-                                                lambda r: (r.alpha, r.temperature)) for kind in TEACHERS}
-        self.best_student = {kind: best_setting(t, self.metric) for kind, t in self.students.items()}
-        # the teachers as sweep.py chooses them, and those the students were distilled from (their --teacher)
-        self.chosen = {kind: None for kind in TEACHERS}
-        self.selection, self.selection_error = None, None
-        if self.runs["ce"]:
-            self.chosen["ce"] = best_ce_run(sweep / name / "ce", self.metric)
-        if self.runs["max"]:
-            try:
-                self.selection = select_teacher(sweep / name / "max", name, self.metric, need_model=False)
-                self.chosen["max"] = self.selection.chosen.run
-            except TrainingError as e:
-                self.selection_error = str(e)
-        self.used = {kind: sorted({Path(v["args"]["teacher"]).parent for r, v in mine.items()
-                                   if r.teacher == kind and v["args"].get("teacher")}) for kind in TEACHERS}
-
-    def teacher_value(self, kind: str) -> float | None:
-        """The dev metric of the teacher of `kind`: of the teachers its students used (the median when each seed
-        had its own, as in a paired study), else of the one chosen now."""
-        runs = [run for run in self.used[kind] or [self.chosen[kind]] if run is not None and finished(run)]
-        return statistics.median(results_of(run)[self.metric] for run in runs) if runs else None
-
-    def ce_median(self) -> float | None:
-        return median(self.ce, self.metric) if self.ce else None
-
-    def min_median(self) -> float | None:
-        return median(self.lams["min"][self.best_lam], self.metric) if self.best_lam is not None else None
-
-    def student_median(self, kind: str) -> float | None:
-        best = self.best_student[kind]
-        return median(self.students[kind][best], self.metric) if best is not None else None
+def pooling_lines(pooling: Pooling) -> list[str]:
+    """What --pool added: the seeds of each arm, the arms left out, the settings recorded in one folder only."""
+    added = [f"{label} (seeds {seed_list(seeds)})" for label, seeds in pooling.added.items()]
+    lines = [f"Pooled with {shown(pooling.folder)}, as more seeds of the same arms: " + (", ".join(added) or "none")
+             + "; the runs of each arm there recorded the same settings as here."]
+    if pooling.other_arms:
+        lines.append(f"Its other arms are left out: {', '.join(pooling.other_arms)}.")
+    if pooling.only_one:
+        settings = ", ".join(f"{key} {' / '.join(values)}" for key, values in pooling.only_one.items())
+        lines.append("Settings that the runs of only one of the two folders record (not compared; options added to "
+                     f"train.py in between): {settings}.")
+    return lines + [""]
 
 
-def table_one(tasks: list[Task]) -> list[str]:
+def left_out(read: SweepFiles, where: str = "") -> list[str]:
+    """The runs of a folder the report leaves out: started and not finished, or with files it cannot read."""
+    lines = []
+    if read.unfinished:
+        lines += [f"Not finished{where} ({len(read.unfinished)}): " + ", ".join(f"`{f}`" for f in read.unfinished), ""]
+    if read.unreadable:
+        lines += [f"Left out{where}, files that cannot be read ({len(read.unreadable)}):", ""]
+        lines += [f"- `{folder}`: {why}" for folder, why in read.unreadable.items()] + [""]
+    return lines
+
+
+def table_one(tasks: list[TaskRuns]) -> list[str]:
     rows = [(t.name, t.metric, pct(t.ce_median()), pct(t.min_median()),
                 "–" if t.best_lam is None else num(t.best_lam), diff(t.min_median(), t.ce_median())) for t in tasks]
     return table(["task", "metric", "CE", "min-CMI", "best λ", "Δ (min − CE)"], rows)
 
 
-def table_two(tasks: list[Task]) -> list[str]:
+def table_two(tasks: list[TaskRuns]) -> list[str]:
     def best(t, kind):
         setting = t.best_student[kind]
         return "–" if setting is None else f"{num(setting[0])}, {num(setting[1])}"
@@ -167,7 +128,7 @@ def table_two(tasks: list[Task]) -> list[str]:
                   "Δ (students)"], rows)
 
 
-def lambda_table(t: Task) -> list[str]:
+def lambda_table(t: TaskRuns) -> list[str]:
     rows = []
     if t.ce:
         rows.append(("ce", "–", pct(median(t.ce, t.metric)), seed_values(t.ce, t.metric),
@@ -181,13 +142,13 @@ def lambda_table(t: Task) -> list[str]:
     return [f"### {t.name}: dev {t.metric} (%) by λ", ""] + table(header, rows)
 
 
-def teacher_section(t: Task) -> list[str]:
+def teacher_section(t: TaskRuns) -> list[str]:
     def rel(path: Path) -> str:
         return f"`{path.relative_to(t.sweep) if path.is_relative_to(t.sweep) else path}`"
 
     lines = [f"### {t.name}: teachers", ""]
     if t.chosen["ce"]:
-        value = results_of(t.chosen["ce"])[t.metric]
+        value = t.results_at(t.chosen["ce"])[t.metric]
         lines.append(f"- CE teacher: {rel(t.chosen['ce'])}, dev {t.metric} {pct(value)}: the highest of "
                      f"{len(t.runs['ce'])} ce runs.")
     if t.selection_error:
@@ -212,7 +173,7 @@ def teacher_section(t: Task) -> list[str]:
     return lines
 
 
-def student_table(t: Task) -> list[str]:
+def student_table(t: TaskRuns) -> list[str]:
     rows = []
     for kind in ("ce", "max"):
         for (alpha, temperature), seeds in t.students[kind].items():
@@ -223,40 +184,45 @@ def student_table(t: Task) -> list[str]:
         table(["teacher", "α", "T", "median", "seeds"], rows)
 
 
-def load_tasks(sweep: Path, runs: dict[Run, dict]) -> list[Task]:
-    own = own_tasks_of(sweep)
-    return [Task(name, runs, sweep, name in own) for name in sorted({r.task for r in runs}, key=task_order)]
+def report(sweep: Path, more: list[Path] = (), pool: Path | None = None, delta: float = DELTA) -> str:
+    """The Markdown report of a sweep folder, with the arms of the --with folders `more` and the seeds of the
+    folder `pool`; `delta`: the effect, in metric points, the verdict lines test."""
+    return markdown(load_study(sweep, more, pool), delta)
 
 
-def report(sweep: Path, extra: list[tuple[str, Path, dict]] = ()) -> str:
-    """The Markdown report of a sweep folder; `extra`: (label, folder, its runs) of --with folders."""
-    runs = load_runs(sweep)
-    tasks = load_tasks(sweep, runs)
-    train_results = [v for r, v in runs.items() if not r.is_student]
-    student_results = [v for r, v in runs.items() if r.is_student]
-    shown = sweep.relative_to(Path.cwd()) if sweep.is_relative_to(Path.cwd()) else sweep
-    lines = [f"# Sweep {shown}", "",
+def markdown(study: Study, delta: float = DELTA) -> str:
+    """The report of a study read already (load_study)."""
+    tasks = study.tasks
+    train_results = [v.results for r, v in study.runs.items() if not r.is_student]
+    student_results = [v.results for r, v in study.runs.items() if r.is_student]
+    lines = [f"# Sweep {shown(study.sweep.folder)}", "",
              f"{len(train_results)} fine-tuning runs and {len(student_results)} students finished; values are dev "
              "metrics in %, the median over seeds of each run's best epoch.", ""]
+    if study.pooling:
+        lines += pooling_lines(study.pooling)
     if train_results:
         lines += [f"Fine-tuning: {settings_line(train_results, TRAIN_SETTINGS)}.", ""]
     if student_results:
         lines += [f"Students: {settings_line(student_results, STUDENT_SETTINGS)}.", ""]
-    started = unfinished(sweep)
-    if started:
-        lines += [f"Not finished ({len(started)}): " + ", ".join(f"`{f}`" for f in started), ""]
+    lines += left_out(study.sweep)
+    for folder in ([study.pooled] if study.pooled else []) + [folder for _, folder in study.more]:
+        lines += left_out(folder, f" in {shown(folder.folder)}")
     lines += ["## Paired differences against CE", "",
               "Every arm against the ce run of the same seed (same data, initialisation and batch order), the "
               "comparison that can show an effect; the paper-format tables below pick the best setting per task "
               "and carry the gain of that selection too.", ""]
     for t in tasks:
-        lines += paired_section(t, extra)
+        lines += paired_section(t, delta)
     if train_results:
         lines += ["## Table I: CE vs. min-CMI fine-tuning (best-of selection)", "",
                   "The paper's format: per task, the λ with the highest median over seeds against the ce median. "
                   "This is a best-of selection: with no effect at all it still gains, by about this much:", ""]
-        lines += [line for t in tasks for line in selection_line(t)] + [""]
+        lines += [line for t in tasks for line in selection_line(t) + paired_selection_line(t)] + [""]
         lines += table_one(tasks)
+        held_out = [line for t in tasks for line in held_out_lines(t)]
+        if held_out:
+            lines += [f"Held out: λ chosen on the first {CHOOSING_SEEDS} seeds that ce and every λ share, by each of "
+                      "two rules, then compared with ce on the seeds the choice did not see:", "", *held_out, ""]
     lines += ["## Table II: DistilBERT students of a CE and of a max-CMI teacher (best-of selection)", "",
               "The paper's format: per task and teacher, the (α, T) with the highest median over seeds. Both columns "
               "are best-of selections, so with no effect at all the Δ gains by about this much:", ""]
@@ -274,112 +240,41 @@ def report(sweep: Path, extra: list[tuple[str, Path, dict]] = ()) -> str:
 # paired differences: each arm against the ce run of the same seed
 
 
-@dataclass
-class Arm:
-    """The runs of one setting (mode, lambda; from SWEEP or from a --with folder), by seed, with their epochs."""
-    label: str
-    seeds: dict[int, dict]  # seed -> results.json
-    epochs: dict[int, list[dict]]  # seed -> the metrics.jsonl lines
-
-
-def differing_settings(sweep: Path, other: Path) -> str:
-    """The run arguments (TRAIN_SETTINGS) in which the runs of `other` differ from those of `sweep`, as a label:
-    "cmi_feature cls"."""
-    def settings(folder):
-        return {k: json.dumps(v["args"].get(k)) for v in load_runs(folder).values() for k in TRAIN_SETTINGS}
-    mine, theirs = settings(sweep), settings(other)
-    differ = [f"{k} {json.loads(v)}" for k, v in theirs.items() if mine.get(k) != v]
-    return ", ".join(differ) or other.name
-
-
-def epochs_of(folder: Path) -> list[dict]:
-    path = folder / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-
-
-def arms_of(task: str, sweep: Path, runs: dict[Run, dict], suffix: str = "") -> dict[tuple, Arm]:
-    """The arms of a task in one sweep folder: fine-tuning (mode, lam, suffix) and students (student-KIND,
-    (alpha, T), suffix) -> Arm."""
-    arms = {}
-    for run in sorted((r for r in runs if r.task == task), key=Run.sort_key):
-        if run.is_student:
-            key = (run.group, (run.alpha, run.temperature), suffix)
-            label = f"student of {run.teacher}, α {num(run.alpha)}, T {num(run.temperature)}"
-        else:
-            key = (run.mode, run.lam, suffix)
-            label = run.mode + ("" if run.lam is None else f" λ={num(run.lam)}")
-        arm = arms.setdefault(key, Arm(label + (f" ({suffix})" if suffix else ""), {}, {}))
-        arm.seeds[run.seed] = runs[run]
-        arm.epochs[run.seed] = epochs_of(sweep / run.folder)
-    return arms
-
-
-def all_arms(t: Task, extra: list[tuple[str, Path, dict]]) -> dict[tuple, Arm]:
-    """The task's arms in the sweep folder and in every --with folder."""
-    arms = arms_of(t.name, t.sweep, load_runs(t.sweep))
-    for suffix, folder, runs in extra:
-        arms |= arms_of(t.name, folder, runs, suffix)
-    return arms
-
-
-def baseline_of(key: tuple) -> tuple:
-    """The arm an arm is compared with: ce for fine-tuning, the student of the ce teacher (same α, T) for students."""
-    return ("student-ce", key[1], "") if key[0].startswith("student") else ("ce", None, "")
-
-
-def mean_se(values: list[float]) -> tuple[float, float | None]:
-    """The mean and its standard error (sd / sqrt(n)); no standard error from one value."""
-    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
-    return statistics.fmean(values), se
-
-
 def pm(values: list[float], scale: float = 100) -> str:
     mean, se = mean_se(values)
     return f"{scale * mean:+.1f}" + ("" if se is None else f" ± {scale * se:.1f}")
 
 
-def paired(arm: Arm, ce: Arm, key) -> list[float]:
-    """arm − ce of the same seed, over the seeds both have; key(results, epochs) -> value."""
-    return [key(arm.seeds[s], arm.epochs[s]) - key(ce.seeds[s], ce.epochs[s]) for s in sorted(arm.seeds) if s in ce.seeds]
+def paired(arm: Arm, base: Arm, metric: str, last: bool = False) -> list[float]:
+    """arm − base of the same seed, over the seeds both have: at the best epoch or, with last, the last."""
+    return [arm.seeds[s].value(metric, last) - base.seeds[s].value(metric, last)
+            for s in sorted(arm.seeds) if s in base.seeds]
 
 
-def selection_gain(k: int, n: int, sd: float, draws: int = 20000, k_baseline: int = 1) -> float:
-    """The expected gain of the best of k medians of n seeds over the best of k_baseline medians (Table I: one
-    median) when no arm has any effect (every value drawn from one normal distribution of standard deviation
-    sd): what the paper-format best-of selection 'gains' by selection alone. Monte Carlo with a fixed seed, so
-    reports repeat exactly."""
-    rng = np.random.default_rng(0)
-    medians = np.median(rng.normal(0.0, sd, size=(draws, k + k_baseline, n)), axis=-1)
-    return float((medians[:, k_baseline:].max(axis=1) - medians[:, :k_baseline].max(axis=1)).mean())
+def compared(t: TaskRuns, students: bool | None = None) -> list[tuple[Arm, Arm]]:
+    """The task's arms that have a baseline, each with it (the baseline with itself): the fine-tuning arms, the
+    students, or (None) both."""
+    return [(arm, t.arms[baseline_of(key)]) for key, arm in t.arms.items()
+            if baseline_of(key) in t.arms and students in (None, key[0].startswith("student"))]
 
 
-def paired_section(t: Task, extra: list[tuple[str, Path, dict]]) -> list[str]:
+def paired_section(t: TaskRuns, delta: float) -> list[str]:
     """Every fine-tuning arm against ce, every student against the student of the ce teacher, paired by seed: the
     best-epoch and the last-epoch dev metric (mean ± standard error of the differences over seeds), and the
-    arm's train and dev CMI after its last epoch."""
-    arms = all_arms(t, extra)
-
-    def best(results, epochs):  # the run's best epoch, as results.json records it
-        return results[t.metric]
-
-    def last(results, epochs):  # its last epoch: no selection over epochs at all
-        return epochs[-1][t.metric]
-
+    arm's train and dev CMI after its last epoch; then the t-test of each arm's differences."""
     lines = []
     for kind, against in (("fine-tuning", "ce"), ("students", "the student of the ce teacher")):
+        pairs = compared(t, kind == "students")
+        if not pairs:
+            continue
         rows = []
-        for key, arm in arms.items():
-            base = arms.get(baseline_of(key))
-            if base is None or key[0].startswith("student") != (kind == "students"):
-                continue
-            d_best, d_last = paired(arm, base, best), paired(arm, base, last)
-            rows.append((arm.label, len(arm.seeds), pm([r[t.metric] for r in arm.seeds.values()]).lstrip("+"),
+        for arm, base in pairs:
+            d_best, d_last = paired(arm, base, t.metric), paired(arm, base, t.metric, last=True)
+            rows.append((arm.label, len(arm.seeds), pm([f.results[t.metric] for f in arm.seeds.values()]).lstrip("+"),
                          "(baseline)" if arm is base else pm(d_best) if d_best else "–",
                          "(baseline)" if arm is base else pm(d_last) if d_last else "–",
-                         cmi(statistics.fmean(e[-1]["train_cmi"] for e in arm.epochs.values())),
-                         cmi(statistics.fmean(e[-1]["eval_cmi"] for e in arm.epochs.values()))))
-        if not rows:
-            continue
+                         cmi(statistics.fmean(f.epochs[-1]["train_cmi"] for f in arm.seeds.values())),
+                         cmi(statistics.fmean(f.epochs[-1]["eval_cmi"] for f in arm.seeds.values()))))
         header = ["arm", "seeds", f"dev {t.metric}, best epoch (mean ± se)", "Δ best epoch", "Δ last epoch",
                   "train CMI (last epoch)", "dev CMI (last epoch)"]
         note = (f"Δ: the arm's dev {t.metric} minus that of {against} with the same seed, in points, mean ± "
@@ -387,23 +282,118 @@ def paired_section(t: Task, extra: list[tuple[str, Path, dict]]) -> list[str]:
                 "evidence of an effect.")
         lines += [f"### {t.name}, {kind}: paired differences against {against}", "", note, ""]
         lines += table(header, rows)
+        lines += tests_section(t, [(arm, base) for arm, base in pairs if arm is not base], delta)
     return lines
 
 
-def selection_line(t: Task) -> list[str]:
-    """What Table I's best-of selection gains with no effect at all, for this task's grid and seed spread."""
-    k, n = len(t.lams["min"]), len({s for seeds in t.lams["min"].values() for s in seeds})
+def interval(test: PairedTest) -> str:
+    return f"{100 * test.low:+.1f} to {100 * test.high:+.1f}"
+
+
+def test_cells(test: PairedTest | None) -> tuple[str, str, str]:
+    """mean ± se, the 95% confidence interval and p, in points; "–" without a test (fewer than 2 pairs)."""
+    if test is None:
+        return "–", "–", "–"
+    p = "< 0.001" if test.p < 0.001 else f"{test.p:.2g}"
+    return f"{100 * test.mean:+.1f} ± {100 * test.se:.1f}", interval(test), p
+
+
+def verdict_text(test: PairedTest | None, delta: float) -> str:
+    if test is None:
+        return "not estimated (fewer than 2 pairs)"
+    return f"{verdict(test.low, test.high, delta / 100)} ({interval(test)})"
+
+
+def tests_section(t: TaskRuns, pairs: list[tuple[Arm, Arm]], delta: float) -> list[str]:
+    """The paired t-test of every arm at the best and at the last epoch, and what each confidence interval shows
+    about an effect of `delta` points."""
+    if not pairs:
+        return []
+    rows, verdicts = [], []
+    for arm, base in pairs:
+        d_best, d_last = paired(arm, base, t.metric), paired(arm, base, t.metric, last=True)
+        best, last = (paired_test(d) if len(d) > 1 else None for d in (d_best, d_last))
+        rows.append((arm.label, len(d_best), *test_cells(best), *test_cells(last)))
+        verdicts.append(f"- {arm.label}: best epoch {verdict_text(best, delta)}; "
+                        f"last epoch {verdict_text(last, delta)}.")
+    header = ["arm", "pairs", "best epoch: Δ (mean ± se)", "95% CI", "p", "last epoch: Δ (mean ± se)", "95% CI", "p"]
+    return ["Paired t-tests of the same differences: two-sided, scipy.stats.ttest_1samp against 0 with pairs − 1 "
+            "degrees of freedom, and the t confidence interval of the mean; each arm on its own, not corrected for "
+            "the number of arms. The last epoch involves no selection over epochs.", "",
+            *table(header, rows),
+            f"An effect of δ = {num(delta)} point{'s' * (delta != 1)}, read from the 95% confidence interval (not "
+            "from p): **shown**, a gain (the interval lies above 0); **a loss shown** (it lies below 0); "
+            "**excluded**, a gain of δ or more (it lies below +δ); otherwise **not shown**.", "",
+            *verdicts, ""]
+
+
+# -----------------------------------------------------------------------------
+# best-of selection: what it gains with no effect at all, and how it fares held out
+
+
+def common_seeds(t: TaskRuns) -> list[int]:
+    """The seeds that ce and every min λ share."""
+    return sorted(set(t.ce).intersection(*t.lams["min"].values()))
+
+
+def selection_line(t: TaskRuns) -> list[str]:
+    """What Table I's best-of selection gains with no effect at all in the paper's unpaired design: independent
+    medians with the seeds' spread."""
+    k, counts = len(t.lams["min"]), sorted(len(seeds) for seeds in t.lams["min"].values())
     if k < 2:
         return []
     if len(t.ce) < 2:
         return [f"- {t.name}: not estimated yet: the seeds' spread needs at least 2 ce seeds ({len(t.ce)} finished)."]
     sd = statistics.stdev(r[t.metric] for r in t.ce.values())
+    n = counts[0]  # with unequal seed counts the fewest, which gains the most
+    fewest = "" if counts[0] == counts[-1] else f" (the fewest of any λ, which have {counts[0]}–{counts[-1]})"
     gain = selection_gain(k, n, sd)
-    return [f"- {t.name}: choosing the best of {k} λ by the median of {n} seeds gains {100 * gain:+.1f} points over "
-            f"one median with no effect at all (ce seeds' sd {100 * sd:.1f}, normal model, 20,000 draws)."]
+    return [f"- {t.name}, the paper's unpaired design: choosing the best of {k} λ by the median of {n} seeds{fewest} "
+            f"gains {100 * gain:+.1f} points over one median with no effect at all (ce seeds' sd {100 * sd:.1f}, "
+            f"normal model, {DRAWS:,} draws)."]
 
 
-def student_selection_line(t: Task) -> list[str]:
+def paired_selection_line(t: TaskRuns) -> list[str]:
+    """What the same selection gains with no effect at all in this study's paired design: resampled from its own
+    paired differences, where the arms share each seed's effect."""
+    k, seeds = len(t.lams["min"]), common_seeds(t)
+    if k < 2:
+        return []
+    if len(seeds) < 2:
+        return [f"- {t.name}, this study's paired design: not estimated: ce and every λ share {len(seeds)} seed(s)."]
+    values = [[t.lams["min"][lam][s][t.metric] for s in seeds] for lam in t.lams["min"]]
+    gain = paired_selection_gain([t.ce[s][t.metric] for s in seeds], values)
+    return [f"- {t.name}, this study's paired design: {100 * gain:+.1f} points, resampled from the study's own paired "
+            f"differences on the {len(seeds)} seeds ce and every λ share (each λ's differences against ce centred "
+            f"at 0, seeds drawn with replacement, the same draw for every arm; the best λ's median against the ce "
+            f"median, {DRAWS:,} draws)."]
+
+
+def held_out_lines(t: TaskRuns) -> list[str]:
+    """λ chosen on the first seeds by the median of each λ (Table I's rule) and by the mean paired difference
+    against ce, each then compared with ce on the seeds the choice did not see."""
+    lams, seeds = t.lams["min"], common_seeds(t)
+    if len(lams) < 2:
+        return []
+    if len(seeds) <= CHOOSING_SEEDS:
+        return [f"- {t.name}: no held-out check: ce and every λ share {len(seeds)} seeds, {CHOOSING_SEEDS} to choose "
+                "on and at least one to test on are needed."]
+    choose = seeds[:CHOOSING_SEEDS]
+    rules = {"the median of each λ": (lambda lam: statistics.median(lams[lam][s][t.metric] for s in choose), pct),
+             "the mean paired difference against ce": (lambda lam: statistics.fmean(
+                 lams[lam][s][t.metric] - t.ce[s][t.metric] for s in choose), lambda x: f"{100 * x:+.1f}")}
+    lines = []
+    for rule, (score, text) in rules.items():
+        best = max(lams, key=score)
+        rest = [s for s in sorted(lams[best]) if s in t.ce and s not in choose]
+        d = [lams[best][s][t.metric] - t.ce[s][t.metric] for s in rest]
+        scores = ", ".join(f"λ {num(lam)} {text(score(lam))}" for lam in lams)
+        lines.append(f"- {t.name}, by {rule} on seeds {seed_list(choose)} ({scores}): λ {num(best)}; against ce on "
+                     f"seeds {seed_list(rest)}: " + ", ".join(f"{100 * x:+.1f}" for x in d) + f" (mean {pm(d)}).")
+    return lines
+
+
+def student_selection_line(t: TaskRuns) -> list[str]:
     """What Table II's Δ gains with no effect: the best of the max teacher's (α, T) against the best of the ce
     teacher's, each a median of the students' seeds; the spread is that of the ce teacher's students."""
     k = {kind: len(t.students[kind]) for kind in TEACHERS}
@@ -421,32 +411,31 @@ def student_selection_line(t: Task) -> list[str]:
     gain = selection_gain(k["max"], n, sd, k_baseline=k["ce"])
     return [f"- {t.name}: the best of {k['max']} (α, T) against the best of {k['ce']}, medians of {n} seeds: "
             f"{100 * gain:+.1f} points with no effect at all (sd {100 * sd:.1f}, the mean over (α, T) of the ce "
-            "teacher's students' sd; normal model, 20,000 draws)."]
+            f"teacher's students' sd; normal model, {DRAWS:,} draws)."]
 
 
 # -----------------------------------------------------------------------------
 # plots
 
 
-def plot_paired(t: Task, extra: list[tuple[str, Path, dict]], path: Path) -> bool:
+def plot_paired(t: TaskRuns, path: Path) -> bool:
     """The paired differences per arm: each seed a dot, the mean with its standard error as a bar. False, drawing
     nothing, when no arm has a baseline to be paired with."""
-    every = all_arms(t, extra)
-    arms = {key: arm for key, arm in every.items() if baseline_of(key) in every and baseline_of(key) != key}
-    if not arms:
+    pairs = [(arm, base) for arm, base in compared(t) if arm is not base]
+    if not pairs:
         return False
-    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 1.3 * len(arms)), 4.5))
-    for i, (key, arm) in enumerate(arms.items()):
-        d = [100 * x for x in paired(arm, every[baseline_of(key)], lambda results, epochs: results[t.metric])]
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 1.3 * len(pairs)), 4.5))
+    for i, (arm, base) in enumerate(pairs):
+        d = [100 * x for x in paired(arm, base, t.metric)]
         if not d:
             continue
         ax.scatter([i] * len(d), d, color="tab:blue", alpha=0.5, s=16)
         mean, se = mean_se(d)
         ax.errorbar([i + 0.15], [mean], yerr=[se or 0], fmt="o", color="black", capsize=4)
     ax.axhline(0, color="gray", linestyle="--")
-    ax.set_xticks(range(len(arms)), [textwrap.fill(arm.label, 20) for arm in arms.values()], fontsize=9)
+    ax.set_xticks(range(len(pairs)), [textwrap.fill(arm.label, 20) for arm, _ in pairs], fontsize=9)
     ax.set_ylabel(f"Δ dev {t.metric} (points)")
-    baselines = " / ".join(sorted({every[baseline_of(key)].label for key in arms}))
+    baselines = " / ".join(sorted({base.label for _, base in pairs}))
     ax.set_title(f"{t.name}: each arm minus {baselines} of the same seed\n(dots: seeds; bars: mean ± se)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -454,7 +443,7 @@ def plot_paired(t: Task, extra: list[tuple[str, Path, dict]], path: Path) -> boo
     return True
 
 
-def plot(t: Task, path: Path) -> None:
+def plot(t: TaskRuns, path: Path) -> None:
     """Dev metric and dev CMI against lambda (min and max: the median and each seed), ce as a line."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label, scale in [(axes[0], t.metric, f"dev {t.metric} (%)", 100), (axes[1], "eval_cmi", "dev CMI", 1)]:
@@ -491,27 +480,38 @@ def main(argv=None) -> None:
     parser.add_argument("--with", dest="more", action="append", default=[], metavar="DIR",
                         help="another sweep folder whose runs are more arms, paired with SWEEP's ce runs (an arm "
                              "that differs by a flag, e.g. --cmi-feature cls); repeatable")
+    parser.add_argument("--pool", metavar="DIR",
+                        help="another sweep folder of the same protocol whose runs are more seeds of SWEEP's arms "
+                             "(its other arms are left out); refused when an arm's recorded settings differ other "
+                             "than by seed and folder, or a seed is in both")
+    parser.add_argument("--delta", type=float, default=DELTA, metavar="POINTS",
+                        help="the effect size, in metric points, that each arm's verdict says is shown, excluded or "
+                             "neither, from the 95%% confidence interval of its paired differences (default: "
+                             "%(default)g)")
     args = parser.parse_args(argv)
-    sweep = Path(args.sweep).resolve()
-    for folder in [args.sweep, *args.more]:
+    for folder in [args.sweep, *args.more, *([args.pool] if args.pool else [])]:
         if not Path(folder).is_dir():
             parser.exit(2, f"error: {folder} is not a folder\n")
-    extra = [(differing_settings(sweep, Path(f).resolve()), Path(f).resolve(), load_runs(Path(f).resolve()))
-             for f in args.more]
-    print(report(sweep, extra))
+    if not args.delta > 0:
+        parser.exit(2, f"error: --delta {args.delta}: must be above 0\n")
+    try:
+        study = load_study(Path(args.sweep), [Path(f) for f in args.more], args.pool and Path(args.pool))
+    except ValueError as e:
+        parser.exit(2, f"error: --pool {args.pool}: {e}\n")
+    print(markdown(study, args.delta))
     if args.no_plots:
         return
     if plt is None:
         print("matplotlib is not installed: no plots (pip install -e '.[plot]')", file=sys.stderr)
         return
-    folder = Path(args.plots) if args.plots else sweep / "plots"
+    folder = Path(args.plots) if args.plots else study.sweep.folder / "plots"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for t in load_tasks(sweep, load_runs(sweep)):
+        for t in study.tasks:
             if any(t.lams.values()):
                 plot(t, folder / f"{t.name}.png")
                 print(f"wrote {folder / f'{t.name}.png'}", file=sys.stderr)
-            if plot_paired(t, extra, folder / f"{t.name}-paired.png"):  # students too
+            if plot_paired(t, folder / f"{t.name}-paired.png"):  # students too
                 print(f"wrote {folder / f'{t.name}-paired.png'}", file=sys.stderr)
     except OSError as e:  # a read-only sweep folder: the report is printed, the plots cannot be
         parser.exit(2, f"error: {folder}: cannot write the plots ({e.strerror or e}); pass --plots DIR or --no-plots\n")

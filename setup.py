@@ -14,6 +14,7 @@ setup(
     python_requires=">=3.10",
     install_requires=["torch", "numpy", "tokenizers", "datasets", "tqdm", "safetensors", "huggingface_hub"],
     # transformers is a test-only oracle: the package never imports it.
-    extras_require={"test": ["pytest", "transformers", "matplotlib", "tensorboard"], "plot": ["matplotlib"],
-                    "tensorboard": ["tensorboard"]},
+    # scipy: report.py's t-tests and confidence intervals (harness.stats)
+    extras_require={"test": ["pytest", "transformers", "matplotlib", "tensorboard", "scipy"], "plot": ["matplotlib"],
+                    "tensorboard": ["tensorboard"], "stats": ["scipy"]},
 )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cmi.runfiles import TrainingError
 from cmi.selection import select_teacher
-from data.tasks import TASKS, own_task_name, primary_metric
+from data.tasks import TASKS, primary_metric
 
 TRAIN_MODES = ("ce", "min", "max")
 TEACHERS = ("ce", "max")  # the kinds of teacher a student is distilled from
@@ -75,7 +75,7 @@ FOLDER_PATTERNS = [  # the inverse of Run.folder
 
 def parse_folder(folder: str, own_tasks: frozenset[str] = frozenset()) -> Run | None:
     """The run a folder name (relative to the sweep folder) stands for, its task a GLUE task or one of
-    `own_tasks` (own_tasks_of); None for any other folder."""
+    `own_tasks` (the names own_task_name gives the runs' training files); None for any other folder."""
     for pattern, make in FOLDER_PATTERNS:
         match = pattern.fullmatch(folder)
         if match and (match.group(1) in TASKS or match.group(1) in own_tasks):
@@ -85,20 +85,6 @@ def parse_folder(folder: str, own_tasks: frozenset[str] = frozenset()) -> Run | 
                 return None
             return run if run.folder == folder else None  # only the canonical spelling: lam0.10 is not lam0.1
     return None
-
-
-def own_tasks_of(sweep: Path) -> frozenset[str]:
-    """The tasks of own files in a sweep folder: the names (own_task_name) of the runs whose args.json has a
-    train_file. A sweep over own files holds one, named as train.py names the run."""
-    names = set()
-    for path in sweep.glob("*/*/*/args.json"):
-        try:
-            train_file = json.loads(path.read_bytes()).get("train_file")
-        except (OSError, ValueError, AttributeError):  # a damaged args.json: the run is unfinished anyway
-            continue
-        if train_file:
-            names.add(own_task_name(train_file))
-    return frozenset(names)
 
 
 def expand(tasks, modes, lams, seeds, alphas=(), temperatures=()) -> list[Run]:
@@ -156,7 +142,12 @@ def best_ce_run(folder: Path, metric: str) -> Path:
     runs = sorted(p.parent for p in folder.glob("*/results.json"))
     if not runs:
         raise TrainingError(f"{folder}: no finished ce run to be the teacher")
-    return max(runs, key=lambda run: results_of(run)[metric])
+    return highest(metric, {run: results_of(run) for run in runs})
+
+
+def highest(metric: str, results: dict[Path, dict]) -> Path:
+    """The run (folder -> its results.json) with the highest dev metric; ties: the first by name."""
+    return max(sorted(results), key=lambda run: results[run][metric])
 
 
 def choose_teacher(task: str, kind: str, out: Path, own_files: bool = False) -> tuple[Path, str]:

@@ -1,23 +1,27 @@
-"""report.py's paired comparison: every arm against the ce run of the same seed, and what best-of selection gains
-with no effect at all."""
+"""report.py's paired comparison: every arm against the ce run of the same seed, its tests, and what best-of
+selection gains with no effect at all; pooled seeds; partial sweep folders. The statistics alone: test_stats.py."""
 import json
+import math
 import statistics
 
 import pytest
 
 import report
+from harness import reading, study
+from harness.reading import read_sweep
+from harness.stats import paired_selection_gain
 
 
-def fake_run(sweep, folder, mcc_by_epoch, feature="pooled", teacher=None):
+def fake_run(sweep, folder, mcc_by_epoch, feature="pooled", teacher=None, **more_args):
     """A finished run folder: results.json (the best epoch) and metrics.jsonl (every epoch); a student names the
-    best/ folder of its teacher."""
+    best/ folder of its teacher; more_args: more of its recorded arguments."""
     path = sweep / folder
     path.mkdir(parents=True)
     lines = [{"epoch": e, "mcc": m, "train_cmi": 0.01 * e, "eval_cmi": 0.02 * e}
              for e, m in enumerate(mcc_by_epoch, 1)]
     best = max(lines, key=lambda line: line["mcc"])
     (path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    args = {"model": "m", "epochs": len(lines), "cmi_feature": feature, "teacher": teacher}
+    args = {"model": "m", "epochs": len(lines), "cmi_feature": feature, "teacher": teacher, **more_args}
     (path / "results.json").write_text(json.dumps({"args": args, "best_epoch": best["epoch"], **best}))
 
 
@@ -91,12 +95,13 @@ def test_selection_alone_gains_with_no_effect():
     assert report.selection_gain(9, 3, 1.0, k_baseline=1) > report.selection_gain(5, 3, 1.0)
 
 
-def test_report_lists_a_damaged_run_as_unfinished_and_a_plot_folder_it_cannot_write(tmp_path, capsys):
+def test_report_lists_a_damaged_run_with_the_reason_and_a_plot_folder_it_cannot_write(tmp_path, capsys):
     folder = tmp_path / "rte" / "ce" / "seed0"
     folder.mkdir(parents=True)
     (folder / "args.json").write_text("{}")
     (folder / "results.json").write_text("[")
-    assert report.load_runs(tmp_path) == {} and report.unfinished(tmp_path) == ["rte/ce/seed0"]
+    read = read_sweep(tmp_path)
+    assert read.runs == {} and list(read.unreadable) == ["rte/ce/seed0"] and read.unfinished == []
     (tmp_path / "file").write_text("")
     with pytest.raises(SystemExit) as exit_info:
         report.main([str(tmp_path), "--plots", str(tmp_path / "file" / "plots")])
@@ -119,3 +124,161 @@ def test_the_report_names_the_teacher_the_papers_rule_picks_from_run_files_alone
     # ratios: seed0 0.31 / 0.04, seed1 0.26 / 0.02 (best epoch 1), seed2 0.29 / 0.04: seed1 is the paper's teacher
     assert "- max-CMI teacher: `cola/max/lam1-seed1`, dev mcc / dev CMI = 0.26 / 0.02 = 13: the highest ratio" in out
     assert "- cola: no Δ: this sweep holds no student of a ce and max teacher." in out  # Table II, teachers only
+
+
+def t_quantile_two_df(q: float = 0.975) -> float:
+    """The q quantile of the t distribution with 2 degrees of freedom: F(t) = 1/2 + t / (2 sqrt(t^2 + 2))."""
+    u = 2 * q - 1
+    return u * math.sqrt(2 / (1 - u * u))
+
+
+def test_each_arm_has_a_t_test_at_the_best_and_the_last_epoch_and_a_verdict_from_its_interval(tmp_path, capsys):
+    for seed, values in CE.items():
+        fake_run(tmp_path, f"cola/ce/seed{seed}", values)
+    for seed, values in MIN.items():
+        fake_run(tmp_path, f"cola/min/lam1-seed{seed}", values)
+    report.main([str(tmp_path), "--no-plots", "--delta", "5"])
+    out = capsys.readouterr().out
+    cells, intervals = [], []
+    for d in ([max(MIN[s]) - max(CE[s]) for s in CE], [MIN[s][-1] - CE[s][-1] for s in CE]):  # best, last epoch
+        mean, se = statistics.fmean(d), statistics.stdev(d) / 3 ** 0.5
+        t, half = mean / se, t_quantile_two_df() * se
+        p = 1 - abs(t) / math.sqrt(t * t + 2)  # two-sided, 2 degrees of freedom
+        intervals.append(f"{100 * (mean - half):+.1f} to {100 * (mean + half):+.1f}")
+        cells += [f"{100 * mean:+.1f} ± {100 * se:.1f}", intervals[-1], f"{p:.2g}"]
+    assert f"| min λ=1 | 3 | {' | '.join(cells)} |" in out  # 4 seeds, 3 of them paired with ce
+    assert intervals == ["-0.5 to +4.5", "-10.0 to +8.0"]  # by hand: 2.0 ± 4.303 * 0.577, -1.0 ± 4.303 * 2.08
+    assert "An effect of δ = 5 points" in out
+    assert f"- min λ=1: best epoch excluded ({intervals[0]}); last epoch not shown ({intervals[1]})." in out
+    assert f"- min λ=1: best epoch not shown ({intervals[0]})" in report.report(tmp_path)  # δ 1 point: not ruled out
+
+
+def test_table_one_shows_both_selection_nulls_and_both_held_out_rules_with_unequal_seed_counts(tmp_path):
+    ce = [0.30, 0.20, 0.25, 0.22, 0.28, 0.24, 0.26]  # seeds 0-6
+    lam1 = [v + d for v, d in zip(ce, [0.01, 0.01, 0.01, 0.02, 0.03, 0.01, 0.02])]  # seeds 0-6
+    lam10 = [0.20, 0.27, 0.265, 0.20, 0.25]  # seeds 0-4: the highest median of seeds 0-2, the lower mean difference
+    for values, folder in ((ce, "ce/seed{}"), (lam1, "min/lam1-seed{}"), (lam10, "min/lam10-seed{}")):
+        for seed, value in enumerate(values):
+            fake_run(tmp_path, "cola/" + folder.format(seed), [value])
+    out = report.report(tmp_path)
+    gain = report.selection_gain(2, 5, statistics.stdev(ce))
+    assert (f"- cola, the paper's unpaired design: choosing the best of 2 λ by the median of 5 seeds (the fewest of "
+            f"any λ, which have 5–7) gains {100 * gain:+.1f} points over one median") in out
+    gain = paired_selection_gain(ce[:5], [lam1[:5], lam10])  # on the 5 seeds every arm has
+    assert (f"- cola, this study's paired design: {100 * gain:+.1f} points, resampled from the study's own paired "
+            "differences on the 5 seeds ce and every λ share") in out
+    # seeds 0-2: medians 26.0 and 26.5, mean differences +1.0 and (-10 + 7 + 1.5) / 3 = -0.5; each rule's λ is then
+    # compared with ce on the seeds it has beyond 0-2
+    assert ("- cola, by the median of each λ on seeds 0–2 (λ 1 26.0, λ 10 26.5): λ 10; against ce on seeds 3, 4: "
+            "-2.0, -3.0 (mean -2.5 ± 0.5).") in out
+    assert ("- cola, by the mean paired difference against ce on seeds 0–2 (λ 1 +1.0, λ 10 -0.5): λ 1; against ce "
+            "on seeds 3–6: +2.0, +3.0, +1.0, +2.0 (mean +2.0 ± 0.4).") in out
+
+
+def pm(differences: list[float]) -> str:
+    """mean ± se in points, as the report prints them."""
+    se = statistics.stdev(differences) / len(differences) ** 0.5
+    return f"{100 * statistics.fmean(differences):+.1f} ± {100 * se:.1f}"
+
+
+def test_pool_adds_another_folders_seeds_to_the_same_arms_and_refuses_another_protocol(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for seed in range(3):
+        fake_run(a, f"cola/ce/seed{seed}", CE[seed])
+        fake_run(a, f"cola/min/lam1-seed{seed}", MIN[seed])
+        fake_run(a, f"cola/min/lam10-seed{seed}", MIN[seed])
+    for seed in (3, 4, 5):  # later runs record an option added since (grad_accum) that a's runs do not
+        fake_run(b, f"cola/ce/seed{seed}", CE[seed - 3], grad_accum=1)
+        fake_run(b, f"cola/min/lam1-seed{seed}", MIN[seed - 3], grad_accum=1)
+    report.main([str(b), "--pool", str(a), "--no-plots"])
+    out = capsys.readouterr().out
+    assert f"Pooled with {a}, as more seeds of the same arms: cola ce (seeds 0–2), cola min λ=1 (seeds 0–2);" in out
+    assert "Its other arms are left out: cola min λ=10." in out and "| min λ=10 |" not in out
+    assert "only one of the two folders record (not compared; options added to train.py in between): " \
+           "grad_accum 1" in out
+    d = [max(MIN[s]) - max(CE[s]) for s in CE] * 2  # the same three differences from each folder
+    assert f"| min λ=1 | 6 | {pm(d)} |" in out  # the t-test on all 6 pairs
+    out = report.report(a, pool=b)  # the other way round: every arm of a, two of them with more seeds
+    assert "| min λ=1 | 6 |" in out and "| min λ=10 | 3 |" in out
+    assert "by the median of 3 seeds (the fewest of any λ, which have 3–6)" in out
+
+    fake_run(tmp_path / "c", "cola/ce/seed7", CE[0], feature="cls")  # another protocol
+    fake_run(tmp_path / "d", "cola/ce/seed2", CE[2])  # a seed a has already
+    for other, why in (("c", 'cola ce: the runs differ in cmi_feature "pooled" against "cls"'),
+                       ("d", "cola ce: seeds 2 are in both folders")):
+        with pytest.raises(SystemExit) as exit_info:
+            report.main([str(a), "--pool", str(tmp_path / other), "--no-plots"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith(f"error: --pool {tmp_path / other}: {why}"), err
+
+
+def snapshot(folder):
+    """Every path below `folder` with its mode, modification time and bytes: what a report must not change."""
+    return {p: (p.stat().st_mode, p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None)
+            for p in [folder, *sorted(folder.rglob("*"))]}
+
+
+def exit_code(argv: list[str]) -> int:
+    """report.main's exit status as the shell sees it; a traceback (status 1) fails the test with its exception."""
+    try:
+        report.main(argv)
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+def test_a_run_with_a_damaged_results_json_and_no_args_json_is_listed_and_left_out(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):  # fake_run writes no args.json
+        fake_run(sweep, f"cola/ce/seed{seed}", CE[seed])
+        fake_run(sweep, f"cola/min/lam1-seed{seed}", MIN[seed])
+    (sweep / "cola/ce/seed1/results.json").write_text('{"args": ')  # cut short
+    before = snapshot(sweep)
+    assert exit_code([str(sweep), "--plots", str(tmp_path / "plots")]) == 0
+    out = capsys.readouterr().out
+    assert "Left out, files that cannot be read (1):\n\n- `cola/ce/seed1`: results.json: cannot read it (" in out
+    assert "| ce | 1 |" in out and "| min λ=1 | 2 |" in out  # the rest is reported: one pair, no t-test
+    assert "- min λ=1: best epoch not estimated (fewer than 2 pairs)" in out
+    assert snapshot(sweep) == before
+
+
+def test_a_partial_read_only_copy_without_metrics_jsonl_is_listed_and_left_out(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for seed in CE:
+        fake_run(sweep, f"cola/ce/seed{seed}", CE[seed])
+        fake_run(sweep, f"cola/min/lam1-seed{seed}", MIN[seed])
+    (sweep / "cola/ce/seed0/metrics.jsonl").unlink()
+    (sweep / "cola/min/lam1-seed2/metrics.jsonl").write_text("")
+    paths = [sweep, *sweep.rglob("*")]
+    for path in paths:
+        path.chmod(path.stat().st_mode & ~0o222)
+    try:
+        before = snapshot(sweep)
+        assert exit_code([str(sweep), "--plots", str(tmp_path / "plots")]) == 0
+        out = capsys.readouterr().out
+        assert snapshot(sweep) == before
+    finally:
+        for path in paths:
+            path.chmod(path.stat().st_mode | 0o200)
+    assert ("Left out, files that cannot be read (2):\n\n"
+            "- `cola/ce/seed0`: metrics.jsonl: cannot read it (No such file or directory)\n"
+            "- `cola/min/lam1-seed2`: metrics.jsonl: expected one JSON object per epoch\n") in out
+    assert "| min λ=1 | 2 |" in out  # seeds 0 and 1, of which only seed 1 has a readable ce partner
+    assert "| min λ=1 | 1 | – | – | – | – | – | – |" in out
+
+
+def test_each_folder_and_each_results_json_is_read_once_per_report(tmp_path, monkeypatch, capsys):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for seed in range(3):
+        fake_run(a, f"cola/ce/seed{seed}", CE[seed])
+        fake_run(a, f"cola/min/lam1-seed{seed}", MIN[seed])
+        fake_run(b, f"cola/ce/seed{seed + 3}", CE[seed])
+        fake_run(c, f"cola/min/lam1-seed{seed}", MIN[seed], feature="cls")
+    folders, results = [], []
+    monkeypatch.setattr(study, "read_sweep", lambda folder: folders.append(folder) or read_sweep(folder))
+    read_results = reading.results_of
+    monkeypatch.setattr(reading, "results_of", lambda folder: results.append(folder) or read_results(folder))
+    report.main([str(a), "--pool", str(b), "--with", str(c), "--plots", str(tmp_path / "plots")])
+    assert "| min λ=1 (cmi_feature cls) | 3 |" in capsys.readouterr().out
+    assert sorted(folders) == [a, b, c]
+    assert len(results) == len(set(results)) == 12
