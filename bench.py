@@ -71,7 +71,7 @@ TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, interme
 OVERHEAD_SHAPE = (1, 8)  # batch x tokens of the overhead section: almost no arithmetic left
 STUDENT_EPOCHS = 10  # the paper's distillation epochs, over which the teacher pass is amortised
 TRAIN = parse_train_args(["--task", "cola"])  # train.py's defaults: lr, weight decay, clipping, lam, ...
-KD = {"alpha": 0.5, "temperature": 2.0}  # DESIGN.md's distill.py defaults (the time does not depend on them)
+KD = {"alpha": 0.5, "temperature": 2.0}  # distill.py's defaults (see its --help; the time does not depend on them)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

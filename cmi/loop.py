@@ -59,9 +59,10 @@ def backward(terms: tuple[torch.Tensor, ...], params: list[torch.nn.Parameter], 
 
     separate=False: one backward of the sum. separate=True (bf16 autocast): one backward per term. Under
     autocast the activations and their gradients are bf16, whose 8-bit mantissa resolves ~4e-3 of a value;
-    the CMI term's gradient is ~1e-3 of CE's at the paper's lambdas (DESIGN.md), so flowing back as part of one
-    sum it would be rounded away in every layer. Backpropagated alone, it is rounded relative to itself and
-    joins CE's gradient only in the float32 .grad. The price is one more backward pass per extra term.
+    the CMI term's gradient is ~1e-3 of CE's at the paper's lambdas (docs/design.md, "Numerics"), so flowing
+    back as part of one sum it would be rounded away in every layer. Backpropagated alone, it is rounded
+    relative to itself and joins CE's gradient only in the float32 .grad. The price is one more backward pass
+    per extra term.
     The extra terms go through torch.autograd.grad, which DDP's hooks do not see: their gradients are averaged
     over the processes here, as DDP averages the first term's."""
     if not separate or len(terms) == 1:
