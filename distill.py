@@ -5,7 +5,7 @@
 
 The student is DistilBERT initialised from the teacher (every other layer, --student-layers) or a pretrained
 DistilBERT (--student). The teacher is fixed and in eval mode, so its logits are computed once and reused.
-The run files are train.py's. See README.md for the flags.
+The run files are train.py's (docs/usage.md, "distill.py"). The options are below.
 """
 import argparse
 from pathlib import Path
