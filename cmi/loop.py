@@ -1,9 +1,10 @@
-"""The training loop that train.py and distill.py share, and the files a run writes.
+"""The training loop that train.py and distill.py share: the optimiser and its schedule, one optimisation step,
+one epoch, an inference pass, and `fit`, the epochs of eq. (14) with what the run records after each (a metrics
+line, the best model, a checkpoint).
 
 It takes the model, the batches and the objective as arguments and knows nothing of BERT or GLUE:
 `forward(batch)` runs the model, `objective(forward, batch)` gives the loss, `evaluate()` gives the dev
-metrics. Every file is written atomically (temporary file in the same folder, fsync, rename), so a run
-killed at any instant leaves the old or the new version of each file, never a torn one.
+metrics. How the run's files are written (atomically, under a lock, resumable) is cmi.runfiles's.
 """
 import json
 import math
