@@ -77,7 +77,7 @@ SECTIONS = ("step", "mfu", "overhead", "attention", "profile", "cmi", "epoch", "
 TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)
 OVERHEAD_SHAPE = (1, 8)  # batch x tokens of the overhead section: almost no arithmetic left
 STUDENT_EPOCHS = 10  # the paper's distillation epochs, over which the teacher pass is amortised
-KD = {"alpha": 0.5, "temperature": 2.0}  # DESIGN.md's distill.py defaults (the time does not depend on them)
+KD = {"alpha": 0.5, "temperature": 2.0}  # distill.py's defaults (see its --help; the time does not depend on them)
 
 
 @functools.cache

@@ -5,13 +5,13 @@
 
 The student is DistilBERT initialised from the teacher (every other layer, --student-layers) or a pretrained
 DistilBERT (--student). The teacher is fixed and in eval mode, so its logits are computed once and reused.
-The run files are train.py's. See README.md for the flags.
+The run files are train.py's (docs/usage.md, "distill.py"). The options are below.
 """
 import argparse
 from pathlib import Path
 
 from cmi.loop import predict
-from cmi.runfiles import RunFiles
+from cmi.runfiles import RunFiles, TrainingError
 from cmi.objectives import DistillationObjective, FeatureMap
 from cmi.selection import select_teacher
 from data.tasks import Task
@@ -25,10 +25,13 @@ from models.distilbert import DistilBertForSequenceClassification
 from models.student import distilbert_from_bert
 
 
-def choose_teacher(args, task: Task) -> argparse.Namespace:
-    """--teacher-sweep: the arguments with --teacher set to the chosen run's best/, and why in teacher_selection
-    (recorded in args.json and results.json)."""
-    selection = select_teacher(args.teacher_sweep, task.name, task.primary_metric)
+def with_teacher_from_sweep(args, task: Task) -> argparse.Namespace:
+    """--teacher-sweep: the arguments with --teacher set to the best/ of the max-CMI run that cmi.selection
+    chooses, and why in teacher_selection (recorded in args.json and results.json)."""
+    try:
+        selection = select_teacher(args.teacher_sweep, task.name, task.primary_metric)
+    except TrainingError as e:
+        raise TrainingError(f"--teacher-sweep {e}") from None
     for note in selection.notes:
         print(f"note: {note}")
     print(selection.summary())
@@ -58,7 +61,7 @@ def main(argv=None) -> None:
     task = task_of(args)
     # setup: the teacher is chosen before the run folder is claimed, so that args.json records which
     if args.teacher_sweep:
-        args = choose_teacher(args, task)
+        args = with_teacher_from_sweep(args, task)
     with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last) as run:
         runtime = setup(args)
 

@@ -3,7 +3,7 @@
     python train.py --task cola --mode min --lam 0.1 --model bert-base-uncased --out runs/cola-min
 
 --mode ce is plain fine-tuning, min adds +lambda * CMI (a better standalone model), max adds -lambda * CMI
-(a better teacher for distill.py). See README.md for the flags and the files a run writes.
+(a better teacher for distill.py). The options are below; the files a run writes: docs/usage.md.
 """
 from cmi.objectives import CMIObjective, Centroids, FeatureMap, MaskedLM
 from cmi.runfiles import RunFiles

@@ -1,9 +1,10 @@
-"""The training loop that train.py and distill.py share, and the files a run writes.
+"""The training loop that train.py and distill.py share: the optimiser and its schedule, one optimisation step,
+one epoch, an inference pass, and `fit`, the epochs of eq. (14) with what the run records after each (a metrics
+line, the best model, a checkpoint).
 
 It takes the model, the batches and the objective as arguments and knows nothing of BERT or GLUE:
 `forward(batch)` runs the model, `objective(forward, batch)` gives the loss, `evaluate()` gives the dev
-metrics. Every file is written atomically (temporary file in the same folder, fsync, rename), so a run
-killed at any instant leaves the old or the new version of each file, never a torn one.
+metrics. How the run's files are written (atomically, under a lock, resumable) is cmi.runfiles's.
 """
 import json
 import math
@@ -59,9 +60,10 @@ def backward(terms: tuple[torch.Tensor, ...], params: list[torch.nn.Parameter], 
 
     separate=False: one backward of the sum. separate=True (bf16 autocast): one backward per term. Under
     autocast the activations and their gradients are bf16, whose 8-bit mantissa resolves ~4e-3 of a value;
-    the CMI term's gradient is ~1e-3 of CE's at the paper's lambdas (DESIGN.md), so flowing back as part of one
-    sum it would be rounded away in every layer. Backpropagated alone, it is rounded relative to itself and
-    joins CE's gradient only in the float32 .grad. The price is one more backward pass per extra term.
+    the CMI term's gradient is ~1e-3 of CE's at the paper's lambdas (docs/design.md, "Numerics"), so flowing
+    back as part of one sum it would be rounded away in every layer. Backpropagated alone, it is rounded
+    relative to itself and joins CE's gradient only in the float32 .grad. The price is one more backward pass
+    per extra term.
     The extra terms go through torch.autograd.grad, which DDP's hooks do not see: their gradients are averaged
     over the processes here, as DDP averages the first term's."""
     if not separate or len(terms) == 1:

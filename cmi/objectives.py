@@ -5,7 +5,8 @@ An objective is called as `objective(forward, batch) -> (terms, logs)`, where `f
 model and returns an output with `.logits`, `.features` and `.hidden_states`; the training loop in
 cmi/loop.py knows nothing else about it. `terms` is a tuple of scalar tensors whose sum is the loss: the
 CMI term is kept apart from CE because under bf16 autocast its gradient, ~1e-3 of CE's at the paper's lambdas
-(DESIGN.md), would be rounded away if both flowed back through the network as one sum (cmi.loop.backward).
+(docs/design.md, "Numerics"), would be rounded away if both flowed back through the network as one sum
+(cmi.loop.backward).
 """
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ class FeatureMap:
     "pooled": the vector BERT's classification layer reads (`out.features`, tanh(W_p h_[CLS]));
     "cls": the raw last-layer [CLS] state (`out.hidden_states[:, 0]`), the h_s that the text of the paper's
     eq. (5) defines. The paper's classifier reads h_s, BERT's reads the pooled vector: the paper is ambiguous,
-    and on real checkpoints the two differ a lot (DESIGN.md: pooled f_x is almost uniform, cls has outliers)."""
+    and on real checkpoints the two differ a lot (docs/design.md, "h_s: pooled or [CLS]")."""
 
     kind: str = "pooled"
     tau: float = 1.0
@@ -54,9 +55,9 @@ class Centroids:
                 No gradient flows through G here either: the gradient of sum_x KL(f_x || G_y) through the
                 class means is exactly zero (cmi.core.class_centroids), so G is detached. What makes this
                 policy sound for max is that G is current: against a stale G, max-CMI can raise the KL by
-                moving a whole cluster away instead of spreading it (DESIGN.md). Under DDP the class sums and
-                counts are all-reduced, so G is the class means of the global batch, whatever the number of
-                processes."""
+                moving a whole cluster away instead of spreading it (docs/design.md, "Stale centroids under min
+                and under max"). Under DDP the class sums and counts are all-reduced, so G is the class means
+                of the global batch, whatever the number of processes."""
 
     def __init__(self, policy: str, num_classes: int, dim: int, device: torch.device | str = "cpu"):
         if policy not in POLICIES:
@@ -166,7 +167,7 @@ class CMIObjective(Objective):
     The batch mean of KL(f_x || G_y) estimates I(X;Z|Y) (the true CMI, not the literal eq. 12; "balanced"
     weighting averages the per-class means instead, see cmi.core). Scale
     "true": w = lambda; "paper": w = lambda / C, the per-sample weight that eqs. (12)-(14) give when both
-    sums run over the dataset (DESIGN.md, "Scale")."""
+    sums run over the dataset (docs/design.md, "The scale of the term")."""
 
     def __init__(
         self,

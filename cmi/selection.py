@@ -1,17 +1,23 @@
-"""Teacher selection: among the max-CMI runs of a task, the one with the highest ratio of its dev metric to its
+"""Teacher selection, the one place that chooses a teacher (distill.py --teacher-sweep, sweep.py, report.py).
+
+The max-CMI teacher: among the max-CMI runs of a task, the one with the highest ratio of its dev metric to its
 dev CMI, as the paper picks its teachers: one that classifies well with widely spread feature clusters.
 In practice the dev metrics of the candidates differ by a few points while their dev CMIs differ by factors, so
 the rule picks the run with the lowest dev CMI, which is usually the one with the smallest lambda: the weakest
-max-CMI term, not the strongest.
+max-CMI term, not the strongest. The CE teacher: among the ce runs, the one with the highest dev metric.
 
 A sweep folder holds one run per sub-folder, each as train.py writes it: results.json (the arguments, the best
 epoch and that epoch's dev metrics, eval_cmi among them) and best/ (the model of that epoch).
 """
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cmi.runfiles import TrainingError
+
+
+RULES = {"max": "ratio", "ce": "dev metric"}  # what makes the best teacher of each kind (args.mode)
 
 
 @dataclass
@@ -25,6 +31,10 @@ class Candidate:
     def ratio(self) -> float:
         return self.metric / self.eval_cmi
 
+    def score(self, kind: str) -> float:
+        """What the rule of `kind` maximises."""
+        return self.ratio if kind == "max" else self.metric
+
     @property
     def best(self) -> Path:
         return self.run / "best"
@@ -33,25 +43,32 @@ class Candidate:
 @dataclass
 class Selection:
     chosen: Candidate
-    candidates: list[Candidate]  # every usable max-CMI run of the task, best ratio first
+    candidates: list[Candidate]  # every usable run of the kind, best first
     notes: list[str] = field(default_factory=list)  # runs left out, ties: one line each
+    kind: str = "max"
+    metric: str = "metric"  # the name of the dev metric
 
     def summary(self) -> str:
-        c = self.chosen
+        c, n = self.chosen, len(self.candidates)
+        if self.kind == "ce":
+            return f"teacher {c.best}: dev {self.metric} {c.metric:.4g}, the highest of {n} ce runs"
         return (f"teacher {c.best}: {c.metric:.4g} / eval_cmi {c.eval_cmi:.4g} = ratio {c.ratio:.4g}, "
-                f"the highest of {len(self.candidates)} max-CMI runs")
+                f"the highest of {n} max-CMI runs")
 
 
-def select_teacher(sweep: str | Path, task: str, metric: str, need_model: bool = True) -> Selection:
-    """The run under `sweep` with args.mode == "max", args.task == `task` and the highest
-    results[metric] / results["eval_cmi"]. Runs without results.json or (need_model: a teacher to distil from)
-    best/, with an unreadable results.json, or whose metric is missing or CMI is not positive (the ratio means
-    nothing) are left out with a note; a tie goes to the first run by folder name, also noted. TrainingError
-    (one line) when no run is usable. need_model=False: which run the rule picks, from the run files alone (a
-    committed study keeps no best/)."""
+def select_teacher(sweep: str | Path, task: str, metric: str, need_model: bool = True,
+                   kind: str = "max") -> Selection:
+    """The teacher of `kind` among the runs under `sweep` with args.mode == kind and args.task == `task`: for max
+    the highest results[metric] / results["eval_cmi"], for ce the highest results[metric]. Runs without
+    results.json or (need_model: a teacher to distil from) best/, with an unreadable results.json, or whose
+    metric is missing or (max) whose CMI is not positive (the ratio means nothing) are left out with a note; a tie
+    goes to the first run by folder name, also noted. TrainingError (one line) when no run is usable.
+    need_model=False: which run the rule picks, from the run files alone (a committed study keeps no best/)."""
+    if kind not in RULES:
+        raise ValueError(f"teacher kind must be one of {tuple(RULES)}, got {kind!r}")
     sweep = Path(sweep)
     if not sweep.is_dir():
-        raise TrainingError(f"--teacher-sweep {sweep}: not a folder")
+        raise TrainingError(f"{sweep}: not a folder")
     candidates, notes = [], []
     for run in sorted(p for p in sweep.iterdir() if p.is_dir()):
         try:
@@ -63,12 +80,12 @@ def select_teacher(sweep: str | Path, task: str, metric: str, need_model: bool =
             notes.append(f"{run.name}: skipped, results.json is not valid JSON ({e})")
             continue
         args = results.get("args") or {}
-        if args.get("mode") != "max" or args.get("task") != task:
-            continue  # another task or another objective: not a candidate, nothing to report
-        value, cmi = results.get(metric), results.get("eval_cmi")
+        if args.get("mode", kind) != kind or args.get("task", task) != task:
+            continue  # another task or objective: not a candidate (a run that records neither counts by its folder)
+        value, cmi = results.get(metric), results.get("eval_cmi", math.nan if kind == "ce" else None)
         if not isinstance(value, (int, float)) or not isinstance(cmi, (int, float)):
             notes.append(f"{run.name}: skipped, results.json lacks {metric!r} or 'eval_cmi'")
-        elif not cmi > 0:
+        elif kind == "max" and not cmi > 0:
             notes.append(f"{run.name}: skipped, eval_cmi is {cmi}, so {metric} / eval_cmi is undefined")
         elif need_model and not (run / "best").is_dir():
             notes.append(f"{run.name}: skipped, no best/ folder")
@@ -76,9 +93,11 @@ def select_teacher(sweep: str | Path, task: str, metric: str, need_model: bool =
             candidates.append(Candidate(run, float(value), float(cmi), args))
     if not candidates:
         detail = "; ".join(notes) if notes else "no sub-folder holds one"
-        raise TrainingError(f"--teacher-sweep {sweep}: no usable max-CMI run of task {task} ({detail})")
-    candidates.sort(key=lambda c: -c.ratio)  # stable: equal ratios keep the folder-name order
-    tied = [c.run.name for c in candidates if c.ratio == candidates[0].ratio]
+        what = "max-CMI" if kind == "max" else "ce"
+        raise TrainingError(f"{sweep}: no usable {what} run of task {task} ({detail})")
+    candidates.sort(key=lambda c: -c.score(kind))  # stable: equal scores keep the folder-name order
+    best = candidates[0].score(kind)
+    tied = [c.run.name for c in candidates if c.score(kind) == best]
     if len(tied) > 1:
-        notes.append(f"runs {', '.join(tied)} tie at ratio {candidates[0].ratio:.4g}: took {tied[0]}, the first by name")
-    return Selection(candidates[0], candidates, notes)
+        notes.append(f"runs {', '.join(tied)} tie at {RULES[kind]} {best:.4g}: took {tied[0]}, the first by name")
+    return Selection(candidates[0], candidates, notes, kind, metric)

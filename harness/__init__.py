@@ -1,5 +1,6 @@
-"""The training harness: what train.py, distill.py, sweep.py and bench.py share, composed from models/, data/
-and cmi/ (which stand alone). The scripts import from here and never from each other.
+"""The training harness: what the scripts (train.py, distill.py, predict.py, sweep.py, report.py, bench.py)
+share, composed from models/, data/ and cmi/ (which stand alone). The scripts import from here and never from
+each other.
 
 - cli:      the options of train.py and distill.py, their ranges, run_main (one line per failure)
 - training: set-up, the data of a run, the checks of every input against every other, the loop's wiring

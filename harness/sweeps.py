@@ -136,27 +136,13 @@ def teacher_runs(student: Run, grid: list[Run]) -> list[Run]:
     return [r for r in grid if not r.is_student and r.task == student.task and r.mode == student.teacher]
 
 
-def best_ce_run(folder: Path, metric: str) -> Path:
-    """The CE teacher: of the finished runs in `folder` (TASK/ce), the one with the highest dev metric
-    (ties: the first by name)."""
-    runs = sorted(p.parent for p in folder.glob("*/results.json"))
-    if not runs:
-        raise TrainingError(f"{folder}: no finished ce run to be the teacher")
-    return highest(metric, {run: results_of(run) for run in runs})
-
-
 def highest(metric: str, results: dict[Path, dict]) -> Path:
     """The run (folder -> its results.json) with the highest dev metric; ties: the first by name."""
     return max(sorted(results), key=lambda run: results[run][metric])
 
 
 def choose_teacher(task: str, kind: str, out: Path, own_files: bool = False) -> tuple[Path, str]:
-    """The teacher run of `kind` for the task's students, among the finished runs in out/TASK/KIND, and why:
-    ce, the highest dev metric; max, the highest dev metric / dev CMI (cmi.selection, as distill.py
-    --teacher-sweep chooses). The report makes the same choice from the same folders."""
-    metric = primary_metric(task, own_files)
-    if kind == "ce":
-        run = best_ce_run(out / task / "ce", metric)
-        return run, f"dev {metric} {results_of(run)[metric]:.4g}, the highest of the ce runs"
-    selection = select_teacher(out / task / "max", task, metric)
+    """The teacher run of `kind` (ce or max) for the task's students, among the finished runs in out/TASK/KIND,
+    and why: cmi.selection's rule, as distill.py --teacher-sweep and report.py choose."""
+    selection = select_teacher(out / task / kind, task, primary_metric(task, own_files), kind=kind)
     return selection.chosen.run, selection.summary()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Part B of the paired-seed CoLA study (README "Does CMI help?"): from every teacher of every seed (the ce runs
+# Part B of the paired-seed CoLA study (docs/results.md, "Does CMI help?"): from every teacher of every seed (the ce runs
 # of part A, max-CMI lambda 1 and 10) a 3-layer DistilBERT student by layer copy (0,2,4), alpha 0.5, T 2,
 # 5 epochs, lr 5e-5, batch 32, no warm-up, the teacher's seed. One sweep-layout folder per max lambda, so that
 # report.py pairs student-max with student-ce of the same seed:

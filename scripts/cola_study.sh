@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paired-seed CoLA study (README "Does CMI help?"): real CoLA, all-MiniLM-L6-v2, lr 5e-5, batch 32,
+# The paired-seed CoLA study (docs/results.md, "Does CMI help?"): real CoLA, all-MiniLM-L6-v2, lr 5e-5, batch 32,
 # 3 epochs, no warm-up, seeds 0-4. Seed-major, so that an interrupted study still holds complete pairs.
 # Run it from a git worktree at a fixed commit; re-running skips finished runs and resumes half-done ones.
 #   bash scripts/cola_study.sh [SEEDS]      (default: 0 1 2 3 4)

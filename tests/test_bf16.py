@@ -1,7 +1,7 @@
 """The CMI term's gradient under bf16 autocast (CPU emulation), through the training step's own backward.
 
-bf16 resolves ~4e-3 of a value; at lambda 0.05 the term's gradient is ~1e-3 of CE's (DESIGN.md, "Reduced
-precision"), so as part of one sum it is rounded away in every layer. cmi.loop.backward backpropagates it on
+bf16 resolves ~4e-3 of a value; at lambda 0.05 the term's gradient is ~1e-3 of CE's (docs/design.md,
+"Numerics"), so as part of one sum it is rounded away in every layer. cmi.loop.backward backpropagates it on
 its own under autocast; this test measures what reaches the parameters."""
 import json
 from contextlib import nullcontext

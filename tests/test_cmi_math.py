@@ -128,9 +128,9 @@ def test_worked_example_three_ways_agree_and_track_cluster_spread(capsys):
 
 
 def outlier_features(tau, n=16, d=32, seed=0):
-    """h_s like the raw [CLS] state: small values and outlier dimensions (DESIGN.md). Dimensions 3 and 5 are
-    outliers within a few tau of each other, so f_x = softmax(h / tau) shares its mass between them and is
-    exactly 0 elsewhere: saturated, yet with a gradient."""
+    """h_s like the raw [CLS] state: small values and outlier dimensions (docs/design.md, "h_s: pooled or
+    [CLS]"). Dimensions 3 and 5 are outliers within a few tau of each other, so f_x = softmax(h / tau) shares
+    its mass between them and is exactly 0 elsewhere: saturated, yet with a gradient."""
     g = torch.Generator().manual_seed(seed)
     h = 0.3 * torch.randn(n, d, generator=g)
     h[:, 3] += 12.0

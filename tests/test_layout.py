@@ -1,5 +1,6 @@
-"""The layout DESIGN.md describes, kept true: scripts import packages, never each other; models/, data/ and cmi/
-stand alone (common/ is shared by all and imports none of them); no function takes more than 8 parameters."""
+"""The layout of docs/design.md, "Layout", kept true: scripts import packages, never each other; models/, data/
+and cmi/ stand alone (common/ is shared by all and imports none of them); no function takes more than 8
+parameters."""
 import ast
 
 import pytest

@@ -224,7 +224,7 @@ def test_fine_tuning_real_minilm_follows_transformers_step_for_step(tmp_path):
     """The same start (transformers' weights, its fresh classifier included), the same real CoLA batches, dropout
     on, AdamW: our model's losses and weights follow transformers' step for step, dropout masks included (both
     draw them from the generator in the same order). Over 3 full CoLA epochs the same loop gives identical
-    losses and dev MCC (28.6) with either model; see the README."""
+    losses and dev MCC (28.6) with either model (docs/results.md, "Results")."""
     from data.batching import collate
     from data.loading import load_split
     from data.tasks import get_task

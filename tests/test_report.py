@@ -86,7 +86,8 @@ def test_students_are_paired_with_the_student_of_the_ce_teacher_of_the_same_seed
 
 
 def test_selection_alone_gains_with_no_effect():
-    # DESIGN.md: best-of-5 medians of 3 seeds against one median gains +0.6 to +0.8 seed standard deviations
+    # docs/design.md, "Honest comparison and selection": best-of-5 medians of 3 seeds against one median gains
+    # +0.6 to +0.8 seed standard deviations
     assert 0.6 < report.selection_gain(5, 3, 1.0) < 0.8
     assert abs(report.selection_gain(1, 3, 1.0)) < 0.02  # one arm: no selection, no gain
     assert report.selection_gain(5, 3, 2.0) == pytest.approx(2 * report.selection_gain(5, 3, 1.0))

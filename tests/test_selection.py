@@ -64,3 +64,17 @@ def test_no_usable_run_is_one_clear_error(tmp_path):
     with pytest.raises(TrainingError) as e:
         select_teacher(tmp_path, "cola", "mcc")
     assert "a: skipped, eval_cmi is -1e-09" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_ce_teacher_is_the_ce_run_with_the_highest_metric_whatever_its_cmi(tmp_path):
+    fake_run(tmp_path, "seed0", mode="ce", mcc=0.40, eval_cmi=0.010)
+    fake_run(tmp_path, "seed1", mode="ce", mcc=0.50, eval_cmi=0.020)  # chosen: the best metric, the worst ratio
+    fake_run(tmp_path, "seed2", mode="ce", mcc=0.50, eval_cmi=0.001)  # ties with seed1: the first by name wins
+    fake_run(tmp_path, "max", mode="max", mcc=0.90, eval_cmi=0.001)  # not a ce run
+    selection = select_teacher(tmp_path, "cola", "mcc", kind="ce")
+    assert selection.chosen.run == tmp_path / "seed1"
+    assert [c.run.name for c in selection.candidates] == ["seed1", "seed2", "seed0"]
+    assert selection.notes == ["runs seed1, seed2 tie at dev metric 0.5: took seed1, the first by name"]
+    assert selection.summary() == f"teacher {tmp_path / 'seed1' / 'best'}: dev mcc 0.5, the highest of 3 ce runs"
+    with pytest.raises(TrainingError, match="no usable ce run of task sst2"):
+        select_teacher(tmp_path, "sst2", "accuracy", kind="ce")
