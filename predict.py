@@ -79,14 +79,35 @@ def load_model(path: str):
     return cls.from_pretrained(folder), folder
 
 
-def stdin_or(texts: list[str]) -> list[str]:
-    """--text values, '-' replaced by the non-empty lines of standard input."""
-    lines = []
-    for text in texts:
-        lines += [line for line in sys.stdin.read().splitlines() if line.strip()] if text == "-" else [text]
-    if not lines:
+def read_texts(texts: list[str]) -> list[list[str]]:
+    """--text values, '-' replaced by the non-empty lines of standard input (UTF-8), each split at its tab into
+    one text or a pair. An empty text, more than two tab-separated texts, bytes that are not UTF-8 or a mix of
+    single texts and pairs is a DataError naming the input: a label printed for nothing, or for a pair whose
+    second text holds a tab, would look like an answer."""
+    inputs = []  # (where, text)
+    for n, text in enumerate(texts, 1):
+        if text != "-":
+            inputs.append((f"--text #{n}", text))
+            continue
+        try:  # decoded here, not by sys.stdin: a bad byte is then a line naming it, not an unexpected failure
+            lines = sys.stdin.buffer.read().decode("utf-8-sig").splitlines()
+        except UnicodeDecodeError as e:
+            raise DataError(f"--text -: standard input is not UTF-8 text (byte {e.start}: {e.reason})") from None
+        inputs += [(f"--text -: line {i}", line) for i, line in enumerate(lines, 1) if line.strip()]
+    if not inputs:
         raise DataError("--text -: standard input held no text")
-    return lines
+    pairs = []
+    for where, text in inputs:
+        pair = text.split("\t")
+        if len(pair) > 2:
+            raise DataError(f"{where}: {len(pair)} tab-separated texts; expected one text, or two (a pair)")
+        if not all(t.strip() for t in pair):
+            side = " on each side of the tab" if len(pair) == 2 else ""
+            raise DataError(f"{where}: an empty text; expected a sentence{side}")
+        pairs.append(pair)
+    if len({len(p) for p in pairs}) > 1:
+        raise DataError("--text: a mix of single sentences and tab-separated pairs; give one kind")
+    return pairs
 
 
 class Predictor:
@@ -128,9 +149,7 @@ def write_metrics(out: Path, name: str, metrics: dict) -> None:
 
 def label_texts(predictor: Predictor, texts: list[str]) -> None:
     """--text: one line per input on stdout (label, probability, text); nothing is written."""
-    pairs = [line.split("\t", 1) for line in stdin_or(texts)]
-    if len({len(p) for p in pairs}) > 1:
-        raise DataError("--text: a mix of single sentences and tab-separated pairs; give one kind")
+    pairs = read_texts(texts)
     examples = Examples(tuple(map(list, zip(*pairs))), np.zeros(len(pairs), dtype=np.int64), False)
     probs, _ = predictor(examples, "predict")
     for pair, p in zip(pairs, probs):
