@@ -26,7 +26,7 @@ from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, file_task, get_task, metric_suffix
 from data.tokenization import encode, load_tokenizer
 from harness.cli import Parser, add_file_args, check_ranges, run_main
-from harness.training import check_fits, check_head, eval_pass, forward_of, setup
+from harness.training import align_head, check_fits, check_head, eval_pass, forward_of, setup
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError, read_json, resolve
 from models.distilbert import DistilBertForSequenceClassification
@@ -47,7 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data-dir", help="folder in the GLUE download layout (default: the datasets hub)")
     add_file_args(parser, "--file")
     parser.add_argument("--other-labels", action="store_true",
-                        help="--task: accept a model whose label names are not the task's (same count)")
+                        help="--task: accept a model whose label names are not the task's (same count); names "
+                             "both have are always matched by name, the others in order")
     parser.add_argument("--out", default="predictions", help="folder for the files (default: predictions)")
     parser.add_argument("--cmi-feature", choices=FEATURES, default="pooled", help="h_s of the reported dev CMI")
     parser.add_argument("--max-len", type=int, default=128, help="truncation length in tokens")
@@ -206,7 +207,10 @@ def main(argv=None) -> None:
         label_file(predictor, args)
     else:
         task = get_task(args.task)
-        check_head(predictor.folder, task, args.other_labels)
+        # the model's outputs in the task's label order, matched by name (a head listing them in another
+        # order is reordered), so that output i is the task's label i everywhere below
+        _, rows = check_head(predictor.folder, task, args.other_labels)
+        align_head(predictor.model, rows)
         (evaluate_dev if args.split == "dev" else write_submission)(predictor, task, args)
 
 

@@ -40,7 +40,8 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     add_file_args(g, "--train-file and --validation-file")
     g.add_argument("--max-len", type=int, default=128, help="truncation length in tokens, [CLS]/[SEP] included")
     g.add_argument("--other-labels", action="store_true",
-                   help="accept a checkpoint whose classifier was trained for other label names (same count)")
+                   help="accept a checkpoint whose classifier was trained for other label names (same count); "
+                        "names both have are always matched by name, the others in order")
     g.add_argument("--max-train-samples", type=int, help="train on a fixed random subset of this size")
     g.add_argument("--max-eval-samples", type=int, help="evaluate on a fixed random subset of this size")
     g.add_argument("--group-batches", type=int, default=1,

@@ -167,25 +167,57 @@ def check_fits(args, configs: dict, splits: list[Encoded], runtime: Runtime) -> 
                                   f"token-type table has {config.type_vocab_size} row(s) (type_vocab_size)")
 
 
-def check_head(checkpoint_dir: Path, task: Task, other_labels: bool = False) -> list[str]:
+def check_head(checkpoint_dir: Path, task: Task, other_labels: bool = False) -> tuple[list[str], list[int] | None]:
     """A checkpoint fine-tuned for classification must classify into the task's labels: reusing a 3-way
     head for a 2-way task would silently drop it, so that is an error, not a fresh head; a head with the right
     count but other label names (a CoLA model for MRPC) is one too, unless `other_labels` (on purpose).
-    Returns the checkpoint's `architectures` (what it was saved as)."""
+    Returns the checkpoint's `architectures` (what it was saved as) and, for a fine-tuned head, `rows`
+    (match_labels: its row of each of the task's labels, for align_head)."""
     config = read_json(checkpoint_dir / "config.json") if (checkpoint_dir / "config.json").is_file() else {}
     architectures = config.get("architectures") or []
-    if any(a.endswith("ForSequenceClassification") for a in architectures):
-        id2label = config.get("id2label") or {}
-        n = config.get("num_labels", len(id2label) or 2)
-        if n != task.num_labels:
-            raise CheckpointError(f"{checkpoint_dir}: its classifier has {n} labels, task {task.name} has "
-                                  f"{task.num_labels}; start from a checkpoint without a task head")
-        names = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(n)]
-        named = any(name != f"LABEL_{i}" for i, name in enumerate(names))  # transformers' default names say nothing
-        if named and names != list(task.label_names) and not other_labels:
-            raise CheckpointError(f"{checkpoint_dir}: its classifier's labels are {names}, task {task.name}'s are "
-                                  f"{list(task.label_names)}; pass --other-labels to fine-tune that head anyway")
-    return architectures
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        return architectures, None
+    id2label = config.get("id2label") or {}
+    n = config.get("num_labels", len(id2label) or 2)
+    if n != task.num_labels:
+        raise CheckpointError(f"{checkpoint_dir}: its classifier has {n} labels, task {task.name} has "
+                              f"{task.num_labels}; start from a checkpoint without a task head")
+    names = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(n)]
+    return architectures, match_labels(names, task, str(checkpoint_dir), other_labels)
+
+
+def match_labels(names: list[str], task: Task, where: str, other_labels: bool = False) -> list[int]:
+    """rows[i]: the row of a classifier (its label names `names`, in row order) that is the task's label i,
+    matched by name, never by position alone: a head that lists the task's names in another order is read in
+    its own order. Names the task lacks are refused unless `other_labels`, which pairs them with the task's
+    remaining labels in order, and says so. Only transformers' default names (LABEL_0, LABEL_1, ...), which
+    name nothing, are taken in order."""
+    twice = [name for i, name in enumerate(names) if name in names[:i]]
+    if twice:
+        raise CheckpointError(f"{where}: its classifier names two labels {twice[0]!r} (id2label); expected "
+                              "one name per label")
+    if names == [f"LABEL_{i}" for i in range(len(names))]:
+        return list(range(len(names)))
+    others = [i for i, name in enumerate(names) if name not in task.label_names]
+    if others and not other_labels:
+        raise CheckpointError(f"{where}: its classifier's labels are {names}, task {task.name}'s are "
+                              f"{list(task.label_names)}; pass --other-labels to fine-tune that head anyway")
+    spare = iter(others)
+    rows = [names.index(label) if label in names else next(spare) for label in task.label_names]
+    if others:
+        pairs = ", ".join(f"{names[row]!r} as {label!r}" for row, label in zip(rows, task.label_names)
+                          if names[row] != label)
+        print(f"note: --other-labels: {where}'s labels are read as task {task.name}'s: {pairs}")
+    return rows
+
+
+def align_head(model, rows: list[int] | None) -> None:
+    """Reorder the classifier's rows (check_head's `rows`) so that its output i is the task's label i."""
+    if rows is None or rows == sorted(rows):
+        return
+    with torch.no_grad():  # advanced indexing copies, so the rows are not overwritten while read
+        model.classifier.weight.copy_(model.classifier.weight[rows])
+        model.classifier.bias.copy_(model.classifier.bias[rows])
 
 
 def name_labels(model, task: Task) -> None:
