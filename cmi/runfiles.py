@@ -67,7 +67,8 @@ class RunFiles:
     checkpoint (`save_checkpoint`); a run that fails before then gets them back (`restore`), and one killed
     before then finds them restored when it is started again."""
 
-    FILES = ("args.json", "metrics.jsonl", "steps.jsonl", "last.pt", "results.json", "best")
+    # tensorboard/ (--tensorboard) is one of them: --overwrite moves it aside with the rest, and puts it back
+    FILES = ("args.json", "metrics.jsonl", "steps.jsonl", "last.pt", "results.json", "best", "tensorboard")
 
     def __init__(self, out: str | Path, args: dict, resume: bool = False, overwrite: bool = False,
                  keep_last: bool = False):
@@ -144,7 +145,7 @@ class RunFiles:
             if rank() == 0:  # a kill between the metrics line and the checkpoint leaves an epoch to be redone
                 lines = [line for line in self._metric_lines() if json.loads(line)["epoch"] <= ckpt["epoch"]]
                 atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
-                atomic_write(self.steps, lambda f: f.write("".join(self._step_lines(ckpt["epoch"])).encode()))
+                atomic_write(self.steps, lambda f: f.write("".join(self.step_lines(ckpt["epoch"])).encode()))
             return ckpt
         if rank() != 0:
             return None
@@ -194,7 +195,7 @@ class RunFiles:
             raise TrainingError(f"{self.metrics}: damaged, cannot continue it ({e}); --overwrite starts afresh") from None
         return lines
 
-    def _step_lines(self, last_epoch: int) -> list[str]:
+    def step_lines(self, last_epoch: float = math.inf) -> list[str]:
         """The lines of steps.jsonl up to `last_epoch`: those of an epoch a kill interrupted are redone, and a
         line the kill tore is dropped (steps.jsonl is appended to, so that it can be followed as it grows)."""
         lines = []

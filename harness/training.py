@@ -6,6 +6,7 @@ import inspect
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from contextlib import AbstractContextManager
@@ -271,8 +272,52 @@ def evaluator(args, job: Job, forward, data: Data, runtime: Runtime):
 HEARTBEAT_SECONDS = 30
 
 
-def tensorboard(args, run: RunFiles):
-    """With --tensorboard, a SummaryWriter into OUT/tensorboard (rank 0), or a one-line error without the package."""
+class Board:
+    """--tensorboard: the values of steps.jsonl and metrics.jsonl as TensorBoard events in OUT/tensorboard.
+
+    Event files can only be appended to, and a resumed run redoes the epoch a kill interrupted: events appended
+    after a resume would hold that epoch's steps twice (1..7, 5..8), and readers show both. So the events are
+    rebuilt from steps.jsonl, which RunFiles.start has cut back to the checkpoint, when the run logs its first
+    step (or at its end): after any resume they are those of an uninterrupted run, each step once. A kill
+    while rebuilding loses nothing that steps.jsonl does not hold."""
+
+    STEP_KEYS = ("loss", "ce", "kd", "batch_cmi", "lr", "grad_norm")
+
+    def __init__(self, writer_class, run: RunFiles):
+        self.writer_class, self.run, self.writer = writer_class, run, None
+
+    def _open(self) -> None:
+        folder = self.run.out / "tensorboard"
+        shutil.rmtree(folder, ignore_errors=True)  # the events of an earlier process in the folder
+        self.writer = self.writer_class(str(folder))
+        for line in map(json.loads, self.run.step_lines()):
+            self._add_step(line)
+
+    def _add_step(self, line: dict) -> None:
+        for k in self.STEP_KEYS:
+            if k in line:
+                self.writer.add_scalar(f"step/{k}", line[k], line["step"])
+
+    def step(self, line: dict) -> None:
+        """A line just appended to steps.jsonl (the first one is written by the rebuild)."""
+        if self.writer is None:
+            self._open()
+        else:
+            self._add_step(line)
+
+    def close(self) -> None:
+        """The end of the run: every epoch's values of metrics.jsonl, then the files are closed."""
+        if self.writer is None:
+            self._open()
+        for line in map(json.loads, self.run.metrics.read_text().splitlines()):
+            for k, v in line.items():
+                if isinstance(v, float):
+                    self.writer.add_scalar(f"epoch/{k}", v, line["epoch"])
+        self.writer.close()
+
+
+def tensorboard(args, run: RunFiles) -> Board | None:
+    """With --tensorboard, a Board into OUT/tensorboard (rank 0), or a one-line error without the package."""
     if not args.tensorboard or rank() != 0:
         return None
     try:
@@ -280,10 +325,10 @@ def tensorboard(args, run: RunFiles):
     except ImportError:
         raise DataError("--tensorboard needs the tensorboard package: pip install tensorboard "
                         "(or pip install -e '.[tensorboard]')") from None
-    return SummaryWriter(str(run.out / "tensorboard"))
+    return Board(SummaryWriter, run)
 
 
-def step_logger(epochs: int, step_batch: int, board):
+def step_logger(epochs: int, step_batch: int, board: Board | None):
     """on_step(line) for the loop: the line's values into TensorBoard (when `board`), and, when stderr is not a
     terminal (nohup, a batch scheduler: no progress bar), a heartbeat line at most every HEARTBEAT_SECONDS."""
     heartbeat = not sys.stderr.isatty()
@@ -291,9 +336,7 @@ def step_logger(epochs: int, step_batch: int, board):
 
     def on_step(line: dict) -> None:
         if board is not None:
-            for k in ("loss", "ce", "kd", "batch_cmi", "lr", "grad_norm"):
-                if k in line:
-                    board.add_scalar(f"step/{k}", line[k], line["step"])
+            board.step(line)
         if heartbeat and time.monotonic() - last[0] >= HEARTBEAT_SECONDS:
             last[0] = time.monotonic()
             i = line["step"] - (line["epoch"] - 1) * line["epoch_steps"]
@@ -348,10 +391,6 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
               f"compile {'on' if runtime.compile else 'off'}, {world_size()} process(es); out {run.out}", flush=True)
     results = fit(step, epochs, run)
     if board is not None:
-        for line in map(json.loads, run.metrics.read_text().splitlines()):
-            for k, v in line.items():
-                if isinstance(v, float):
-                    board.add_scalar(f"epoch/{k}", v, line["epoch"])
         board.close()
     if rank() == 0:
         metrics = ", ".join(f"{k} {100 * results[k]:.1f}" for k in job.task.metrics if k in results)
