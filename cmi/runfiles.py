@@ -48,6 +48,20 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
+# What is no part of a run's identity: where its folder is (relative, absolute, moved), what becomes of last.pt at
+# the end, and how it is logged
+NOT_IDENTITY = {"resume", "overwrite", "out", "keep_last", "log_every", "tensorboard"}
+
+
+def differences(saved: dict, args: dict, ignored=()) -> list[str]:
+    """The arguments (but NOT_IDENTITY and `ignored`) in which a saved run (its args.json) and `args` differ,
+    compared as args.json holds them (a tuple as a list). A run saved before args.json recorded the data's
+    identity ("data": harness.cli.data_identity) is compared on the rest."""
+    args = json.loads(to_json(args))
+    skip = NOT_IDENTITY | set(ignored) | ({"data"} if "data" not in saved else set())
+    return sorted(k for k in set(saved) | set(args) if k not in skip and saved.get(k) != args.get(k))
+
+
 def read_run_json(path: Path):
     """A JSON file of a run (args.json), or TrainingError naming it."""
     try:
@@ -88,10 +102,7 @@ class RunFiles:
         self.resuming = resume and self.last.exists()
         if resume and (self.out / "args.json").exists():
             saved = read_run_json(self.out / "args.json")
-            # the folder is the run itself, however it is spelled (relative, absolute, moved); what becomes of
-            # last.pt at the end, and how the run is logged, are no part of it
-            ignored = {"resume", "overwrite", "out", "keep_last", "log_every", "tensorboard"}
-            diff = sorted(k for k in set(saved) | set(self.args) if k not in ignored and saved.get(k) != self.args.get(k))
+            diff = differences(saved, self.args)  # the data included: a training file changed since is refused
             if diff:
                 raise TrainingError(f"--resume: {self.out} holds a run with other arguments ({', '.join(diff)})")
             if not self.resuming and (self.out / "results.json").exists():
