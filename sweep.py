@@ -19,7 +19,8 @@ stem of the training file, as train.py names a run on your own data: the grid is
 
 A run with results.json is finished and skipped; any other is started, or resumed from its last.pt, so the
 same command continues an interrupted sweep. A folder holding a run of other arguments or other data (a GLUE
-CoLA run where a cola.csv run would go, a training file edited since) stops the sweep before any run starts. --shard i/n takes the runs at positions i, i+n, i+2n, ... of
+CoLA run where a cola.csv run would go, a training file edited since) stops the sweep before any run starts,
+as do bad flags and bad data anywhere in the grid. --shard i/n takes the runs at positions i, i+n, i+2n, ... of
 the sorted grid (of the --stage): n processes given the same grid options split it with no coordination,
 and a lock in each run folder keeps two processes from ever running the same run at once. A student waits for
 its task's teacher runs (all of the grid's ce or max runs of the task) to finish; run `--stage train` on
@@ -39,6 +40,7 @@ from pathlib import Path
 from cmi.runfiles import TrainingError, differences
 from data.tasks import TASKS, own_task_name
 from harness.cli import Parser, add_training_args, parse_distill_args, parse_train_args, run_main
+from harness.training import check_data
 from harness.sweeps import (TRAIN_MODES, Run, choose_teacher, expand, finished, num, shard,
                             teacher_runs)
 
@@ -241,6 +243,9 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     for alpha, temperature in itertools.product(args.alphas, args.temperatures):
         parse_distill_args([*task, "--teacher", "unused", "--out", "unused", "--alpha", str(alpha),
                             "--temperature", str(temperature), *student_options(args), *student_extra])
+    # the data too, once per task: a file of one class should fail now, not in each run after its folder exists
+    for task in args.tasks:
+        check_data(parse_train_args([*task_option(task, args), "--out", "unused", *train_extra]))
     if Path(args.out).exists() and not Path(args.out).is_dir():
         parser.error(f"--out {args.out}: exists and is not a folder")
     return args, train_extra, student_extra

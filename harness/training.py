@@ -129,6 +129,16 @@ def load_examples(args, task: Task, split: str, max_samples: int | None) -> Exam
     return subset(load_file(path, task.text_fields, args.label_field, task.label_names)[0], max_samples)
 
 
+def check_data(args) -> None:
+    """Read every split of a run's data as the run will (data.loading's checks), without a model: sweep.py checks
+    the data of its grid this way before any run folder exists. GLUE from the hub is left to the runs."""
+    if args.train_file is None and args.data_dir is None:
+        return
+    task = task_of(args)
+    for split in task.splits:
+        load_examples(args, task, split, None)
+
+
 def load_data(args, task: Task, checkpoint_dir: Path, vocab_size: int) -> Data:
     """Tokenise the training split and every dev split once. The tokenizer may know fewer tokens than the
     model's embedding table has rows (tables are often padded), never more: those ids would index past it."""

@@ -415,3 +415,30 @@ def test_resume_continues_the_same_data_and_refuses_a_training_file_edited_since
     assert exit_info.value.code == 2 and err.count("error: ") == 1
     assert f"error: --resume: {out} holds a run with other arguments (data)" in err
     assert files_of(out) == before
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("one class", "mine.csv: 1 distinct label(s) ['good']; classification needs at least two"),
+    ("unknown dev label", "mine_dev.csv:3: unknown label 'maybe'; expected one of ['bad', 'good']"),
+    ("glue", "CoLA/train.tsv:2: malformed row, 5 fields where the header has 4"),
+])
+def test_bad_data_anywhere_in_the_grid_stops_the_sweep_before_any_run_folder(tiny_bert, tmp_path, capsys, bad, message):
+    from test_reliability import cola_folder
+
+    out = tmp_path / "sweep"
+    (out / "earlier").mkdir(parents=True)  # what the sweep folder already holds stays as it is
+    (out / "earlier" / "notes.txt").write_text("mine")
+    before = files_of(out)
+    train, dev = write_own(tmp_path / "mine.csv", cola_rows(64)), write_own(tmp_path / "mine_dev.csv", cola_rows(32, 300))
+    if bad == "one class":
+        write_own(train, [(s, "1") for s, _ in cola_rows(64)])
+    elif bad == "unknown dev label":
+        lines = dev.read_text().splitlines()
+        lines[2] = lines[2].rsplit(",", 1)[0] + ",maybe"  # line 3
+        dev.write_text("\n".join(lines) + "\n")
+    data = ["--train-file", str(train), "--validation-file", str(dev)]
+    if bad == "glue":
+        glue = cola_folder(tmp_path / "glue", "gj04\t1\t\tFine.\ngj04\t1\tToo\tmany\tfields.\n")
+        data = ["--tasks", "cola", "--data-dir", str(glue)]
+    assert message in refused(small_grid(out, tiny_bert, *data), capsys)
+    assert files_of(out) == before and sorted(p.name for p in out.iterdir()) == ["earlier"]
