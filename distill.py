@@ -17,8 +17,8 @@ from cmi.selection import select_teacher
 from data.tasks import Task
 from data.tokenization import load_tokenizer
 from harness.cli import parse_distill_args, run_main
-from harness.training import (Job, check_fits, check_head, eval_pass, forward_of, load_data, name_labels, setup,
-                              task_of, train_model)
+from harness.training import (Job, align_head, check_fits, check_head, eval_pass, forward_of, load_data,
+                              name_labels, setup, task_of, train_model)
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError, resolve
 from models.distilbert import DistilBertForSequenceClassification
@@ -46,8 +46,9 @@ def load_teacher(path, task: Task, other_labels: bool) -> tuple[BertForSequenceC
     classifier would be freshly initialised, and a student would learn noise from it."""
     try:
         folder = resolve(path)
-        architectures = check_head(folder, task, other_labels)
+        architectures, rows = check_head(folder, task, other_labels)
         teacher = BertForSequenceClassification.from_pretrained(folder, num_labels=task.num_labels)
+        align_head(teacher, rows)  # its logits (the soft targets) in the task's label order, matched by name
         if "BertForSequenceClassification" not in architectures:
             raise CheckpointError(f"{folder}: not a fine-tuned BERT classifier (architectures {architectures}); "
                                   "pass the best/ folder of a train.py run")
@@ -69,8 +70,9 @@ def main(argv=None) -> None:
         teacher, teacher_dir = load_teacher(args.teacher, task, args.other_labels)
         if args.student:
             student_dir = resolve(args.student)
-            check_head(student_dir, task, args.other_labels)
+            _, rows = check_head(student_dir, task, args.other_labels)
             student = DistilBertForSequenceClassification.from_pretrained(student_dir, num_labels=task.num_labels)
+            align_head(student, rows)
             # the batches carry one set of token ids, which both models must read the same way
             if load_tokenizer(student_dir).get_vocab() != load_tokenizer(teacher_dir).get_vocab():
                 raise CheckpointError(f"--student {args.student}: its vocabulary differs from the teacher's {teacher_dir}")

@@ -26,7 +26,7 @@ from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, file_task, get_task, metric_suffix
 from data.tokenization import encode, load_tokenizer
 from harness.cli import Parser, add_file_args, add_padded_arg, check_ranges, run_main
-from harness.training import check_fits, check_head, eval_pass, forward_of, setup
+from harness.training import align_head, check_fits, check_head, eval_pass, forward_of, setup
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError, read_json, resolve
 from models.distilbert import DistilBertForSequenceClassification
@@ -47,7 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data-dir", help="folder in the GLUE download layout (default: the datasets hub)")
     add_file_args(parser, "--file")
     parser.add_argument("--other-labels", action="store_true",
-                        help="--task: accept a model whose label names are not the task's (same count)")
+                        help="--task: accept a model whose label names are not the task's (same count); names "
+                             "both have are always matched by name, the others in order")
     parser.add_argument("--out", default="predictions", help="folder for the files (default: predictions)")
     parser.add_argument("--cmi-feature", choices=FEATURES, default="pooled", help="h_s of the reported dev CMI")
     parser.add_argument("--max-len", type=int, default=128, help="truncation length in tokens")
@@ -80,14 +81,35 @@ def load_model(path: str):
     return cls.from_pretrained(folder), folder
 
 
-def stdin_or(texts: list[str]) -> list[str]:
-    """--text values, '-' replaced by the non-empty lines of standard input."""
-    lines = []
-    for text in texts:
-        lines += [line for line in sys.stdin.read().splitlines() if line.strip()] if text == "-" else [text]
-    if not lines:
+def read_texts(texts: list[str]) -> list[list[str]]:
+    """--text values, '-' replaced by the non-empty lines of standard input (UTF-8), each split at its tab into
+    one text or a pair. An empty text, more than two tab-separated texts, bytes that are not UTF-8 or a mix of
+    single texts and pairs is a DataError naming the input: a label printed for nothing, or for a pair whose
+    second text holds a tab, would look like an answer."""
+    inputs = []  # (where, text)
+    for n, text in enumerate(texts, 1):
+        if text != "-":
+            inputs.append((f"--text #{n}", text))
+            continue
+        try:  # decoded here, not by sys.stdin: a bad byte is then a line naming it, not an unexpected failure
+            lines = sys.stdin.buffer.read().decode("utf-8-sig").splitlines()
+        except UnicodeDecodeError as e:
+            raise DataError(f"--text -: standard input is not UTF-8 text (byte {e.start}: {e.reason})") from None
+        inputs += [(f"--text -: line {i}", line) for i, line in enumerate(lines, 1) if line.strip()]
+    if not inputs:
         raise DataError("--text -: standard input held no text")
-    return lines
+    pairs = []
+    for where, text in inputs:
+        pair = text.split("\t")
+        if len(pair) > 2:
+            raise DataError(f"{where}: {len(pair)} tab-separated texts; expected one text, or two (a pair)")
+        if not all(t.strip() for t in pair):
+            side = " on each side of the tab" if len(pair) == 2 else ""
+            raise DataError(f"{where}: an empty text; expected a sentence{side}")
+        pairs.append(pair)
+    if len({len(p) for p in pairs}) > 1:
+        raise DataError("--text: a mix of single sentences and tab-separated pairs; give one kind")
+    return pairs
 
 
 class Predictor:
@@ -129,9 +151,7 @@ def write_metrics(out: Path, name: str, metrics: dict) -> None:
 
 def label_texts(predictor: Predictor, texts: list[str]) -> None:
     """--text: one line per input on stdout (label, probability, text); nothing is written."""
-    pairs = [line.split("\t", 1) for line in stdin_or(texts)]
-    if len({len(p) for p in pairs}) > 1:
-        raise DataError("--text: a mix of single sentences and tab-separated pairs; give one kind")
+    pairs = read_texts(texts)
     examples = Examples(tuple(map(list, zip(*pairs))), np.zeros(len(pairs), dtype=np.int64), False)
     probs, _ = predictor(examples, "predict")
     for pair, p in zip(pairs, probs):
@@ -188,7 +208,10 @@ def main(argv=None) -> None:
         label_file(predictor, args)
     else:
         task = get_task(args.task)
-        check_head(predictor.folder, task, args.other_labels)
+        # the model's outputs in the task's label order, matched by name (a head listing them in another
+        # order is reordered), so that output i is the task's label i everywhere below
+        _, rows = check_head(predictor.folder, task, args.other_labels)
+        align_head(predictor.model, rows)
         (evaluate_dev if args.split == "dev" else write_submission)(predictor, task, args)
 
 

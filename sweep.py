@@ -18,7 +18,9 @@ TASK is the GLUE task, or with --train-file and --validation-file (and --text-fi
 stem of the training file, as train.py names a run on your own data: the grid is then that one task.
 
 A run with results.json is finished and skipped; any other is started, or resumed from its last.pt, so the
-same command continues an interrupted sweep. --shard i/n takes the runs at positions i, i+n, i+2n, ... of
+same command continues an interrupted sweep. A folder holding a run of other arguments or other data (a GLUE
+CoLA run where a cola.csv run would go, a training file edited since) stops the sweep before any run starts,
+as do bad flags and bad data anywhere in the grid. --shard i/n takes the runs at positions i, i+n, i+2n, ... of
 the sorted grid (of the --stage): n processes given the same grid options split it with no coordination,
 and a lock in each run folder keeps two processes from ever running the same run at once. A student waits for
 its task's teacher runs (all of the grid's ce or max runs of the task) to finish; run `--stage train` on
@@ -28,15 +30,17 @@ to train.py unchanged, and those train.py and distill.py share (harness.cli.add_
 import argparse
 import fcntl
 import itertools
+import json
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from cmi.runfiles import TrainingError
+from cmi.runfiles import TrainingError, differences
 from data.tasks import TASKS, own_task_name
 from harness.cli import Parser, add_training_args, parse_distill_args, parse_train_args, run_main
+from harness.training import check_data
 from harness.sweeps import (TRAIN_MODES, Run, choose_teacher, expand, finished, num, shard,
                             teacher_runs)
 
@@ -239,9 +243,35 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     for alpha, temperature in itertools.product(args.alphas, args.temperatures):
         parse_distill_args([*task, "--teacher", "unused", "--out", "unused", "--alpha", str(alpha),
                             "--temperature", str(temperature), *student_options(args), *student_extra])
+    # the data too, once per task: a file of one class should fail now, not in each run after its folder exists
+    for task in args.tasks:
+        check_data(parse_train_args([*task_option(task, args), "--out", "unused", *train_extra]))
     if Path(args.out).exists() and not Path(args.out).is_dir():
         parser.error(f"--out {args.out}: exists and is not a folder")
     return args, train_extra, student_extra
+
+
+def check_identities(grid: list[Run], out: Path, args, train_extra: list[str], student_extra: list[str]) -> None:
+    """Every run folder of the grid that holds a run (args.json) holds this sweep's run: its arguments, the data's
+    identity included, are those its command gives. A folder name cannot tell a GLUE CoLA run from one on a
+    cola.csv, nor a file from the same file edited since; such a run is never taken as finished nor resumed.
+    A student's teacher is chosen once its teachers are finished, so it is not compared."""
+    for run in grid:
+        folder = out / run.folder
+        try:
+            saved = json.loads((folder / "args.json").read_bytes())
+        except (OSError, ValueError):  # none (not started), or damaged: train.py says so when it resumes it
+            continue
+        if not isinstance(saved, dict):
+            continue
+        if run.is_student:
+            expected = parse_distill_args(student_command(run, folder, "unused", args, student_extra)[2:])
+        else:
+            expected = parse_train_args(train_command(run, folder, args, train_extra)[2:])
+        diff = differences(saved, vars(expected), ignored=("teacher", "teacher_selection"))
+        if diff:
+            raise TrainingError(f"--out {out}: {run.folder} holds a run with other arguments ({', '.join(diff)}), "
+                                "not this sweep's; choose another --out, or move that run away")
 
 
 def main(argv=None) -> int:
@@ -252,6 +282,7 @@ def main(argv=None) -> int:
     selected = [r for r in grid if args.stage == "all" or r.is_student == (args.stage == "distill")]
     index, count = args.shard
     runs = shard(selected, index, count)
+    check_identities(grid, out, args, train_extra, student_extra)  # the whole grid: a student reads its teachers
     done, ran, failed, skipped, busy = 0, 0, [], [], []
     # from the whole grid: other shards may train a student's teachers
     teachers = Teachers(grid, out, args.own_files)

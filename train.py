@@ -8,7 +8,8 @@
 from cmi.objectives import CMIObjective, Centroids, FeatureMap, MaskedLM
 from cmi.runfiles import RunFiles
 from harness.cli import parse_train_args, run_main
-from harness.training import Job, check_fits, check_head, load_data, name_labels, setup, task_of, train_model
+from harness.training import (Job, align_head, check_fits, check_head, load_data, name_labels, setup, task_of,
+                              train_model)
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError, resolve
 
@@ -22,10 +23,11 @@ def main(argv=None) -> None:
 
         # model
         checkpoint_dir = resolve(args.model)
-        check_head(checkpoint_dir, task, args.other_labels)
+        _, rows = check_head(checkpoint_dir, task, args.other_labels)
         # the masked-LM head only for the gamma * L1 term: one the loss does not use would get no gradient
         model = BertForSequenceClassification.from_pretrained(checkpoint_dir, num_labels=task.num_labels,
                                                               mlm=args.gamma > 0)
+        align_head(model, rows)  # a fine-tuned head's labels matched to the task's by name
         name_labels(model, task)
 
         # data

@@ -48,6 +48,20 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
+# What is no part of a run's identity: where its folder is (relative, absolute, moved), what becomes of last.pt at
+# the end, and how it is logged
+NOT_IDENTITY = {"resume", "overwrite", "out", "keep_last", "log_every", "tensorboard"}
+
+
+def differences(saved: dict, args: dict, ignored=()) -> list[str]:
+    """The arguments (but NOT_IDENTITY and `ignored`) in which a saved run (its args.json) and `args` differ,
+    compared as args.json holds them (a tuple as a list). A run saved before args.json recorded the data's
+    identity ("data": harness.cli.data_identity) is compared on the rest."""
+    args = json.loads(to_json(args))
+    skip = NOT_IDENTITY | set(ignored) | ({"data"} if "data" not in saved else set())
+    return sorted(k for k in set(saved) | set(args) if k not in skip and saved.get(k) != args.get(k))
+
+
 def read_run_json(path: Path):
     """A JSON file of a run (args.json), or TrainingError naming it."""
     try:
@@ -67,7 +81,8 @@ class RunFiles:
     checkpoint (`save_checkpoint`); a run that fails before then gets them back (`restore`), and one killed
     before then finds them restored when it is started again."""
 
-    FILES = ("args.json", "metrics.jsonl", "steps.jsonl", "last.pt", "results.json", "best")
+    # tensorboard/ (--tensorboard) is one of them: --overwrite moves it aside with the rest, and puts it back
+    FILES = ("args.json", "metrics.jsonl", "steps.jsonl", "last.pt", "results.json", "best", "tensorboard")
 
     def __init__(self, out: str | Path, args: dict, resume: bool = False, overwrite: bool = False,
                  keep_last: bool = False):
@@ -87,10 +102,7 @@ class RunFiles:
         self.resuming = resume and self.last.exists()
         if resume and (self.out / "args.json").exists():
             saved = read_run_json(self.out / "args.json")
-            # the folder is the run itself, however it is spelled (relative, absolute, moved); what becomes of
-            # last.pt at the end, and how the run is logged, are no part of it
-            ignored = {"resume", "overwrite", "out", "keep_last", "log_every", "tensorboard"}
-            diff = sorted(k for k in set(saved) | set(self.args) if k not in ignored and saved.get(k) != self.args.get(k))
+            diff = differences(saved, self.args)  # the data included: a training file changed since is refused
             if diff:
                 raise TrainingError(f"--resume: {self.out} holds a run with other arguments ({', '.join(diff)})")
             if not self.resuming and (self.out / "results.json").exists():
@@ -144,7 +156,7 @@ class RunFiles:
             if rank() == 0:  # a kill between the metrics line and the checkpoint leaves an epoch to be redone
                 lines = [line for line in self._metric_lines() if json.loads(line)["epoch"] <= ckpt["epoch"]]
                 atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
-                atomic_write(self.steps, lambda f: f.write("".join(self._step_lines(ckpt["epoch"])).encode()))
+                atomic_write(self.steps, lambda f: f.write("".join(self.step_lines(ckpt["epoch"])).encode()))
             return ckpt
         if rank() != 0:
             return None
@@ -194,7 +206,7 @@ class RunFiles:
             raise TrainingError(f"{self.metrics}: damaged, cannot continue it ({e}); --overwrite starts afresh") from None
         return lines
 
-    def _step_lines(self, last_epoch: int) -> list[str]:
+    def step_lines(self, last_epoch: float = math.inf) -> list[str]:
         """The lines of steps.jsonl up to `last_epoch`: those of an epoch a kill interrupted are redone, and a
         line the kill tore is dropped (steps.jsonl is appended to, so that it can be followed as it grows)."""
         lines = []

@@ -3,6 +3,7 @@ split (no labels) for the submission files, or the user's own CSV, TSV or JSON L
 
 import csv
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +82,20 @@ def _columns(path: Path, header: list[str], columns: list[str]) -> list[int]:
     return [header.index(c) for c in columns]
 
 
-def _check_width(path: Path, header: list[str], numbered) -> None:
-    """Every (line, row) of `numbered` has the header's number of fields."""
+def _check_rows(path: Path, header: list[str], numbered) -> None:
+    """The header names each column once (columns are read by name: a second one of the same name would be
+    ignored), and every (line, row) of `numbered` has the header's number of fields and is not the header again
+    (files joined with their header rows: the header would be read as an example, its label a new class)."""
+    twice = [name for i, name in enumerate(header) if name in header[:i]]
+    if twice:
+        raise DataError(f"{path}:1: two columns named {twice[0]!r} in the header {header}; "
+                        "expected each column name once")
     for line, row in numbered:
         if len(row) != len(header):
             raise DataError(f"{path}:{line}: malformed row, {len(row)} fields where the header has {len(header)}")
+        if row == header:
+            raise DataError(f"{path}:{line}: the header row again (files joined with their headers?); "
+                            "expected an example")
 
 
 def _read_tsv(task: Task, path: Path) -> Examples:
@@ -99,7 +109,7 @@ def _read_tsv(task: Task, path: Path) -> Examples:
     else:
         header, start, rows = (rows[0] if rows else []), 2, rows[1:]
     where = _columns(path, header, [*task.tsv_text_columns, task.tsv_label_column])
-    _check_width(path, header, enumerate(rows, start=start))
+    _check_rows(path, header, enumerate(rows, start=start))
     label_index = {value: i for i, value in enumerate(task.tsv_label_values)}
     texts = tuple([] for _ in task.tsv_text_columns)
     labels = []
@@ -170,7 +180,7 @@ def load_test(task: Task, name: str, data_dir: str | Path | None,
     rows = _read_rows(path)  # every test file has a header row, CoLA's too
     header, rows = (rows[0] if rows else []), rows[1:]
     where = _columns(path, header, ["id" if "id" in header else "index", *task.tsv_text_columns])
-    _check_width(path, header, enumerate(rows, start=2))
+    _check_rows(path, header, enumerate(rows, start=2))
     if not rows:
         raise DataError(f"{path}: no examples")
     index, *texts = ([row[i] for row in rows] for i in where)
@@ -182,6 +192,21 @@ def load_test(task: Task, name: str, data_dir: str | Path | None,
 
 
 ID_FIELDS = ("id", "idx", "index")  # never taken as text by default
+# An unnamed column, or pandas' name for one, is the index pandas writes with to_csv(): never taken as text by
+# default either (as the first text of a pair it would change every prediction).
+UNNAMED = re.compile(r"\s*|Unnamed: \d+")
+
+
+class _DuplicateKey(Exception):
+    """A JSON object with the same key twice (json.loads would keep the last value without a word)."""
+
+
+def _unique_keys(pairs: list[tuple]) -> dict:
+    keys = [key for key, _ in pairs]
+    twice = [key for i, key in enumerate(keys) if key in keys[:i]]
+    if twice:
+        raise _DuplicateKey(twice[0])
+    return dict(pairs)
 
 
 def _records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
@@ -200,7 +225,10 @@ def _records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
             if not text.strip():
                 continue
             try:
-                record = json.loads(text)
+                record = json.loads(text, object_pairs_hook=_unique_keys)
+            except _DuplicateKey as e:
+                raise DataError(f"{path}:{line}: field {e.args[0]!r} twice in one object; expected each field "
+                                "once") from None
             except ValueError as e:
                 raise DataError(f"{path}:{line}: not a JSON object ({e}); "
                                 "expected JSON Lines, one object per line") from None
@@ -214,17 +242,29 @@ def _records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     rows = _read_rows(path, csv.QUOTE_MINIMAL, ",") if suffix == ".csv" else _read_rows(path)
     header = rows[0] if rows else []
     numbered = [(line, row) for line, row in enumerate(rows[1:], start=2) if row]  # blank lines skipped
-    _check_width(path, header, numbered)
+    _check_rows(path, header, numbered)
     return header, [(line, dict(zip(header, row))) for line, row in numbered]
 
 
 def default_text_fields(path: Path, fields: list[str], label_field: str) -> tuple[str, ...]:
     """The text fields of a file when --text-fields is not given: its fields other than the label and ids,
     if one or two remain."""
-    text = [f for f in fields if f != label_field and f.lower() not in ID_FIELDS]
+    text = [f for f in fields if f != label_field and f.lower() not in ID_FIELDS and not UNNAMED.fullmatch(f)]
     if len(text) not in (1, 2):
         raise DataError(f"{path}: cannot tell the text fields among {fields}; name one or two with --text-fields")
     return tuple(text)
+
+
+def _label_name(path: Path, line: int, field: str, value) -> str:
+    """A label as its name ("" when empty or missing): text without surrounding spaces, and a number with an
+    integral value written as that integer (JSON 1.0, a CSV's "1.0", as pandas writes an integer column with
+    gaps: "1"), so that one class is never read as two."""
+    if isinstance(value, (dict, list)):
+        raise DataError(f"{path}:{line}: field {field!r} is not a label ({value!r})")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = "" if value is None else str(value).strip()
+    return text.split(".")[0] if re.fullmatch(r"-?\d+\.0+", text) else text
 
 
 def _label_order(values: set[str]) -> list[str]:
@@ -240,8 +280,9 @@ def load_file(path: str | Path, text_fields: tuple[str, ...] | None = None, labe
               labelled: bool = True) -> tuple[Examples, tuple[str, ...], tuple[str, ...]]:
     """The examples of the user's own file, with its label names and its text fields. `label_names` None (the
     training file): the names are the file's distinct labels (_label_order); given (a dev file, a model's
-    labels): every label must be one of them. labelled=False: a file without the label field is accepted
-    (labels unknown: zeros). Errors name the file and line."""
+    labels): every label must be one of them (labels read as _label_name says). labelled=False: a file without
+    the label field, or with the field empty in every example, is accepted (labels unknown: zeros). An empty
+    text or label is an error, never an empty input or a class ''. Errors name the file, line and field."""
     path = Path(path)
     fields, records = _records(path)
     if not records:
@@ -258,12 +299,16 @@ def load_file(path: str | Path, text_fields: tuple[str, ...] | None = None, labe
             if not isinstance(value, str):
                 got = "missing" if field not in record else f"{type(value).__name__} {value!r}"
                 raise DataError(f"{path}:{line}: field {field!r} is not text ({got})")
+            if not value.strip():  # an empty cell: the model would be given (or label) nothing
+                raise DataError(f"{path}:{line}: field {field!r} is empty; expected a text")
             values.append(value)
         if has_labels:
-            label = record.get(label_field)
-            if label is None or isinstance(label, (dict, list)):
-                raise DataError(f"{path}:{line}: field {label_field!r} is not a label ({label!r})")
-            raw.append(str(label))
+            raw.append(_label_name(path, line, label_field, record.get(label_field)))
+    if has_labels and not labelled and not any(raw):  # a file to label whose label column is left empty
+        has_labels, raw = False, []
+    for (line, _), label in zip(records, raw):
+        if not label:  # never a class named ''
+            raise DataError(f"{path}:{line}: field {label_field!r} is empty; expected a label")
     if label_names is None:
         label_names = tuple(_label_order(set(raw)))
         if len(label_names) < 2:

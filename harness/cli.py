@@ -2,11 +2,14 @@
 parsers before it launches anything), the ranges of every numeric flag, and `run_main`, which turns every
 failure of a run into one line on stderr."""
 import argparse
+import functools
+import hashlib
 import math
 import os
 import signal
 import sys
 import traceback
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -40,7 +43,8 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     add_file_args(g, "--train-file and --validation-file")
     g.add_argument("--max-len", type=int, default=128, help="truncation length in tokens, [CLS]/[SEP] included")
     g.add_argument("--other-labels", action="store_true",
-                   help="accept a checkpoint whose classifier was trained for other label names (same count)")
+                   help="accept a checkpoint whose classifier was trained for other label names (same count); "
+                        "names both have are always matched by name, the others in order")
     g.add_argument("--max-train-samples", type=int, help="train on a fixed random subset of this size")
     g.add_argument("--max-eval-samples", type=int, help="evaluate on a fixed random subset of this size")
     g.add_argument("--group-batches", type=int, default=1,
@@ -110,16 +114,50 @@ def add_file_args(group, files: str) -> None:
 
 def check_data_args(args: argparse.Namespace, parser: Parser) -> None:
     """A GLUE task (--task, --data-dir) or the user's own files (--train-file and --validation-file), not both;
-    a run on files is named after the training file (args.task, the run folder)."""
+    a run on files is named after the training file (args.task, the run folder). Sets args.data, the data's
+    identity (data_identity), which args.json records."""
     if (args.task is None) == (args.train_file is None):
         parser.error("give --task (a GLUE task) or --train-file and --validation-file (your own data), one of them")
+    if args.train_file is not None:
+        if args.validation_file is None:
+            parser.error("--train-file needs --validation-file: the dev data that picks the best epoch")
+        if args.data_dir is not None:
+            parser.error("--data-dir is for GLUE tasks; with --train-file the files say where the data is")
+        args.task = own_task_name(args.train_file)
+    args.data = data_identity(args)
+
+
+def data_identity(args: argparse.Namespace) -> dict:
+    """What data a run reads, beyond how its flags spell it: the GLUE task and the resolved --data-dir (None: the
+    hub), or each own file's resolved path and the SHA-256 of its contents. Part of a run's arguments (args.json):
+    a run is never taken for one on other data (--resume, sweep.py), though a folder name cannot tell them apart
+    (a GLUE CoLA run and one on a cola.csv are both cola/...)."""
     if args.train_file is None:
-        return
-    if args.validation_file is None:
-        parser.error("--train-file needs --validation-file: the dev data that picks the best epoch")
-    if args.data_dir is not None:
-        parser.error("--data-dir is for GLUE tasks; with --train-file the files say where the data is")
-    args.task = own_task_name(args.train_file)
+        return {"task": args.task, "data_dir": None if args.data_dir is None else str(Path(args.data_dir).resolve())}
+    return {name: {"path": str(Path(path).resolve()), "sha256": file_hash(Path(path).resolve())}
+            for name, path in (("train_file", args.train_file), ("validation_file", args.validation_file))}
+
+
+def file_hash(path: Path) -> str:
+    """The SHA-256 of a file's contents, or DataError naming it. Remembered while the file's size and modification
+    time stay the same: sweep.py checks each run of its grid."""
+    try:
+        stat = path.stat()
+    except OSError as e:
+        raise DataError(f"{path}: {'file not found' if isinstance(e, FileNotFoundError) else e.strerror}") from None
+    return _hash(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _hash(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
+    return digest.hexdigest()
 
 
 def _positive(v):

@@ -6,6 +6,7 @@ import inspect
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from contextlib import AbstractContextManager
@@ -131,6 +132,16 @@ def load_examples(args, task: Task, split: str, max_samples: int | None) -> Exam
     return subset(load_file(path, task.text_fields, args.label_field, task.label_names)[0], max_samples)
 
 
+def check_data(args) -> None:
+    """Read every split of a run's data as the run will (data.loading's checks), without a model: sweep.py checks
+    the data of its grid this way before any run folder exists. GLUE from the hub is left to the runs."""
+    if args.train_file is None and args.data_dir is None:
+        return
+    task = task_of(args)
+    for split in task.splits:
+        load_examples(args, task, split, None)
+
+
 def load_data(args, task: Task, checkpoint_dir: Path, vocab_size: int) -> Data:
     """Tokenise the training split and every dev split once. The tokenizer may know fewer tokens than the
     model's embedding table has rows (tables are often padded), never more: those ids would index past it."""
@@ -170,25 +181,57 @@ def check_fits(args, configs: dict, splits: list[Encoded], runtime: Runtime) -> 
                                   f"token-type table has {config.type_vocab_size} row(s) (type_vocab_size)")
 
 
-def check_head(checkpoint_dir: Path, task: Task, other_labels: bool = False) -> list[str]:
+def check_head(checkpoint_dir: Path, task: Task, other_labels: bool = False) -> tuple[list[str], list[int] | None]:
     """A checkpoint fine-tuned for classification must classify into the task's labels: reusing a 3-way
     head for a 2-way task would silently drop it, so that is an error, not a fresh head; a head with the right
     count but other label names (a CoLA model for MRPC) is one too, unless `other_labels` (on purpose).
-    Returns the checkpoint's `architectures` (what it was saved as)."""
+    Returns the checkpoint's `architectures` (what it was saved as) and, for a fine-tuned head, `rows`
+    (match_labels: its row of each of the task's labels, for align_head)."""
     config = read_json(checkpoint_dir / "config.json") if (checkpoint_dir / "config.json").is_file() else {}
     architectures = config.get("architectures") or []
-    if any(a.endswith("ForSequenceClassification") for a in architectures):
-        id2label = config.get("id2label") or {}
-        n = config.get("num_labels", len(id2label) or 2)
-        if n != task.num_labels:
-            raise CheckpointError(f"{checkpoint_dir}: its classifier has {n} labels, task {task.name} has "
-                                  f"{task.num_labels}; start from a checkpoint without a task head")
-        names = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(n)]
-        named = any(name != f"LABEL_{i}" for i, name in enumerate(names))  # transformers' default names say nothing
-        if named and names != list(task.label_names) and not other_labels:
-            raise CheckpointError(f"{checkpoint_dir}: its classifier's labels are {names}, task {task.name}'s are "
-                                  f"{list(task.label_names)}; pass --other-labels to fine-tune that head anyway")
-    return architectures
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        return architectures, None
+    id2label = config.get("id2label") or {}
+    n = config.get("num_labels", len(id2label) or 2)
+    if n != task.num_labels:
+        raise CheckpointError(f"{checkpoint_dir}: its classifier has {n} labels, task {task.name} has "
+                              f"{task.num_labels}; start from a checkpoint without a task head")
+    names = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(n)]
+    return architectures, match_labels(names, task, str(checkpoint_dir), other_labels)
+
+
+def match_labels(names: list[str], task: Task, where: str, other_labels: bool = False) -> list[int]:
+    """rows[i]: the row of a classifier (its label names `names`, in row order) that is the task's label i,
+    matched by name, never by position alone: a head that lists the task's names in another order is read in
+    its own order. Names the task lacks are refused unless `other_labels`, which pairs them with the task's
+    remaining labels in order, and says so. Only transformers' default names (LABEL_0, LABEL_1, ...), which
+    name nothing, are taken in order."""
+    twice = [name for i, name in enumerate(names) if name in names[:i]]
+    if twice:
+        raise CheckpointError(f"{where}: its classifier names two labels {twice[0]!r} (id2label); expected "
+                              "one name per label")
+    if names == [f"LABEL_{i}" for i in range(len(names))]:
+        return list(range(len(names)))
+    others = [i for i, name in enumerate(names) if name not in task.label_names]
+    if others and not other_labels:
+        raise CheckpointError(f"{where}: its classifier's labels are {names}, task {task.name}'s are "
+                              f"{list(task.label_names)}; pass --other-labels to fine-tune that head anyway")
+    spare = iter(others)
+    rows = [names.index(label) if label in names else next(spare) for label in task.label_names]
+    if others:
+        pairs = ", ".join(f"{names[row]!r} as {label!r}" for row, label in zip(rows, task.label_names)
+                          if names[row] != label)
+        print(f"note: --other-labels: {where}'s labels are read as task {task.name}'s: {pairs}")
+    return rows
+
+
+def align_head(model, rows: list[int] | None) -> None:
+    """Reorder the classifier's rows (check_head's `rows`) so that its output i is the task's label i."""
+    if rows is None or rows == sorted(rows):
+        return
+    with torch.no_grad():  # advanced indexing copies, so the rows are not overwritten while read
+        model.classifier.weight.copy_(model.classifier.weight[rows])
+        model.classifier.bias.copy_(model.classifier.bias[rows])
 
 
 def name_labels(model, task: Task) -> None:
@@ -246,8 +289,52 @@ def evaluator(args, job: Job, forward, data: Data, runtime: Runtime):
 HEARTBEAT_SECONDS = 30
 
 
-def tensorboard(args, run: RunFiles):
-    """With --tensorboard, a SummaryWriter into OUT/tensorboard (rank 0), or a one-line error without the package."""
+class Board:
+    """--tensorboard: the values of steps.jsonl and metrics.jsonl as TensorBoard events in OUT/tensorboard.
+
+    Event files can only be appended to, and a resumed run redoes the epoch a kill interrupted: events appended
+    after a resume would hold that epoch's steps twice (1..7, 5..8), and readers show both. So the events are
+    rebuilt from steps.jsonl, which RunFiles.start has cut back to the checkpoint, when the run logs its first
+    step (or at its end): after any resume they are those of an uninterrupted run, each step once. A kill
+    while rebuilding loses nothing that steps.jsonl does not hold."""
+
+    STEP_KEYS = ("loss", "ce", "kd", "batch_cmi", "lr", "grad_norm")
+
+    def __init__(self, writer_class, run: RunFiles):
+        self.writer_class, self.run, self.writer = writer_class, run, None
+
+    def _open(self) -> None:
+        folder = self.run.out / "tensorboard"
+        shutil.rmtree(folder, ignore_errors=True)  # the events of an earlier process in the folder
+        self.writer = self.writer_class(str(folder))
+        for line in map(json.loads, self.run.step_lines()):
+            self._add_step(line)
+
+    def _add_step(self, line: dict) -> None:
+        for k in self.STEP_KEYS:
+            if k in line:
+                self.writer.add_scalar(f"step/{k}", line[k], line["step"])
+
+    def step(self, line: dict) -> None:
+        """A line just appended to steps.jsonl (the first one is written by the rebuild)."""
+        if self.writer is None:
+            self._open()
+        else:
+            self._add_step(line)
+
+    def close(self) -> None:
+        """The end of the run: every epoch's values of metrics.jsonl, then the files are closed."""
+        if self.writer is None:
+            self._open()
+        for line in map(json.loads, self.run.metrics.read_text().splitlines()):
+            for k, v in line.items():
+                if isinstance(v, float):
+                    self.writer.add_scalar(f"epoch/{k}", v, line["epoch"])
+        self.writer.close()
+
+
+def tensorboard(args, run: RunFiles) -> Board | None:
+    """With --tensorboard, a Board into OUT/tensorboard (rank 0), or a one-line error without the package."""
     if not args.tensorboard or rank() != 0:
         return None
     try:
@@ -255,10 +342,10 @@ def tensorboard(args, run: RunFiles):
     except ImportError:
         raise DataError("--tensorboard needs the tensorboard package: pip install tensorboard "
                         "(or pip install -e '.[tensorboard]')") from None
-    return SummaryWriter(str(run.out / "tensorboard"))
+    return Board(SummaryWriter, run)
 
 
-def step_logger(epochs: int, step_batch: int, board):
+def step_logger(epochs: int, step_batch: int, board: Board | None):
     """on_step(line) for the loop: the line's values into TensorBoard (when `board`), and, when stderr is not a
     terminal (nohup, a batch scheduler: no progress bar), a heartbeat line at most every HEARTBEAT_SECONDS."""
     heartbeat = not sys.stderr.isatty()
@@ -266,9 +353,7 @@ def step_logger(epochs: int, step_batch: int, board):
 
     def on_step(line: dict) -> None:
         if board is not None:
-            for k in ("loss", "ce", "kd", "batch_cmi", "lr", "grad_norm"):
-                if k in line:
-                    board.add_scalar(f"step/{k}", line[k], line["step"])
+            board.step(line)
         if heartbeat and time.monotonic() - last[0] >= HEARTBEAT_SECONDS:
             last[0] = time.monotonic()
             i = line["step"] - (line["epoch"] - 1) * line["epoch_steps"]
@@ -323,10 +408,6 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
               f"compile {'on' if runtime.compile else 'off'}, {world_size()} process(es); out {run.out}", flush=True)
     results = fit(step, epochs, run)
     if board is not None:
-        for line in map(json.loads, run.metrics.read_text().splitlines()):
-            for k, v in line.items():
-                if isinstance(v, float):
-                    board.add_scalar(f"epoch/{k}", v, line["epoch"])
         board.close()
     if rank() == 0:
         metrics = ", ".join(f"{k} {100 * results[k]:.1f}" for k in job.task.metrics if k in results)

@@ -82,3 +82,60 @@ def test_tensorboard_events_hold_the_values_of_steps_jsonl_and_metrics_jsonl(tin
         assert [e.value for e in scalars] == pytest.approx([line[key] for line in steps], rel=1e-6)
     epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [e.value for e in events.Scalars("epoch/mcc")] == pytest.approx([line["mcc"] for line in epochs], abs=1e-6)
+
+
+# Before train.py runs: every TensorBoard event is flushed to disk as it is added, so that a kill finds all of
+# them in the files (the worst case for a resume; the writer otherwise flushes every 2 minutes).
+FLUSH_EVERY_EVENT = """
+from torch.utils.tensorboard import SummaryWriter
+add_scalar = SummaryWriter.add_scalar
+def add_and_flush(self, *args, **kwargs):
+    add_scalar(self, *args, **kwargs)
+    self.flush()
+SummaryWriter.add_scalar = add_and_flush
+"""
+
+
+def raw_events(folder) -> dict[str, list[int]]:
+    """tag -> the steps of its events, in the order the event files hold them (no reader's purging)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    steps = {}
+    for path in sorted(folder.iterdir()):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    return steps
+
+
+def test_after_a_kill_and_resume_the_tensorboard_events_are_those_of_an_uninterrupted_run(tiny_bert, reference,
+                                                                                          tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    argv = args_for(tiny_bert, out, *RUN, "--log-every", "5", "--tensorboard")
+    # killed while writing epoch 2's checkpoint: epoch 2's steps are in the events, and redone on resume
+    killed = subprocess.run([sys.executable, "-c", FLUSH_EVERY_EVENT + KILLER, "/.last.pt.tmp", "2", *argv],
+                            cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert killed.returncode == -9, killed.stderr
+    assert raw_events(out / "tensorboard")["step/loss"] == [5, 10, 12, 17, 22, 24]
+    resumed = run_cli([*argv, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    steps = step_lines(reference)
+    raw = raw_events(out / "tensorboard")
+    assert {tag: raw[tag] for tag in ("step/loss", "step/lr", "epoch/mcc")} == {
+        "step/loss": [5, 10, 12, 17, 22, 24], "step/lr": [5, 10, 12, 17, 22, 24], "epoch/mcc": [1, 2]}
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    for key in ("loss", "lr", "grad_norm", "batch_cmi"):
+        scalars = events.Scalars(f"step/{key}")
+        assert [e.step for e in scalars] == [line["step"] for line in steps]
+        assert [e.value for e in scalars] == pytest.approx([line[key] for line in steps], rel=1e-6)
+
+
+def test_overwrite_moves_the_old_runs_tensorboard_events_aside_with_its_other_files(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli(args_for(tiny_bert, out, "--epochs", "1", "--tensorboard", "--log-every", "4")).returncode == 0
+    result = run_cli(args_for(tiny_bert, out, "--epochs", "1", "--tensorboard", "--log-every", "6", "--overwrite"))
+    assert result.returncode == 0, result.stderr
+    assert raw_events(out / "tensorboard")["step/loss"] == [6, 12]  # none of the old run's steps 4, 8

@@ -340,3 +340,105 @@ def test_a_sweep_over_own_files_names_its_task_after_the_file_and_reports_it(tin
     markdown = report.report(out)
     [table_one] = cells(markdown, "reviews")[:1]  # own files: the best epoch and the tables go by accuracy
     assert table_one[:3] == ["reviews", "accuracy", f"{100 * results['accuracy']:.1f}"]
+
+
+# -----------------------------------------------------------------------------
+# a run is its whole configuration, the data included; the data of the grid is checked before any run
+
+
+def small_grid(out, model, *data):
+    """One ce run and its student, on 32 examples: the smallest grid with a teacher and a student."""
+    return ["--out", str(out), *data, "--modes", "ce", "--seeds", "0", "--epochs", "1", "--alphas", "0.5",
+            "--temperatures", "2", "--student-epochs", "1", "--student-layers", "0", "--model", str(model),
+            "--max-train-samples", "32", "--max-eval-samples", "32", "--batch-size", "16", "--lr", "1e-3"]
+
+
+def files_of(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} if folder.exists() else {}
+
+
+def refused(argv, capsys) -> str:
+    """The one error line of a sweep that must stop before any run (exit code 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.run_main(lambda: sys.exit(sweep.main(argv)))
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err and not out.startswith("["), err
+    return errors[0]
+
+
+def test_a_finished_run_on_other_data_is_never_taken_for_this_sweeps_run(tiny_bert, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    glue = small_grid(out, tiny_bert, "--tasks", "cola", "--data-dir", str(GLUE))
+    result = run_sweep(*glue)
+    assert result.returncode == 0 and "2 runs, 0 already finished, 2 run now, 0 failed" in result.stderr, result.stderr
+    assert sweep.main(glue) == 0  # the same sweep again: its own runs, the student's too, are finished
+    assert "2 runs, 2 already finished, 0 run now" in capsys.readouterr().err
+    # own files named cola: the same folders, cola/ce/seed0 and its student, but other data
+    train, dev = write_own(tmp_path / "cola.csv", cola_rows(64)), write_own(tmp_path / "cola_dev.csv", cola_rows(32, 300))
+    before = files_of(out)
+    error = refused(small_grid(out, tiny_bert, "--train-file", str(train), "--validation-file", str(dev)), capsys)
+    assert f"--out {out}: cola/ce/seed0 holds a run with other arguments (data, data_dir, train_file, " \
+           "validation_file), not this sweep's" in error
+    assert files_of(out) == before
+
+
+def test_a_run_on_a_file_edited_since_is_never_taken_for_this_sweeps_run(tiny_bert, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    train, dev = write_own(tmp_path / "mine.csv", cola_rows(64)), write_own(tmp_path / "mine_dev.csv", cola_rows(32, 300))
+    argv = [*small_grid(out, tiny_bert, "--train-file", str(train), "--validation-file", str(dev)), "--stage", "train"]
+    assert sweep.main(argv) == 0 and "1 runs, 0 already finished, 1 run now" in capsys.readouterr().err
+    original = train.read_bytes()
+    write_own(train, cola_rows(64, 1000))  # the same name, other examples
+    before = files_of(out)
+    assert "mine/ce/seed0 holds a run with other arguments (data), not this sweep's" in refused(argv, capsys)
+    assert files_of(out) == before
+    train.write_bytes(original)  # the file as the run read it: the run is this sweep's again
+    assert sweep.main(argv) == 0 and "1 runs, 1 already finished, 0 run now" in capsys.readouterr().err
+
+
+def test_resume_continues_the_same_data_and_refuses_a_training_file_edited_since(tiny_bert, tmp_path, capsys):
+    import train
+
+    out = tmp_path / "run"
+    data = write_own(tmp_path / "mine.csv", cola_rows(64)), write_own(tmp_path / "mine_dev.csv", cola_rows(32, 300))
+    argv = ["--train-file", str(data[0]), "--validation-file", str(data[1]), "--text-fields", "text",
+            "--model", str(tiny_bert), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--keep-last"]
+    train.main(argv)
+    train.main(argv + ["--resume"])  # the same data (and --text-fields, a tuple that args.json holds as a list)
+    write_own(data[0], cola_rows(64, 1000))
+    before = files_of(out)
+    with pytest.raises(SystemExit) as exit_info:
+        train.run_main(lambda: train.main(argv + ["--resume"]))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("error: ") == 1
+    assert f"error: --resume: {out} holds a run with other arguments (data)" in err
+    assert files_of(out) == before
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("one class", "mine.csv: 1 distinct label(s) ['good']; classification needs at least two"),
+    ("unknown dev label", "mine_dev.csv:3: unknown label 'maybe'; expected one of ['bad', 'good']"),
+    ("glue", "CoLA/train.tsv:2: malformed row, 5 fields where the header has 4"),
+])
+def test_bad_data_anywhere_in_the_grid_stops_the_sweep_before_any_run_folder(tiny_bert, tmp_path, capsys, bad, message):
+    from test_reliability import cola_folder
+
+    out = tmp_path / "sweep"
+    (out / "earlier").mkdir(parents=True)  # what the sweep folder already holds stays as it is
+    (out / "earlier" / "notes.txt").write_text("mine")
+    before = files_of(out)
+    train, dev = write_own(tmp_path / "mine.csv", cola_rows(64)), write_own(tmp_path / "mine_dev.csv", cola_rows(32, 300))
+    if bad == "one class":
+        write_own(train, [(s, "1") for s, _ in cola_rows(64)])
+    elif bad == "unknown dev label":
+        lines = dev.read_text().splitlines()
+        lines[2] = lines[2].rsplit(",", 1)[0] + ",maybe"  # line 3
+        dev.write_text("\n".join(lines) + "\n")
+    data = ["--train-file", str(train), "--validation-file", str(dev)]
+    if bad == "glue":
+        glue = cola_folder(tmp_path / "glue", "gj04\t1\t\tFine.\ngj04\t1\tToo\tmany\tfields.\n")
+        data = ["--tasks", "cola", "--data-dir", str(glue)]
+    assert message in refused(small_grid(out, tiny_bert, *data), capsys)
+    assert files_of(out) == before and sorted(p.name for p in out.iterdir()) == ["earlier"]
