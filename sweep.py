@@ -34,7 +34,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cmi.runfiles import TrainingError
+from common.errors import TrainingError
 from data.tasks import TASKS, own_task_name
 from harness.cli import Parser, add_training_args, parse_distill_args, parse_train_args, run_main
 from harness.sweeps import (TRAIN_MODES, Run, choose_teacher, expand, finished, num, shard,

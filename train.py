@@ -6,8 +6,8 @@
 (a better teacher for distill.py). See README.md for the flags and the files a run writes.
 """
 from cmi.objectives import CMIObjective, Centroids, FeatureMap, MaskedLM
-from cmi.runfiles import RunFiles
 from harness.cli import parse_train_args, run_main
+from harness.runfiles import RunFiles
 from harness.training import Job, check_fits, check_head, load_data, name_labels, setup, task_of, train_model
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError, resolve

@@ -1,9 +1,8 @@
-"""The training loop that train.py and distill.py share, and the files a run writes.
+"""The training loop that train.py and distill.py share.
 
 It takes the model, the batches and the objective as arguments and knows nothing of BERT or GLUE:
 `forward(batch)` runs the model, `objective(forward, batch)` gives the loss, `evaluate()` gives the dev
-metrics. Every file is written atomically (temporary file in the same folder, fsync, rename), so a run
-killed at any instant leaves the old or the new version of each file, never a torn one.
+metrics; the run's files are written through the `run` that `fit` is handed (harness.runfiles.RunFiles).
 """
 import json
 import math
@@ -17,7 +16,7 @@ from tqdm import tqdm
 
 from cmi.core import CMIStats
 from cmi.distributed import all_reduce, rank, world_size
-from cmi.runfiles import RunFiles, TrainingError, provenance, rng_states, set_rng_state
+from common.errors import TrainingError
 
 
 # -----------------------------------------------------------------------------
@@ -196,10 +195,6 @@ def predict(forward, model, batches, features, num_classes: int, num_examples: i
 
 
 # -----------------------------------------------------------------------------
-# the files of a run
-
-
-# -----------------------------------------------------------------------------
 # the loop
 
 
@@ -225,10 +220,11 @@ class Epochs:
     on_step: Callable[[dict], None] | None = None
 
 
-def fit(step: Step, epochs: Epochs, run: RunFiles) -> dict:
+def fit(step: Step, epochs: Epochs, run) -> dict:
     """Train for `epochs.count` epochs, evaluating after each; keep the best epoch by `epochs.primary` in best/.
     Each metrics.jsonl line holds the record, train_loss and train_K for every value K the objective logs (the
-    epoch's means), the exact train_cmi, the dev metrics and the timings."""
+    epoch's means), the exact train_cmi, the dev metrics and the timings. `run`: the run's files
+    (harness.runfiles.RunFiles), which a killed run resumes from."""
     model, objective = step.model, step.objective
     best, start = None, 1
     with run.started() as ckpt:
@@ -239,10 +235,6 @@ def fit(step: Step, epochs: Epochs, run: RunFiles) -> dict:
             objective.load_state_dict(ckpt["objective"])
             if step.scaler is not None and "scaler" in ckpt:
                 step.scaler.load_state_dict(ckpt["scaler"])
-            if len(ckpt["rng"]) != world_size():
-                raise TrainingError(f"{run.last}: the run was started with {len(ckpt['rng'])} processes, "
-                                    f"resume it with the same number (not {world_size()})")
-            set_rng_state(ckpt["rng"][rank()])
             best, start = ckpt["best"], ckpt["epoch"] + 1
         elif objective.needs_initial_stats:
             objective.refresh(epochs.measure_train())  # eq. (14): the first G, from the initial model
@@ -277,13 +269,12 @@ def fit(step: Step, epochs: Epochs, run: RunFiles) -> dict:
             run.log_epoch(line)
             run.save_checkpoint({
                 "epoch": epoch, "best": best, "model": model.state_dict(), "optimizer": step.optimizer.state_dict(),
-                "scheduler": step.scheduler.state_dict(), "objective": objective.state_dict(), "rng": rng_states(),
+                "scheduler": step.scheduler.state_dict(), "objective": objective.state_dict(),
                 **({"scaler": step.scaler.state_dict()} if step.scaler is not None else {}),
             })
             if rank() == 0:
                 print(json.dumps(line), flush=True)
 
-        results = {"args": run.args, "best_epoch": best["epoch"], **best["metrics"],
-                   "provenance": provenance(next(model.parameters()).device)}
-        run.save_results(results)
+        results = {"args": run.args, "best_epoch": best["epoch"], **best["metrics"]}
+        run.save_results(results, next(model.parameters()).device)
         return results

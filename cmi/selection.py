@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cmi.runfiles import TrainingError
+from common.errors import TrainingError
 
 
 @dataclass

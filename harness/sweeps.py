@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cmi.runfiles import TrainingError
 from cmi.selection import select_teacher
+from common.errors import TrainingError
 from data.tasks import TASKS, primary_metric
 
 TRAIN_MODES = ("ce", "min", "max")

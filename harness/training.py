@@ -20,13 +20,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from cmi.distributed import rank, world_size
 from cmi.loop import Epochs, Step, autocast_context, fit, linear_schedule, make_optimizer, predict
-from cmi.runfiles import RunFiles
 from cmi.objectives import FeatureMap, Objective
 from data.batching import batch_width, collate, eval_batches, num_train_batches, train_batches
 from data.loading import Examples, load_file, load_split, subset
 from data.metrics import compute_metrics
 from data.tasks import DataError, Task, file_task, get_task, metric_suffix
 from data.tokenization import Encoded, encode, load_tokenizer
+from harness.runfiles import RunFiles
 from models.checkpoint import CheckpointError, read_json
 from models.unpadded import real_tokens
 

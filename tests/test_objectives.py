@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from cmi.core import class_centroids, conditional_mutual_information, feature_distribution
 from cmi.loop import Epochs, Step, fit, linear_schedule, make_optimizer, predict
-from cmi.runfiles import RunFiles
 from cmi.objectives import CMIObjective, Centroids, DistillationObjective, FeatureMap, MaskedLM, kd_loss, mask_tokens
+from harness.runfiles import RunFiles
 from tests.tiny import TinyClassifier, forward_of, synthetic_batches
 
 FEATURES = FeatureMap("pooled", tau=1.0)

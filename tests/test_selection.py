@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from cmi.runfiles import TrainingError
 from cmi.selection import select_teacher
+from common.errors import TrainingError
 
 
 def fake_run(sweep, name, mode="max", task="cola", best=True, **metrics):
