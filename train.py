@@ -5,7 +5,7 @@
 --mode ce is plain fine-tuning, min adds +lambda * CMI (a better standalone model), max adds -lambda * CMI
 (a better teacher for distill.py). See README.md for the flags and the files a run writes.
 """
-from cmi.objectives import CMIObjective, Centroids, FeatureMap, MaskedLM
+from cmi.objectives import CENTROIDS, CMIObjective, FeatureMap, MaskedLM
 from harness.cli import parse_train_args, run_main
 from harness.runfiles import RunFiles
 from harness.training import Job, check_fits, check_head, load_data, name_labels, setup, task_of, train_model
@@ -42,7 +42,7 @@ def main(argv=None) -> None:
             token = data.tokenizer.token_to_id
             mlm = MaskedLM(args.gamma, model.mlm_logits, token("[MASK]"), model.config.vocab_size,
                            tuple(token(t) for t in ("[CLS]", "[SEP]", "[PAD]")))
-        centroids = Centroids(args.centroids, task.num_labels, model.config.hidden_size, runtime.device)
+        centroids = CENTROIDS[args.centroids](task.num_labels, model.config.hidden_size, runtime.device)
         objective = CMIObjective(args.mode, args.lam, task.num_labels, centroids, features, args.cmi_scale,
                                  args.cmi_weighting, mlm)
 

@@ -15,7 +15,7 @@ WEIGHTINGS = ("true", "balanced", "eq12")
 def feature_distribution(h: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
     """f_x = softmax(h_s / tau) over the d feature dimensions: (N, d) -> (N, d), rows sum to 1.
 
-    tau = 1 is the paper; tau < 1 sharpens f_x so the CMI term matters (an extension, see DESIGN.md)."""
+    tau = 1 is the paper; tau < 1 sharpens f_x so the CMI term matters (an extension, see docs/design.md)."""
     return F.softmax(_full(h) / tau, dim=-1)
 
 
