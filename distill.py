@@ -25,9 +25,9 @@ from models.distilbert import DistilBertForSequenceClassification
 from models.student import distilbert_from_bert
 
 
-def choose_teacher(args, task: Task) -> argparse.Namespace:
-    """--teacher-sweep: the arguments with --teacher set to the chosen run's best/, and why in teacher_selection
-    (recorded in args.json and results.json)."""
+def with_teacher_from_sweep(args, task: Task) -> argparse.Namespace:
+    """The arguments with --teacher set to the best/ of the max-CMI run chosen from --teacher-sweep
+    (cmi.selection), and why in teacher_selection (recorded in args.json and results.json)."""
     selection = select_teacher(args.teacher_sweep, task.name, task.primary_metric)
     for note in selection.notes:
         print(f"note: {note}")
@@ -58,7 +58,7 @@ def main(argv=None) -> None:
     task = task_of(args)
     # setup: the teacher is chosen before the run folder is claimed, so that args.json records which
     if args.teacher_sweep:
-        args = choose_teacher(args, task)
+        args = with_teacher_from_sweep(args, task)
     with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last) as run:
         runtime = setup(args)
 

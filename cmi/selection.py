@@ -1,8 +1,10 @@
-"""Teacher selection: among the max-CMI runs of a task, the one with the highest ratio of its dev metric to its
-dev CMI, as the paper picks its teachers: one that classifies well with widely spread feature clusters.
-In practice the dev metrics of the candidates differ by a few points while their dev CMIs differ by factors, so
-the rule picks the run with the lowest dev CMI, which is usually the one with the smallest lambda: the weakest
-max-CMI term, not the strongest.
+"""Teacher selection, the one place where a teacher is chosen from a folder of finished runs (distill.py
+--teacher-sweep, sweep.py's students). The max-CMI teacher is the run with the highest ratio of its dev metric to
+its dev CMI, as the paper picks its teachers: one that classifies well with widely spread feature clusters. In
+practice the dev metrics of the candidates differ by a few points while their dev CMIs differ by factors, so the
+rule picks the run with the lowest dev CMI, which is usually the one with the smallest lambda: the weakest max-CMI
+term, not the strongest. The CE teacher, the baseline it is compared with, is the ce run with the highest dev
+metric.
 
 A sweep folder holds one run per sub-folder, each as train.py writes it: results.json (the arguments, the best
 epoch and that epoch's dev metrics, eval_cmi among them) and best/ (the model of that epoch).
@@ -13,12 +15,11 @@ from pathlib import Path
 
 from common.errors import TrainingError
 
-
 @dataclass
 class Candidate:
     run: Path
     metric: float  # the task's primary dev metric at the best epoch
-    eval_cmi: float  # the dev CMI at the same epoch
+    eval_cmi: float | None  # the dev CMI at the same epoch
     args: dict
 
     @property
@@ -29,33 +30,43 @@ class Candidate:
     def best(self) -> Path:
         return self.run / "best"
 
+    def score(self, kind: str) -> float:
+        """What a teacher of `kind` is chosen by: max, the ratio of the dev metric to the dev CMI; ce, the metric."""
+        return self.ratio if kind == "max" else self.metric
+
 
 @dataclass
 class Selection:
     chosen: Candidate
-    candidates: list[Candidate]  # every usable max-CMI run of the task, best ratio first
+    candidates: list[Candidate]  # every usable run of the kind, best first
     notes: list[str] = field(default_factory=list)  # runs left out, ties: one line each
+    kind: str = "max"
+    metric: str = ""  # the name of the dev metric
 
     def summary(self) -> str:
         c = self.chosen
+        if self.kind == "ce":
+            return f"teacher {c.best}: dev {self.metric} {c.metric:.4g}, the highest of {len(self.candidates)} ce runs"
         return (f"teacher {c.best}: {c.metric:.4g} / eval_cmi {c.eval_cmi:.4g} = ratio {c.ratio:.4g}, "
                 f"the highest of {len(self.candidates)} max-CMI runs")
 
 
-def select_teacher(sweep: str | Path, task: str, metric: str, need_model: bool = True) -> Selection:
-    """The run under `sweep` with args.mode == "max", args.task == `task` and the highest
-    results[metric] / results["eval_cmi"]. Runs without results.json or (need_model: a teacher to distil from)
-    best/, with an unreadable results.json, or whose metric is missing or CMI is not positive (the ratio means
-    nothing) are left out with a note; a tie goes to the first run by folder name, also noted. TrainingError
-    (one line) when no run is usable. need_model=False: which run the rule picks, from the run files alone (a
-    committed study keeps no best/)."""
-    sweep = Path(sweep)
+def select_teacher(sweep: str | Path, task: str, metric: str, need_model: bool = True, *, kind: str = "max",
+                   read: dict[Path, dict] | None = None) -> Selection:
+    """The run under `sweep` with args.mode == `kind` and args.task == `task` and the highest
+    results[metric] / results["eval_cmi"] (kind max) or results[metric] (kind ce). Runs without results.json or
+    (need_model: a teacher to distil from) best/, with an unreadable results.json, or whose metric is missing or
+    (max) CMI is not positive (the ratio means nothing) are left out with a note; a tie goes to the first run by
+    folder name, also noted. TrainingError (one line) when no run is usable. need_model=False: which run the rule
+    picks, from the run files alone (a committed study keeps no best/). `read`: the results.json of runs already
+    read (a report's), by resolved folder; the others are read here."""
+    sweep, read, label = Path(sweep), read or {}, "max-CMI" if kind == "max" else kind
     if not sweep.is_dir():
         raise TrainingError(f"--teacher-sweep {sweep}: not a folder")
     candidates, notes = [], []
     for run in sorted(p for p in sweep.iterdir() if p.is_dir()):
         try:
-            results = json.loads((run / "results.json").read_text())
+            results = read.get(run.resolve()) or json.loads((run / "results.json").read_text())
         except FileNotFoundError:
             notes.append(f"{run.name}: skipped, no results.json (an unfinished run?)")
             continue
@@ -63,22 +74,25 @@ def select_teacher(sweep: str | Path, task: str, metric: str, need_model: bool =
             notes.append(f"{run.name}: skipped, results.json is not valid JSON ({e})")
             continue
         args = results.get("args") or {}
-        if args.get("mode") != "max" or args.get("task") != task:
+        if args.get("mode") != kind or args.get("task") != task:
             continue  # another task or another objective: not a candidate, nothing to report
         value, cmi = results.get(metric), results.get("eval_cmi")
-        if not isinstance(value, (int, float)) or not isinstance(cmi, (int, float)):
-            notes.append(f"{run.name}: skipped, results.json lacks {metric!r} or 'eval_cmi'")
-        elif not cmi > 0:
+        needed = (metric, "eval_cmi") if kind == "max" else (metric,)
+        if not all(isinstance(results.get(k), (int, float)) for k in needed):
+            notes.append(f"{run.name}: skipped, results.json lacks {' or '.join(map(repr, needed))}")
+        elif kind == "max" and not cmi > 0:
             notes.append(f"{run.name}: skipped, eval_cmi is {cmi}, so {metric} / eval_cmi is undefined")
         elif need_model and not (run / "best").is_dir():
             notes.append(f"{run.name}: skipped, no best/ folder")
         else:
-            candidates.append(Candidate(run, float(value), float(cmi), args))
+            candidates.append(Candidate(run, float(value), cmi, args))
     if not candidates:
         detail = "; ".join(notes) if notes else "no sub-folder holds one"
-        raise TrainingError(f"--teacher-sweep {sweep}: no usable max-CMI run of task {task} ({detail})")
-    candidates.sort(key=lambda c: -c.ratio)  # stable: equal ratios keep the folder-name order
-    tied = [c.run.name for c in candidates if c.ratio == candidates[0].ratio]
+        raise TrainingError(f"--teacher-sweep {sweep}: no usable {label} run of task {task} ({detail})")
+    candidates.sort(key=lambda c: -c.score(kind))  # stable: equal scores keep the folder-name order
+    top = candidates[0].score(kind)
+    tied = [c.run.name for c in candidates if c.score(kind) == top]
     if len(tied) > 1:
-        notes.append(f"runs {', '.join(tied)} tie at ratio {candidates[0].ratio:.4g}: took {tied[0]}, the first by name")
-    return Selection(candidates[0], candidates, notes)
+        notes.append(f"runs {', '.join(tied)} tie at {'ratio' if kind == 'max' else metric} {top:.4g}: took {tied[0]}, "
+                     "the first by name")
+    return Selection(candidates[0], candidates, notes, kind, metric)

@@ -1,5 +1,5 @@
 """The grid of runs behind Tables I and II: each run's settings and folder (TASK/GROUP/SETTING-seedS), its
-results, and the teachers chosen from finished runs. sweep.py runs the grid; report.py reads it back. TASK is
+results, and the runs a student's teacher is chosen from. sweep.py runs the grid; report.py reads it back. TASK is
 a GLUE task, or the user's own data named after its training file (train.py --train-file)."""
 import itertools
 import json
@@ -7,9 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cmi.selection import select_teacher
 from common.errors import TrainingError
-from data.tasks import TASKS, primary_metric
+from data.tasks import TASKS
 
 TRAIN_MODES = ("ce", "min", "max")
 TEACHERS = ("ce", "max")  # the kinds of teacher a student is distilled from
@@ -136,27 +135,7 @@ def teacher_runs(student: Run, grid: list[Run]) -> list[Run]:
     return [r for r in grid if not r.is_student and r.task == student.task and r.mode == student.teacher]
 
 
-def best_ce_run(folder: Path, metric: str) -> Path:
-    """The CE teacher: of the finished runs in `folder` (TASK/ce), the one with the highest dev metric
-    (ties: the first by name)."""
-    runs = sorted(p.parent for p in folder.glob("*/results.json"))
-    if not runs:
-        raise TrainingError(f"{folder}: no finished ce run to be the teacher")
-    return highest(metric, {run: results_of(run) for run in runs})
-
-
 def highest(metric: str, results: dict[Path, dict]) -> Path:
-    """The run (folder -> its results.json) with the highest dev metric; ties: the first by name."""
+    """The run (folder -> its results.json) with the highest dev metric; ties: the first by name (the CE
+    teacher's rule of cmi.selection.select_teacher, on results already read)."""
     return max(sorted(results), key=lambda run: results[run][metric])
-
-
-def choose_teacher(task: str, kind: str, out: Path, own_files: bool = False) -> tuple[Path, str]:
-    """The teacher run of `kind` for the task's students, among the finished runs in out/TASK/KIND, and why:
-    ce, the highest dev metric; max, the highest dev metric / dev CMI (cmi.selection, as distill.py
-    --teacher-sweep chooses). The report makes the same choice from the same folders."""
-    metric = primary_metric(task, own_files)
-    if kind == "ce":
-        run = best_ce_run(out / task / "ce", metric)
-        return run, f"dev {metric} {results_of(run)[metric]:.4g}, the highest of the ce runs"
-    selection = select_teacher(out / task / "max", task, metric)
-    return selection.chosen.run, selection.summary()
