@@ -180,9 +180,10 @@ def train_epoch(step: "Step", batches, desc: str, log_every: int = 10, on_log=No
 
 @dataclass
 class Step:
-    """The parts of one optimisation step. `model` is the uncompiled module (saved, checkpointed); `forward`
-    may run a compiled or DDP-wrapped version of it; `ctx` is the autocast context, entered every step;
-    `accum`: the batch of a step is computed in this many chunks (gradient accumulation, for memory)."""
+    """The parts of one optimisation step. `model` is the uncompiled module (saved, checkpointed); `forward(batch)`
+    runs it, or a compiled or DDP-wrapped version of it, on the batch fields it takes (harness.training.forward_of);
+    `objective(forward, batch) -> (terms, logs)` (cmi.objectives); `ctx` is the autocast context, entered every
+    step; `accum`: the batch of a step is computed in this many chunks (gradient accumulation, for memory)."""
 
     forward: Callable
     model: torch.nn.Module
