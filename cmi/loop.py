@@ -170,7 +170,8 @@ def train_epoch(step: "Step", batches, desc: str, log_every: int = 10, on_log=No
                            "lr": step.scheduler.get_last_lr()[0], "grad_norm": norm if math.isfinite(norm) else None})
     # the means over the samples of every process: one all-reduce of the sums and the count
     keys = sorted(totals)
-    sums = all_reduce(torch.stack([totals[k] for k in keys] + [torch.tensor(seen, dtype=torch.float64, device=loss.device)]))
+    count = torch.tensor(seen, dtype=torch.float64, device=loss.device)
+    sums = all_reduce(torch.stack([totals[k] for k in keys] + [count]))
     return {k: (sums[i] / sums[-1]).item() for i, k in enumerate(keys)}, int(sums[-1])
 
 
