@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from cmi.loop import Step, make_optimizer, predict, train_epoch, train_step
-from cmi.objectives import CMIObjective, Centroids, DistillationObjective, FeatureMap
+from cmi.objectives import CMIObjective, DistillationObjective, EpochCentroids, FeatureMap
 from data.batching import eval_batches, num_train_batches, padding_fraction, train_batches
 from data.loading import load_split
 from data.tasks import TASKS, get_task
@@ -289,14 +289,14 @@ def bench_cmi(args, preset, ours, variants, batch, runtime: Runtime) -> list[dic
     device, ctx = runtime.device, runtime.ctx
     C, d = ours.config.num_labels, ours.classifier.in_features
     features = FeatureMap()
-    objectives = {mode: CMIObjective(mode, train_defaults().lam, C, Centroids("epoch", C, d, device), features)
+    objectives = {mode: CMIObjective(mode, train_defaults().lam, C, EpochCentroids(C, d, device), features)
                   for mode in ("ce", "min")}
     rows = []
     for mode in variants:
         torch._dynamo.reset()
         c = Contender(ours, device, ctx, mode, unpad=runtime.unpad)
         stats = predict(c.forward, ours, [batch], features, C, len(batch["labels"]), ctx=ctx)[1]
-        objectives["min"].refresh(stats)  # the `epoch` policy's G: class means of f_x under the current model
+        objectives["min"].centroids.refresh(stats)  # the `epoch` policy's G: class means of f_x under the current model
         with ctx:
             out = c.forward(batch)
         leaves = type(out)(*(t.detach().clone().requires_grad_() for t in out))  # a copy: CUDA graphs reuse theirs

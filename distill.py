@@ -11,12 +11,13 @@ import argparse
 from pathlib import Path
 
 from cmi.loop import predict
-from cmi.runfiles import RunFiles, TrainingError
 from cmi.objectives import DistillationObjective, FeatureMap
 from cmi.selection import select_teacher
+from common.errors import TrainingError
 from data.tasks import Task
 from data.tokenization import load_tokenizer
 from harness.cli import parse_distill_args, run_main
+from harness.runfiles import RunFiles
 from harness.training import (Job, align_head, check_fits, check_head, eval_pass, forward_of, load_data,
                               name_labels, setup, task_of, train_model)
 from models.bert import BertForSequenceClassification

@@ -19,13 +19,13 @@ import numpy as np
 
 from cmi.loop import predict
 from cmi.objectives import FEATURES, FeatureMap
-from cmi.runfiles import to_json
 from common.files import write_file
 from data.loading import Examples, load_file, load_split, load_test, test_files
 from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, file_task, get_task, metric_suffix
 from data.tokenization import encode, load_tokenizer
 from harness.cli import Parser, add_file_args, add_padded_arg, check_ranges, run_main
+from harness.runfiles import to_json
 from harness.training import align_head, check_fits, check_head, eval_pass, forward_of, setup
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError, read_json, resolve

@@ -37,12 +37,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cmi.runfiles import TrainingError, differences
-from data.tasks import TASKS, own_task_name
+from cmi.selection import select_teacher
+from common.errors import TrainingError
+from data.tasks import TASKS, own_task_name, primary_metric
 from harness.cli import Parser, add_training_args, parse_distill_args, parse_train_args, run_main
+from harness.runfiles import differences
+from harness.sweeps import TRAIN_MODES, Run, expand, finished, num, shard, teacher_runs
 from harness.training import check_data
-from harness.sweeps import (TRAIN_MODES, Run, choose_teacher, expand, finished, num, shard,
-                            teacher_runs)
 
 ROOT = Path(__file__).resolve().parent
 STAGES = ("train", "distill", "all")
@@ -71,10 +72,11 @@ class Teachers:
             if waiting:
                 raise NotReady(f"waiting for {len(waiting)} of {len(candidates)} {student.teacher} teacher runs "
                                f"(e.g. {waiting[0]}); run the sweep again once they are finished")
-            run, why = choose_teacher(student.task, student.teacher, self.out, self.own_files)
-            print(f"{student.task}: the {student.teacher} teacher is {run.relative_to(self.out)}: {why}",
-                  file=sys.stderr)
-            self.chosen[key] = run
+            selection = select_teacher(self.out / student.task / student.teacher, student.task,
+                                       primary_metric(student.task, self.own_files), kind=student.teacher)
+            self.chosen[key] = selection.chosen.run
+            print(f"{student.task}: the {student.teacher} teacher is {selection.chosen.run.relative_to(self.out)}: "
+                  f"{selection.summary()}", file=sys.stderr)
         return self.chosen[key] / "best"
 
 

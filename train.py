@@ -5,9 +5,9 @@
 --mode ce is plain fine-tuning, min adds +lambda * CMI (a better standalone model), max adds -lambda * CMI
 (a better teacher for distill.py). The options are below; the files a run writes: docs/usage.md.
 """
-from cmi.objectives import CMIObjective, Centroids, FeatureMap, MaskedLM
-from cmi.runfiles import RunFiles
+from cmi.objectives import CENTROIDS, CMIObjective, FeatureMap, MaskedLM
 from harness.cli import parse_train_args, run_main
+from harness.runfiles import RunFiles
 from harness.training import (Job, align_head, check_fits, check_head, load_data, name_labels, setup, task_of,
                               train_model)
 from models.bert import BertForSequenceClassification
@@ -44,7 +44,7 @@ def main(argv=None) -> None:
             token = data.tokenizer.token_to_id
             mlm = MaskedLM(args.gamma, model.mlm_logits, token("[MASK]"), model.config.vocab_size,
                            tuple(token(t) for t in ("[CLS]", "[SEP]", "[PAD]")))
-        centroids = Centroids(args.centroids, task.num_labels, model.config.hidden_size, runtime.device)
+        centroids = CENTROIDS[args.centroids](task.num_labels, model.config.hidden_size, runtime.device)
         objective = CMIObjective(args.mode, args.lam, task.num_labels, centroids, features, args.cmi_scale,
                                  args.cmi_weighting, mlm)
 

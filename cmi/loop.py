@@ -1,10 +1,10 @@
-"""The training loop that train.py and distill.py share: the optimiser and its schedule, one optimisation step,
-one epoch, an inference pass, and `fit`, the epochs of eq. (14) with what the run records after each (a metrics
-line, the best model, a checkpoint).
+"""The training loop that train.py and distill.py share: epochs of the alternating step of eq. (14) (`fit`), one
+optimisation step (`train_step`: forward and loss, backward, clipping, AdamW, the schedule), and an eval-mode pass
+(`predict`).
 
 It takes the model, the batches and the objective as arguments and knows nothing of BERT or GLUE:
-`forward(batch)` runs the model, `objective(forward, batch)` gives the loss, `evaluate()` gives the dev
-metrics. How the run's files are written (atomically, under a lock, resumable) is cmi.runfiles's.
+`forward(batch)` runs the model, `objective(forward, batch)` gives the loss's terms, `evaluate()` gives the dev
+metrics; the run's files are written through the `run` that `fit` is handed (harness.runfiles.RunFiles).
 """
 import json
 import math
@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from cmi.core import CMIStats
 from cmi.distributed import all_reduce, rank, world_size
-from cmi.runfiles import RunFiles, TrainingError, provenance, rng_states, set_rng_state
+from common.errors import TrainingError
 
 
 # -----------------------------------------------------------------------------
@@ -52,7 +52,182 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
 
 
 # -----------------------------------------------------------------------------
-# one epoch of training, one pass of inference
+# the loop: epochs of eq. (14)
+
+
+@dataclass
+class Epochs:
+    """What `fit` does around the steps of each epoch, and how many epochs.
+
+    batches(epoch) -> the epoch's training batches (a sized iterable, same order for the same epoch);
+    measure_train() -> CMIStats of the training set under the current model (an eval-mode pass);
+    evaluate() -> the dev metrics by name, including `primary` and `eval_cmi`;
+    record: the constant fields of every metrics.jsonl line (task, mode, lam, seed, ...);
+    weighting: how train_cmi weighs the classes (cmi.core.WEIGHTINGS);
+    log_every: steps between the lines of steps.jsonl; on_step(line), if given, sees each of them too."""
+
+    count: int
+    batches: Callable[[int], Iterable]
+    measure_train: Callable[[], CMIStats]
+    evaluate: Callable[[], dict]
+    primary: str
+    record: dict = field(default_factory=dict)
+    weighting: str = "true"
+    log_every: int = 10
+    on_step: Callable[[dict], None] | None = None
+
+
+def fit(step: "Step", epochs: Epochs, run) -> dict:
+    """Train for `epochs.count` epochs, evaluating after each; keep the best epoch by `epochs.primary` in best/.
+    Each metrics.jsonl line holds the record, train_loss and train_K for every value K the objective logs (the
+    epoch's means), the exact train_cmi, the dev metrics and the timings. `run`: the run's files
+    (harness.runfiles.RunFiles), which a killed run resumes from."""
+    model, centroids = step.model, step.objective.centroids  # G of eq. (14); None without a CMI term
+    best, start = None, 1
+    with run.started() as ckpt:
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            step.optimizer.load_state_dict(ckpt["optimizer"])
+            step.scheduler.load_state_dict(ckpt["scheduler"])
+            if centroids is not None:
+                centroids.load_state_dict(ckpt["objective"])
+            if step.scaler is not None and "scaler" in ckpt:
+                step.scaler.load_state_dict(ckpt["scaler"])
+            best, start = ckpt["best"], ckpt["epoch"] + 1
+        elif centroids is not None and centroids.needs_initial_stats:
+            centroids.refresh(epochs.measure_train())  # eq. (14): the first G, from the initial model
+
+        for epoch in range(start, epochs.count + 1):
+            t0 = time.perf_counter()
+            batches = epochs.batches(epoch)
+
+            def on_log(i, values, epoch=epoch, steps=len(batches)):
+                line = {"epoch": epoch, "step": (epoch - 1) * steps + i, **values}
+                run.log_step(line)
+                if epochs.on_step is not None and rank() == 0:
+                    epochs.on_step({**line, "epoch_steps": steps, "seconds": time.perf_counter() - t0})
+
+            # eq. (14), first line: G fixed, the parameters take an epoch of steps against it
+            means, seen = train_epoch(step, batches, f"epoch {epoch}/{epochs.count}", epochs.log_every, on_log)
+            seconds = time.perf_counter() - t0
+            # eq. (14), second line: G = the class means of f_x under the new parameters (the policy says how)
+            train_stats = epochs.measure_train()  # the exact train CMI of the epoch, too
+            if centroids is not None:
+                centroids.refresh(train_stats)
+
+            metrics = epochs.evaluate()
+            line = {"epoch": epoch, **epochs.record, **{f"train_{k}": v for k, v in means.items()},
+                    "train_cmi": train_stats.cmi(epochs.weighting), **metrics,
+                    "epoch_seconds": seconds, "samples_per_s": seen / seconds}
+            bad = [k for k, v in line.items() if isinstance(v, float) and not math.isfinite(v)]
+            if bad:  # never save a broken model as the best, nor write NaN into a JSON file
+                raise TrainingError(f"epoch {epoch}: {', '.join(bad)} not finite (a learning rate too high?); "
+                                    "the model is not saved, the last checkpoint of the run is intact")
+            if best is None or metrics[epochs.primary] > best["metrics"][epochs.primary]:
+                run.save_best(model)
+                best = {"epoch": epoch, "metrics": metrics}
+            run.log_epoch(line)
+            run.save_checkpoint({
+                "epoch": epoch, "best": best, "model": model.state_dict(), "optimizer": step.optimizer.state_dict(),
+                "scheduler": step.scheduler.state_dict(),
+                "objective": {} if centroids is None else centroids.state_dict(),
+                **({"scaler": step.scaler.state_dict()} if step.scaler is not None else {}),
+            })
+            if rank() == 0:
+                print(json.dumps(line), flush=True)
+
+        results = {"args": run.args, "best_epoch": best["epoch"], **best["metrics"]}
+        run.save_results(results, next(model.parameters()).device)
+        return results
+
+
+def train_epoch(step: "Step", batches, desc: str, log_every: int = 10, on_log=None) -> tuple[dict, int]:
+    """One pass over `batches` taking a step per batch. Returns ({"loss": mean loss, and the mean of every
+    value the objective logs, e.g. "ce"}, number of samples); means are over samples.
+
+    Loss values stay on the device and are read back only every `log_every` steps (a read is a device sync);
+    a non-finite loss raises TrainingError before the corrupted weights can be saved. There, `on_log(i, values)`
+    gets the step number in the epoch and that step's values: loss, the objective's logs, lr, grad_norm."""
+    step.model.train()
+    totals, seen = {}, 0
+    bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None if rank() == 0 else True)
+    for i, batch in enumerate(bar, 1):
+        loss, logs, grad_norm = train_step(step, batch)
+        n = len(batch["labels"])
+        for k, v in {"loss": loss, **logs}.items():
+            totals[k] = totals.get(k, 0.0) + v.detach().double() * n
+        seen += n
+        if i % log_every == 0 or i == len(batches):
+            # every process reads the same number (the mean over processes), so all of them stop together
+            value = all_reduce(loss.detach().float().reshape(1)).item() / world_size()
+            if not math.isfinite(value):
+                raise TrainingError(f"the loss became {value} at {desc}, step {i}: stopping; "
+                                    "the last checkpoint of the run is intact")
+            bar.set_postfix({k: f"{float(v):.4g}" for k, v in {"loss": value, **logs}.items()})
+            if on_log is not None:
+                norm = float(grad_norm)  # inf: an fp16 step skipped for overflow
+                on_log(i, {"loss": value, **{k: float(v) for k, v in logs.items()},
+                           "lr": step.scheduler.get_last_lr()[0], "grad_norm": norm if math.isfinite(norm) else None})
+    # the means over the samples of every process: one all-reduce of the sums and the count
+    keys = sorted(totals)
+    count = torch.tensor(seen, dtype=torch.float64, device=loss.device)
+    sums = all_reduce(torch.stack([totals[k] for k in keys] + [count]))
+    return {k: (sums[i] / sums[-1]).item() for i, k in enumerate(keys)}, int(sums[-1])
+
+
+# -----------------------------------------------------------------------------
+# one optimisation step
+
+
+@dataclass
+class Step:
+    """The parts of one optimisation step. `model` is the uncompiled module (saved, checkpointed); `forward(batch)`
+    runs it, or a compiled or DDP-wrapped version of it, on the batch fields it takes (harness.training.forward_of);
+    `objective(forward, batch) -> (terms, logs)` (cmi.objectives); `ctx` is the autocast context, entered every
+    step; `accum`: the batch of a step is computed in this many chunks (gradient accumulation, for memory)."""
+
+    forward: Callable
+    model: torch.nn.Module
+    objective: Callable
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ctx: AbstractContextManager = field(default_factory=nullcontext)
+    clip: float = 1.0
+    accum: int = 1
+    scaler: torch.amp.GradScaler | None = None  # fp16: loss scaling
+
+
+def train_step(step: Step, batch: dict) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """One optimisation step: forward and loss (the objective, under `ctx`), backward (each term on its own under
+    autocast: see `backward`), gradient clipping, AdamW, the schedule. Returns the loss and the objective's logs,
+    still on the device (not read back: no sync), and the gradient norm before clipping.
+
+    With `step.accum` > 1 the batch is cut into that many chunks, each backpropagated with its share of the
+    batch mean (its size over the batch's), so the step is that of the whole batch up to float rounding; only
+    the `batch` centroid policy differs, its class means then being the chunk's."""
+    params = [p for p in step.model.parameters() if p.requires_grad]
+    loss, logs, n = 0.0, {}, len(batch["labels"])
+    for chunk in chunks(batch, step.accum):
+        share = len(chunk["labels"]) / n
+        with step.ctx:
+            terms, chunk_logs = step.objective(step.forward, chunk)  # forward, then the loss's terms
+        terms = tuple(share * t for t in terms)
+        scaled = terms if step.scaler is None else tuple(step.scaler.scale(t) for t in terms)
+        backward(scaled, params, separate=isinstance(step.ctx, torch.autocast))
+        loss = loss + sum(terms).detach()
+        logs = {k: logs.get(k, 0.0) + share * v for k, v in chunk_logs.items()}
+    if step.scaler is not None:
+        step.scaler.unscale_(step.optimizer)  # the true gradients, for clipping and the logged norm
+    grad_norm = (torch.nn.utils.clip_grad_norm_(params, step.clip, foreach=True) if step.clip else
+                 torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True))
+    if step.scaler is None:
+        step.optimizer.step()
+    else:  # skips the step if the scaled gradients overflowed (grad_norm inf), and adapts the scale
+        step.scaler.step(step.optimizer)
+        step.scaler.update()
+    step.scheduler.step()
+    step.optimizer.zero_grad(set_to_none=True)
+    return loss, logs, grad_norm
 
 
 def backward(terms: tuple[torch.Tensor, ...], params: list[torch.nn.Parameter], separate: bool) -> None:
@@ -78,57 +253,6 @@ def backward(terms: tuple[torch.Tensor, ...], params: list[torch.nn.Parameter], 
                 p.grad = g if p.grad is None else p.grad.add_(g)
 
 
-@dataclass
-class Step:
-    """The parts of one optimisation step. `model` is the uncompiled module (saved, checkpointed); `forward`
-    may run a compiled or DDP-wrapped version of it; `ctx` is the autocast context, entered every step;
-    `accum`: the batch of a step is computed in this many chunks (gradient accumulation, for memory)."""
-
-    forward: Callable
-    model: torch.nn.Module
-    objective: Callable
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    ctx: AbstractContextManager = field(default_factory=nullcontext)
-    clip: float = 1.0
-    accum: int = 1
-    scaler: torch.amp.GradScaler | None = None  # fp16: loss scaling
-    grad_norm: torch.Tensor | None = None  # the last step's gradient norm before clipping, for the logs
-
-
-def train_step(step: Step, batch: dict) -> tuple[torch.Tensor, dict]:
-    """One optimisation step: the loss under `ctx`, backward (each term on its own under autocast: see
-    `backward`), gradient clipping, AdamW, the schedule. Returns the loss, still on the device (not read back:
-    no sync), and the objective's logs.
-
-    With `step.accum` > 1 the batch is cut into that many chunks, each backpropagated with its share of the
-    batch mean (its size over the batch's), so the step is that of the whole batch up to float rounding; only
-    the `batch` centroid policy differs, its class means then being the chunk's."""
-    params = [p for p in step.model.parameters() if p.requires_grad]
-    loss, logs, n = 0.0, {}, len(batch["labels"])
-    for chunk in chunks(batch, step.accum):
-        share = len(chunk["labels"]) / n
-        with step.ctx:
-            terms, chunk_logs = step.objective(step.forward, chunk)
-        terms = tuple(share * t for t in terms)
-        scaled = terms if step.scaler is None else tuple(step.scaler.scale(t) for t in terms)
-        backward(scaled, params, separate=isinstance(step.ctx, torch.autocast))
-        loss = loss + sum(terms).detach()
-        logs = {k: logs.get(k, 0.0) + share * v for k, v in chunk_logs.items()}
-    if step.scaler is not None:
-        step.scaler.unscale_(step.optimizer)  # the true gradients, for clipping and the logged norm
-    step.grad_norm = (torch.nn.utils.clip_grad_norm_(params, step.clip, foreach=True) if step.clip else
-                      torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True))
-    if step.scaler is None:
-        step.optimizer.step()
-    else:  # skips the step if the scaled gradients overflowed, and adapts the scale
-        step.scaler.step(step.optimizer)
-        step.scaler.update()
-    step.scheduler.step()
-    step.optimizer.zero_grad(set_to_none=True)
-    return loss, logs
-
-
 def chunks(batch: dict, k: int) -> list[dict]:
     """The batch cut into k consecutive chunks of examples (every field along its first dimension)."""
     if k == 1:
@@ -137,37 +261,8 @@ def chunks(batch: dict, k: int) -> list[dict]:
     return [{name: parts[name][i] for name in batch} for i in range(k) if len(parts["labels"][i])]
 
 
-def train_epoch(step: Step, batches, desc: str, log_every: int = 10, on_log=None) -> tuple[dict, int]:
-    """One pass over `batches` taking a step per batch. Returns ({"loss": mean loss, and the mean of every
-    value the objective logs, e.g. "ce"}, number of samples); means are over samples.
-
-    Loss values stay on the device and are read back only every `log_every` steps (a read is a device sync);
-    a non-finite loss raises TrainingError before the corrupted weights can be saved. There, `on_log(i, values)`
-    gets the step number in the epoch and that step's values: loss, the objective's logs, lr, grad_norm."""
-    step.model.train()
-    totals, seen = {}, 0
-    bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None if rank() == 0 else True)
-    for i, batch in enumerate(bar, 1):
-        loss, logs = train_step(step, batch)
-        n = len(batch["labels"])
-        for k, v in {"loss": loss, **logs}.items():
-            totals[k] = totals.get(k, 0.0) + v.detach().double() * n
-        seen += n
-        if i % log_every == 0 or i == len(batches):
-            # every process reads the same number (the mean over processes), so all of them stop together
-            value = all_reduce(loss.detach().float().reshape(1)).item() / world_size()
-            if not math.isfinite(value):
-                raise TrainingError(f"the loss became {value} at {desc}, step {i}: stopping; "
-                                    "the last checkpoint of the run is intact")
-            bar.set_postfix({k: f"{float(v):.4g}" for k, v in {"loss": value, **logs}.items()})
-            if on_log is not None:
-                norm = float(step.grad_norm)  # inf: an fp16 step skipped for overflow
-                on_log(i, {"loss": value, **{k: float(v) for k, v in logs.items()},
-                           "lr": step.scheduler.get_last_lr()[0], "grad_norm": norm if math.isfinite(norm) else None})
-    # the means over the samples of every process: one all-reduce of the sums and the count
-    keys = sorted(totals)
-    sums = all_reduce(torch.stack([totals[k] for k in keys] + [torch.tensor(seen, dtype=torch.float64, device=loss.device)]))
-    return {k: (sums[i] / sums[-1]).item() for i, k in enumerate(keys)}, int(sums[-1])
+# -----------------------------------------------------------------------------
+# inference
 
 
 @torch.no_grad()
@@ -195,97 +290,3 @@ def predict(forward, model, batches, features, num_classes: int, num_examples: i
         raise TrainingError(f"{desc}: the model's outputs are not finite (a learning rate too high?); "
                             "the model is not saved, the last checkpoint of the run is intact")
     return logits, stats
-
-
-# -----------------------------------------------------------------------------
-# the files of a run
-
-
-# -----------------------------------------------------------------------------
-# the loop
-
-
-@dataclass
-class Epochs:
-    """What `fit` does around the steps of each epoch, and how many epochs.
-
-    batches(epoch) -> the epoch's training batches (a sized iterable, same order for the same epoch);
-    measure_train() -> CMIStats of the training set under the current model (an eval-mode pass);
-    evaluate() -> the dev metrics by name, including `primary` and `eval_cmi`;
-    record: the constant fields of every metrics.jsonl line (task, mode, lam, seed, ...);
-    weighting: how train_cmi weighs the classes (cmi.core.WEIGHTINGS);
-    log_every: steps between the lines of steps.jsonl; on_step(line), if given, sees each of them too."""
-
-    count: int
-    batches: Callable[[int], Iterable]
-    measure_train: Callable[[], CMIStats]
-    evaluate: Callable[[], dict]
-    primary: str
-    record: dict = field(default_factory=dict)
-    weighting: str = "true"
-    log_every: int = 10
-    on_step: Callable[[dict], None] | None = None
-
-
-def fit(step: Step, epochs: Epochs, run: RunFiles) -> dict:
-    """Train for `epochs.count` epochs, evaluating after each; keep the best epoch by `epochs.primary` in best/.
-    Each metrics.jsonl line holds the record, train_loss and train_K for every value K the objective logs (the
-    epoch's means), the exact train_cmi, the dev metrics and the timings."""
-    model, objective = step.model, step.objective
-    best, start = None, 1
-    with run.started() as ckpt:
-        if ckpt is not None:
-            model.load_state_dict(ckpt["model"])
-            step.optimizer.load_state_dict(ckpt["optimizer"])
-            step.scheduler.load_state_dict(ckpt["scheduler"])
-            objective.load_state_dict(ckpt["objective"])
-            if step.scaler is not None and "scaler" in ckpt:
-                step.scaler.load_state_dict(ckpt["scaler"])
-            if len(ckpt["rng"]) != world_size():
-                raise TrainingError(f"{run.last}: the run was started with {len(ckpt['rng'])} processes, "
-                                    f"resume it with the same number (not {world_size()})")
-            set_rng_state(ckpt["rng"][rank()])
-            best, start = ckpt["best"], ckpt["epoch"] + 1
-        elif objective.needs_initial_stats:
-            objective.refresh(epochs.measure_train())  # eq. (14): the first G, from the initial model
-
-        for epoch in range(start, epochs.count + 1):
-            # eq. (14), first line: G fixed, the parameters take an epoch of steps against it
-            t0 = time.perf_counter()
-            batches = epochs.batches(epoch)
-
-            def on_log(i, values, epoch=epoch, steps=len(batches)):
-                line = {"epoch": epoch, "step": (epoch - 1) * steps + i, **values}
-                run.log_step(line)
-                if epochs.on_step is not None and rank() == 0:
-                    epochs.on_step({**line, "epoch_steps": steps, "seconds": time.perf_counter() - t0})
-
-            means, seen = train_epoch(step, batches, f"epoch {epoch}/{epochs.count}", epochs.log_every, on_log)
-            seconds = time.perf_counter() - t0
-            # eq. (14), second line: G = the class means of f_x under the new parameters (the policy says how)
-            train_stats = epochs.measure_train()  # the exact train CMI of the epoch, too
-            objective.refresh(train_stats)
-            metrics = epochs.evaluate()
-            line = {"epoch": epoch, **epochs.record, **{f"train_{k}": v for k, v in means.items()},
-                    "train_cmi": train_stats.cmi(epochs.weighting), **metrics,
-                    "epoch_seconds": seconds, "samples_per_s": seen / seconds}
-            bad = [k for k, v in line.items() if isinstance(v, float) and not math.isfinite(v)]
-            if bad:  # never save a broken model as the best, nor write NaN into a JSON file
-                raise TrainingError(f"epoch {epoch}: {', '.join(bad)} not finite (a learning rate too high?); "
-                                    "the model is not saved, the last checkpoint of the run is intact")
-            if best is None or metrics[epochs.primary] > best["metrics"][epochs.primary]:
-                run.save_best(model)
-                best = {"epoch": epoch, "metrics": metrics}
-            run.log_epoch(line)
-            run.save_checkpoint({
-                "epoch": epoch, "best": best, "model": model.state_dict(), "optimizer": step.optimizer.state_dict(),
-                "scheduler": step.scheduler.state_dict(), "objective": objective.state_dict(), "rng": rng_states(),
-                **({"scaler": step.scaler.state_dict()} if step.scaler is not None else {}),
-            })
-            if rank() == 0:
-                print(json.dumps(line), flush=True)
-
-        results = {"args": run.args, "best_epoch": best["epoch"], **best["metrics"],
-                   "provenance": provenance(next(model.parameters()).device)}
-        run.save_results(results)
-        return results

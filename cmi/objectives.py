@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from cmi.core import CMIStats, class_centroids, conditional_mutual_information, log_feature_distribution
 
 MODES = ("ce", "min", "max")
-POLICIES = ("epoch", "online", "frozen", "batch")
 FEATURES = ("pooled", "cls")
 SCALES = ("true", "paper")
 
@@ -44,66 +43,99 @@ class FeatureMap:
 
 
 class Centroids:
-    """The dummy centroids G (C, d) of eq. (14) and the policy that refreshes them.
+    """The dummy centroids G (C, d) of eq. (14), which the CMI term of a batch compares its f_x against.
 
-    Between refreshes G is a constant: no gradient ever flows into it, the parameters take steps against a
-    fixed G (eq. 14, first line), then G is set to the class means (second line). Policies:
-      epoch  -- exact: G = class means from an eval-mode pass over the training set before each epoch;
-      online -- G = mean of the detached f_x of the previous epoch's own training batches (first G: one pass);
-      frozen -- G from the initial model, never updated (the MCMI teacher recipe);
-      batch  -- G_y = mean of f_x over the current mini-batch's class-y samples: the exact CMI of the batch.
-                No gradient flows through G here either: the gradient of sum_x KL(f_x || G_y) through the
-                class means is exactly zero (cmi.core.class_centroids), so G is detached. What makes this
-                policy sound for max is that G is current: against a stale G, max-CMI can raise the KL by
-                moving a whole cluster away instead of spreading it (docs/design.md, "Stale centroids under min
-                and under max"). Under DDP the class sums and counts are all-reduced, so G is the class means
-                of the global batch, whatever the number of processes."""
+    Between refreshes G is a constant: no gradient ever flows into it; the parameters take steps against a fixed
+    G (eq. 14, first line, `target`), then G is set to the class means (second line, `refresh`). The policies,
+    below, differ in which class means and when. This base class is the `epoch` policy's G, set by `refresh`."""
 
-    def __init__(self, policy: str, num_classes: int, dim: int, device: torch.device | str = "cpu"):
-        if policy not in POLICIES:
-            raise ValueError(f"centroid policy must be one of {POLICIES}, got {policy!r}")
-        self.policy, self.num_classes, self.dim, self.device = policy, num_classes, dim, device
+    needs_initial_stats = True  # the first G comes from a pass over the training set before the first step
+
+    def __init__(self, num_classes: int, dim: int, device: torch.device | str = "cpu"):
+        self.num_classes, self.dim, self.device = num_classes, dim, device
         self.G: torch.Tensor | None = None
-        self.running = CMIStats(num_classes, dim, device) if policy == "online" else None
-
-    @property
-    def needs_initial_stats(self) -> bool:
-        """Whether G must come from a pass over the training set before the first step."""
-        return self.policy != "batch" and self.G is None
-
-    def refresh(self, train_stats: CMIStats) -> None:
-        """eq. (14), second line: G = the class means of f_x, as the policy takes them. `train_stats`: an eval-mode
-        pass over the training set with the current parameters. The first call (G None) starts from it."""
-        if self.policy == "batch":
-            return
-        if self.policy == "online" and self.G is not None:  # the epoch's own batches, all-reduced over processes
-            self.running.all_reduce()
-            self.G = self.running.centroids().to(self.device)
-            self.running = CMIStats(self.num_classes, self.dim, self.device)
-        elif self.policy == "epoch" or self.G is None:  # frozen: only the first
-            self.G = train_stats.centroids().to(self.device)
-
-    def observe(self, f: torch.Tensor, y: torch.Tensor) -> None:
-        """See a training batch's f_x (B, d) and labels (B,): the `online` policy accumulates them, detached."""
-        if self.running is not None:
-            self.running.add(f, y)
 
     def target(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The centroids the batch's f_x are compared against: (C, d), never differentiated."""
-        if self.policy != "batch":
-            return self.G
+        """eq. (14), first line: the centroids a batch's f_x (B, d) with labels y (B,) are compared against,
+        (C, d), never differentiated."""
+        return self.G
+
+    def observe(self, f: torch.Tensor, y: torch.Tensor) -> None:
+        """See a training batch's f_x (B, d) and labels (B,) (only `online` keeps them)."""
+
+    def refresh(self, train_stats: CMIStats) -> None:
+        """eq. (14), second line: G = the class means of f_x. `train_stats`: an eval-mode pass over the training
+        set with the current parameters, after each epoch (and before the first, if needs_initial_stats)."""
+        self.G = train_stats.centroids().to(self.device)
+
+    def state_dict(self) -> dict:
+        return {"G": self.G, "running": None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G = state["G"]
+
+
+class EpochCentroids(Centroids):
+    """epoch -- exact: G = the class means of an eval-mode pass over the training set before each epoch."""
+
+
+class FrozenCentroids(Centroids):
+    """frozen -- G from the initial model, never updated (the MCMI teacher recipe)."""
+
+    def refresh(self, train_stats: CMIStats) -> None:
+        if self.G is None:
+            super().refresh(train_stats)
+
+
+class OnlineCentroids(Centroids):
+    """online -- G = the mean of the detached f_x of the previous epoch's own training batches (the first G: a
+    pass over the training set). Under DDP the class sums are all-reduced: every process holds the same G."""
+
+    def __init__(self, num_classes: int, dim: int, device: torch.device | str = "cpu"):
+        super().__init__(num_classes, dim, device)
+        self.running = CMIStats(num_classes, dim, device)
+
+    def observe(self, f: torch.Tensor, y: torch.Tensor) -> None:
+        self.running.add(f, y)
+
+    def refresh(self, train_stats: CMIStats) -> None:
+        if self.G is None:
+            super().refresh(train_stats)
+            return
+        self.running.all_reduce()
+        self.G = self.running.centroids().to(self.device)
+        self.running = CMIStats(self.num_classes, self.dim, self.device)
+
+    def state_dict(self) -> dict:
+        return {"G": self.G, "running": vars(self.running)}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        vars(self.running).update(state["running"])
+
+
+class BatchCentroids(Centroids):
+    """batch -- G_y = the mean of f_x over the current mini-batch's class-y samples: the exact CMI of the batch.
+    No gradient flows through G here either: the gradient of sum_x KL(f_x || G_y) through the class means is
+    exactly zero (cmi.core.class_centroids), so G is detached. What makes this policy sound for max is that G is
+    current: against a stale G, max-CMI can raise the KL by moving a whole cluster away instead of spreading it
+    (docs/design.md). Under DDP the class sums and counts are all-reduced, so G is the class means of the global
+    batch, whatever the number of processes."""
+
+    needs_initial_stats = False
+
+    def target(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         stats = CMIStats(self.num_classes, f.shape[-1], f.device)
         stats.add(f, y)
         stats.all_reduce()  # the global batch's class means under DDP
         return stats.centroids()
 
-    def state_dict(self) -> dict:
-        return {"G": self.G, "running": None if self.running is None else vars(self.running)}
+    def refresh(self, train_stats: CMIStats) -> None:
+        """Nothing to refresh: G is each batch's own."""
 
-    def load_state_dict(self, state: dict) -> None:
-        self.G = state["G"]
-        if self.running is not None:
-            vars(self.running).update(state["running"])
+
+CENTROIDS = {"epoch": EpochCentroids, "online": OnlineCentroids, "frozen": FrozenCentroids, "batch": BatchCentroids}
+POLICIES = tuple(CENTROIDS)  # the values of --centroids
 
 
 def mask_tokens(
@@ -144,19 +176,10 @@ class MaskedLM:
 
 
 class Objective:
-    """What the training loop asks of an objective besides being called: the second line of the alternating
-    step, eq. (14) (a plain loss has none), and the state a resumed run needs."""
+    """What the training loop asks of an objective besides being called (see above): its centroids G, which the
+    loop refreshes after each epoch (eq. 14, second line); None for an objective with no CMI term."""
 
-    needs_initial_stats = False  # whether `refresh` must see the training-set statistics before epoch 1
-
-    def refresh(self, train_stats: CMIStats) -> None:
-        """Called with exact statistics of the training set under the current model, after each epoch."""
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
+    centroids: Centroids | None = None
 
 
 class CMIObjective(Objective):
@@ -174,7 +197,7 @@ class CMIObjective(Objective):
         mode: str,
         lam: float,
         num_classes: int,
-        centroids: Centroids,
+        centroids: Centroids | None,
         features: FeatureMap,
         scale: str = "true",
         weighting: str = "true",
@@ -186,8 +209,8 @@ class CMIObjective(Objective):
             raise ValueError(f"cmi scale must be one of {SCALES}, got {scale!r}")
         self.sign = {"ce": 0.0, "min": 1.0, "max": -1.0}[mode]
         self.weight = lam if scale == "true" else lam / num_classes
-        self.num_classes, self.centroids, self.features, self.mlm = num_classes, centroids, features, mlm
-        self.weighting = weighting
+        self.centroids = centroids if self.sign else None  # ce trains against no G
+        self.num_classes, self.features, self.mlm, self.weighting = num_classes, features, mlm, weighting
 
     def __call__(self, forward, batch: dict) -> tuple[torch.Tensor, dict]:
         y = batch["labels"]
@@ -205,7 +228,7 @@ class CMIObjective(Objective):
             logs["mlm"] = mlm.detach()
         log_f = self.features.log_probs(out)
         f = log_f.exp()
-        if self.sign:  # eq. (14), first line: G fixed (no gradient into it), step the parameters
+        if self.centroids is not None:  # eq. (14), first line: G fixed (no gradient into it), step the parameters
             self.centroids.observe(f, y)
             cmi = conditional_mutual_information(f, y, self.centroids.target(f, y), self.weighting, log_f)
             terms = (loss, self.sign * self.weight * cmi)
@@ -215,20 +238,6 @@ class CMIObjective(Objective):
             terms = (loss,)
         logs["batch_cmi"] = cmi.detach()  # the mean over batches is no CMI of the epoch: not named train_cmi
         return terms, logs
-
-    @property
-    def needs_initial_stats(self) -> bool:
-        return self.sign != 0 and self.centroids.needs_initial_stats
-
-    def refresh(self, train_stats: CMIStats) -> None:
-        if self.sign:
-            self.centroids.refresh(train_stats)
-
-    def state_dict(self) -> dict:
-        return self.centroids.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.centroids.load_state_dict(state)
 
 
 def kd_loss(

@@ -14,8 +14,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cmi.runfiles import TrainingError
-
+from common.errors import TrainingError
 
 RULES = {"max": "ratio", "ce": "dev metric"}  # what makes the best teacher of each kind (args.mode)
 
@@ -24,20 +23,20 @@ RULES = {"max": "ratio", "ce": "dev metric"}  # what makes the best teacher of e
 class Candidate:
     run: Path
     metric: float  # the task's primary dev metric at the best epoch
-    eval_cmi: float  # the dev CMI at the same epoch
+    eval_cmi: float | None  # the dev CMI at the same epoch
     args: dict
 
     @property
     def ratio(self) -> float:
         return self.metric / self.eval_cmi
 
-    def score(self, kind: str) -> float:
-        """What the rule of `kind` maximises."""
-        return self.ratio if kind == "max" else self.metric
-
     @property
     def best(self) -> Path:
         return self.run / "best"
+
+    def score(self, kind: str) -> float:
+        """What a teacher of `kind` is chosen by: max, the ratio of the dev metric to the dev CMI; ce, the metric."""
+        return self.ratio if kind == "max" else self.metric
 
 
 @dataclass
@@ -56,23 +55,24 @@ class Selection:
                 f"the highest of {n} max-CMI runs")
 
 
-def select_teacher(sweep: str | Path, task: str, metric: str, need_model: bool = True,
-                   kind: str = "max") -> Selection:
+def select_teacher(sweep: str | Path, task: str, metric: str, need_model: bool = True, *, kind: str = "max",
+                   read: dict[Path, dict] | None = None) -> Selection:
     """The teacher of `kind` among the runs under `sweep` with args.mode == kind and args.task == `task`: for max
     the highest results[metric] / results["eval_cmi"], for ce the highest results[metric]. Runs without
     results.json or (need_model: a teacher to distil from) best/, with an unreadable results.json, or whose
     metric is missing or (max) whose CMI is not positive (the ratio means nothing) are left out with a note; a tie
     goes to the first run by folder name, also noted. TrainingError (one line) when no run is usable.
-    need_model=False: which run the rule picks, from the run files alone (a committed study keeps no best/)."""
+    need_model=False: which run the rule picks, from the run files alone (a committed study keeps no best/).
+    `read`: the results.json of runs already read (a report's), by resolved folder; the others are read here."""
     if kind not in RULES:
         raise ValueError(f"teacher kind must be one of {tuple(RULES)}, got {kind!r}")
-    sweep = Path(sweep)
+    sweep, read = Path(sweep), read or {}
     if not sweep.is_dir():
         raise TrainingError(f"{sweep}: not a folder")
     candidates, notes = [], []
     for run in sorted(p for p in sweep.iterdir() if p.is_dir()):
         try:
-            results = json.loads((run / "results.json").read_text())
+            results = read.get(run.resolve()) or json.loads((run / "results.json").read_text())
         except FileNotFoundError:
             notes.append(f"{run.name}: skipped, no results.json (an unfinished run?)")
             continue
@@ -90,7 +90,7 @@ def select_teacher(sweep: str | Path, task: str, metric: str, need_model: bool =
         elif need_model and not (run / "best").is_dir():
             notes.append(f"{run.name}: skipped, no best/ folder")
         else:
-            candidates.append(Candidate(run, float(value), float(cmi), args))
+            candidates.append(Candidate(run, float(value), cmi, args))
     if not candidates:
         detail = "; ".join(notes) if notes else "no sub-folder holds one"
         what = "max-CMI" if kind == "max" else "ce"

@@ -4,7 +4,8 @@ each other.
 
 - cli:      the options of train.py and distill.py, their ranges, run_main (one line per failure)
 - training: set-up, the data of a run, the checks of every input against every other, the loop's wiring
-- sweeps:   the grid of runs behind Tables I and II, their folders and results, the teachers
+- runfiles: a run's folder and files: locked, written atomically, resumed, replaced without loss, provenance
+- sweeps:   the grid of runs behind Tables I and II, their folders and results, the runs teachers come from
 - reading:  a sweep folder read back for report.py, each file once; runs it cannot read listed with the reason
 - stats:    report.py's statistics: paired t-tests, confidence intervals, what best-of selection gains by chance
 - timing:   how bench.py times: alternated contenders, paired ratios, FLOPs, the matrix-product rate

@@ -15,8 +15,8 @@ import torch
 import torch.distributed as dist
 
 from cmi.core import WEIGHTINGS
-from cmi.runfiles import TrainingError
 from cmi.objectives import FEATURES, MODES, POLICIES, SCALES
+from common.errors import TrainingError
 from common.files import first_line
 from data.batching import GROUP_BATCHES
 from data.tasks import TASKS, DataError, own_task_name

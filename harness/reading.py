@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cmi.runfiles import TrainingError
+from common.errors import TrainingError
 from data.tasks import own_task_name, primary_metric
 from harness.sweeps import Run, parse_folder, results_of
 

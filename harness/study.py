@@ -6,8 +6,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from cmi.runfiles import TrainingError
 from cmi.selection import select_teacher
+from common.errors import TrainingError
 from data.tasks import primary_metric
 from harness.reading import RunFiles, SweepFiles, read_sweep
 from harness.sweeps import TEACHERS, TRAIN_MODES, Run, highest, num, results_of, task_order

@@ -1,5 +1,5 @@
 """The grid of runs behind Tables I and II: each run's settings and folder (TASK/GROUP/SETTING-seedS), its
-results, and the teachers chosen from finished runs. sweep.py runs the grid; report.py reads it back. TASK is
+results, and the runs a student's teacher is chosen from. sweep.py runs the grid; report.py reads it back. TASK is
 a GLUE task, or the user's own data named after its training file (train.py --train-file)."""
 import itertools
 import json
@@ -7,9 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cmi.runfiles import TrainingError
-from cmi.selection import select_teacher
-from data.tasks import TASKS, primary_metric
+from common.errors import TrainingError
+from data.tasks import TASKS
 
 TRAIN_MODES = ("ce", "min", "max")
 TEACHERS = ("ce", "max")  # the kinds of teacher a student is distilled from
@@ -137,12 +136,6 @@ def teacher_runs(student: Run, grid: list[Run]) -> list[Run]:
 
 
 def highest(metric: str, results: dict[Path, dict]) -> Path:
-    """The run (folder -> its results.json) with the highest dev metric; ties: the first by name."""
+    """The run (folder -> its results.json) with the highest dev metric; ties: the first by name (the CE
+    teacher's rule of cmi.selection.select_teacher, on results already read)."""
     return max(sorted(results), key=lambda run: results[run][metric])
-
-
-def choose_teacher(task: str, kind: str, out: Path, own_files: bool = False) -> tuple[Path, str]:
-    """The teacher run of `kind` (ce or max) for the task's students, among the finished runs in out/TASK/KIND,
-    and why: cmi.selection's rule, as distill.py --teacher-sweep and report.py choose."""
-    selection = select_teacher(out / task / kind, task, primary_metric(task, own_files), kind=kind)
-    return selection.chosen.run, selection.summary()

@@ -19,15 +19,16 @@ import torch.distributed as dist
 from tokenizers import Tokenizer
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from cmi.core import CMIStats
 from cmi.distributed import rank, world_size
 from cmi.loop import Epochs, Step, autocast_context, fit, linear_schedule, make_optimizer, predict
-from cmi.runfiles import RunFiles
 from cmi.objectives import FeatureMap, Objective
 from data.batching import batch_width, collate, eval_batches, num_train_batches, train_batches
 from data.loading import Examples, load_file, load_split, subset
 from data.metrics import compute_metrics
 from data.tasks import DataError, Task, file_task, get_task, metric_suffix
 from data.tokenization import Encoded, encode, load_tokenizer
+from harness.runfiles import RunFiles
 from models.checkpoint import CheckpointError, read_json
 from models.unpadded import real_tokens
 
@@ -272,18 +273,40 @@ class Job:
     record: dict              # the constant fields of every metrics.jsonl line
 
 
-def evaluator(args, job: Job, forward, data: Data, runtime: Runtime):
-    """evaluate() -> the dev metrics of every dev split (MNLI mismatched with the _mm suffix) and the dev CMI
-    (f_x of the dev set against the dev set's own class means)."""
-    def evaluate() -> dict:
+class Passes:
+    """The passes over a run's data that the loop asks for (cmi.loop.Epochs): each epoch's training batches, the
+    training set in eval mode (the exact train CMI, and the class means G of eq. 14), the dev sets. `forward`
+    runs the model as the steps do (compiled, under DDP)."""
+
+    def __init__(self, args, job: Job, data: Data, runtime: Runtime, forward):
+        self.args, self.job, self.data, self.runtime, self.forward = args, job, data, runtime, forward
+        self.train_pass = eval_pass(args, data.train, runtime)
+
+    def batches(self, epoch: int) -> Batches:
+        """The epoch's training batches of --batch-size x --grad-accum examples, this process's share."""
+        args, train = self.args, self.data.train
+        index = train_batches(train.lengths, args.batch_size * args.grad_accum, args.seed, epoch, args.group_batches,
+                              rank(), world_size())
+        return Batches(train, index, self.runtime.device, self.runtime.pad_multiple)
+
+    def measure_train(self) -> CMIStats:
+        """The CMI statistics of the training set under the current model."""
+        return self._predict(self.train_pass, len(self.data.train), "train CMI")[1]
+
+    def evaluate(self) -> dict:
+        """The dev metrics of every dev split (MNLI mismatched with the _mm suffix) and the dev CMI (f_x of the
+        dev set against the dev set's own class means)."""
         metrics = {}
-        for split, enc in data.evals.items():
-            logits, stats = predict(forward, job.model, eval_pass(args, enc, runtime), job.features,
-                                    job.task.num_labels, len(enc), ctx=runtime.ctx, desc=f"eval {split}")
-            metrics.update(compute_metrics(job.task, logits.argmax(-1).cpu().numpy(), enc.labels, split))
-            metrics["eval_cmi" + metric_suffix(split)] = stats.cmi(args.cmi_weighting)
+        for split, enc in self.data.evals.items():
+            logits, stats = self._predict(eval_pass(self.args, enc, self.runtime), len(enc), f"eval {split}")
+            metrics.update(compute_metrics(self.job.task, logits.argmax(-1).cpu().numpy(), enc.labels, split))
+            metrics["eval_cmi" + metric_suffix(split)] = stats.cmi(self.args.cmi_weighting)
         return metrics
-    return evaluate
+
+    def _predict(self, batches: Batches, num_examples: int, desc: str):
+        job = self.job
+        return predict(self.forward, job.model, batches, job.features, job.task.num_labels, num_examples,
+                       ctx=self.runtime.ctx, desc=desc)
 
 
 HEARTBEAT_SECONDS = 30
@@ -367,38 +390,32 @@ def step_logger(epochs: int, step_batch: int, board: Board | None):
 
 
 def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> dict:
-    """Optimiser, schedule, compile and the loop: what train.py and distill.py do once everything is built."""
+    """Compile, optimiser, schedule and the loop: what train.py and distill.py do once everything is built."""
+    # the model: compiled (CUDA), and under DDP wrapped so that backward averages the gradients over processes
     model, device = job.model, runtime.device
     inputs = model_inputs(model)
     model.to(device)
     compiled = torch.compile(model, dynamic=True) if runtime.compile else model
-    if world_size() > 1:  # gradients averaged over the processes during backward
+    if world_size() > 1:
         compiled = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None)
     forward = forward_of(compiled, inputs, runtime.unpad)
+
+    # optimiser and schedule: total steps from the data, never typed in
     optimizer = make_optimizer(model, args.lr, args.weight_decay)
     step_batch = args.batch_size * args.grad_accum  # the examples of one optimisation step
-    total_steps = args.epochs * num_train_batches(len(data.train), step_batch, world_size())  # from the data
+    total_steps = args.epochs * num_train_batches(len(data.train), step_batch, world_size())
     warmup = int(args.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, total_steps, warmup))
-    train_pass = eval_pass(args, data.train, runtime)
-
-    def measure_train():
-        return predict(forward, model, train_pass, job.features, job.task.num_labels, len(data.train),
-                       ctx=runtime.ctx, desc="train CMI")[1]
-
-    def batches(epoch):
-        return Batches(data.train, train_batches(data.train.lengths, step_batch, args.seed, epoch,
-                                                 args.group_batches, rank(), world_size()),
-                       device, runtime.pad_multiple)
-
     # fp16's 5-bit exponent underflows small gradients: the loss is scaled up before backward (and the step
     # skipped when the scaled gradients overflow); bf16 has float32's range and needs none of it
     scaler = torch.amp.GradScaler(device.type) if runtime.amp_dtype == torch.float16 else None
+
+    # the loop
     step = Step(forward, model, job.objective, optimizer, scheduler, runtime.ctx, args.clip, args.grad_accum, scaler)
+    passes = Passes(args, job, data, runtime, forward)
     board = tensorboard(args, run)
-    epochs = Epochs(args.epochs, batches, measure_train, evaluator(args, job, forward, data, runtime),
-                    job.task.primary_metric, job.record, args.cmi_weighting, args.log_every,
-                    step_logger(args.epochs, step_batch, board))
+    epochs = Epochs(args.epochs, passes.batches, passes.measure_train, passes.evaluate, job.task.primary_metric,
+                    job.record, args.cmi_weighting, args.log_every, step_logger(args.epochs, step_batch, board))
     if rank() == 0:  # what a log under nohup or a scheduler should say first
         params = sum(p.numel() for p in model.parameters())
         print(f"start: {type(model).__name__} ({params / 1e6:.1f}M parameters), task {job.task.name}: "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paired-seed MRPC study (results/PREREGISTRATION.md, "MRPC"): real MRPC, all-MiniLM-L6-v2, the CoLA study's
+# The paired-seed MRPC study (pre-registered in results/PREREGISTRATION.md): real MRPC, all-MiniLM-L6-v2, the CoLA study's
 # protocol (lr 5e-5, batch 32, 3 epochs, no warm-up; best epoch by F1). Part A: ce, min-CMI lambda 1 and 10;
 # part B: max-CMI lambda 1 teachers (batch centroids), then from the ce and the max teacher of each seed a
 # 3-layer DistilBERT student (layers 0,2,4, alpha 0.5, T 2, 5 epochs, the teacher's seed), in the sweep layout

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from cmi.loop import Step, backward, predict, train_step
-from cmi.objectives import CMIObjective, Centroids, FeatureMap
+from cmi.objectives import CMIObjective, EpochCentroids, FeatureMap
 from conftest import GLUE, MINILM, args_for, run_cli
 from data.batching import collate
 from data.loading import load_split
@@ -55,10 +55,9 @@ def test_cmi_gradient_reaches_the_parameters_under_bf16_autocast():
     features, d = FeatureMap(), model.config.hidden_size
     forward = lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
     stats = predict(forward, model, [{**batch, "index": torch.arange(8)}], features, 2, 8, ctx=nullcontext())[1]
-    objectives = {}
-    for mode in ("ce", "min"):
-        objectives[mode] = CMIObjective(mode, LAM, 2, Centroids("epoch", 2, d), features)
-        objectives[mode].refresh(stats)  # G: the batch's class means under the initial model (eq. 14)
+    centroids = EpochCentroids(2, d)
+    centroids.refresh(stats)  # G: the batch's class means under the initial model (eq. 14)
+    objectives = {mode: CMIObjective(mode, LAM, 2, centroids, features) for mode in ("ce", "min")}
 
     bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
     ref = step_gradients(model, objectives["min"], batch, nullcontext()) - \

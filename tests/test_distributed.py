@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from cmi.loop import Step, linear_schedule, predict, train_step
-from cmi.objectives import CMIObjective, Centroids, FeatureMap
+from cmi.objectives import CENTROIDS, CMIObjective, FeatureMap, OnlineCentroids
 from data.batching import eval_batches
 from models.bert import BertConfig, BertForSequenceClassification
 from conftest import ROOT, args_for, metric_lines
@@ -62,8 +62,8 @@ def one_step(name, stats, rank=None):
     each process takes half of the batch."""
     mode, policy, amp = STEPS[name]
     model = tiny_model()
-    objective = CMIObjective(mode, 0.5, 2, Centroids(policy, 2, 16), FEATURES)
-    objective.refresh(stats)
+    objective = CMIObjective(mode, 0.5, 2, CENTROIDS[policy](2, 16), FEATURES)
+    objective.centroids.refresh(stats)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)  # Adam's first step ~ sign(g) would amplify rounding
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, 10, 0))
     forward = forward_of(model if rank is None else DDP(model))
@@ -83,7 +83,7 @@ def worker(rank, port, out):
         batches = [batch_of(b) for b in eval_batches(lengths, 2, rank, WORLD)]
         logits, stats = predict(forward_of(model), model, batches, FEATURES, 2, N, ctx=torch.no_grad())
         # online centroids: the first G from a pass, then each rank observes its share of an epoch
-        centroids = Centroids("online", 2, 16)
+        centroids = OnlineCentroids(2, 16)
         centroids.refresh(stats)
         share = batch_of(np.arange(N)[rank::WORLD])
         centroids.observe(FEATURES(model(share["input_ids"])), share["labels"])

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from cmi.loop import Step, linear_schedule, train_epoch, train_step
-from cmi.objectives import CMIObjective, Centroids, FeatureMap
+from cmi.objectives import CENTROIDS, CMIObjective, FeatureMap
 from tests.tiny import TinyClassifier, forward_of, synthetic_batches
 
 
 def make_objective(mode, policy, lam=0.5, dim=8, num_classes=2):
-    return CMIObjective(mode, lam, num_classes, Centroids(policy, num_classes, dim), FeatureMap())
+    return CMIObjective(mode, lam, num_classes, CENTROIDS[policy](num_classes, dim), FeatureMap())
 
 
 def test_train_epoch_returns_the_sample_means_of_the_loss_and_of_every_logged_value():
@@ -53,8 +53,8 @@ def test_loss_scaling_by_a_power_of_two_leaves_the_step_exactly_as_it_was():
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
         step = Step(forward_of(model), model, make_objective("min", "batch"), opt, sched, contextlib.nullcontext(),
                     clip=0.2, scaler=scaler)
-        train_step(step, synthetic_batches()[0])
-        return [p.detach().clone() for p in model.parameters()], float(step.grad_norm)
+        _, _, grad_norm = train_step(step, synthetic_batches()[0])
+        return [p.detach().clone() for p in model.parameters()], float(grad_norm)
 
     plain, norm = one_step(None)
     scaled, scaled_norm = one_step(torch.amp.GradScaler("cpu", init_scale=2.0 ** 12))

@@ -473,7 +473,7 @@ def test_resume_of_the_same_folder_spelled_another_way(tiny_bert, tmp_path, monk
 
 def test_non_finite_outputs_are_never_saved_nor_written_as_json(tmp_path):
     from cmi.loop import predict
-    from cmi.runfiles import TrainingError, to_json, write_json
+    from harness.runfiles import TrainingError, to_json, write_json
     from cmi.objectives import FeatureMap
     from tiny import TinyClassifier, forward_of, synthetic_batches
     with pytest.raises(TrainingError, match=r"non-finite values \(eval_cmi, mcc\)"):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from cmi.runfiles import TrainingError
 from cmi.selection import select_teacher
+from common.errors import TrainingError
 
 
 def fake_run(sweep, name, mode="max", task="cola", best=True, **metrics):
@@ -78,3 +78,20 @@ def test_the_ce_teacher_is_the_ce_run_with_the_highest_metric_whatever_its_cmi(t
     assert selection.summary() == f"teacher {tmp_path / 'seed1' / 'best'}: dev mcc 0.5, the highest of 3 ce runs"
     with pytest.raises(TrainingError, match="no usable ce run of task sst2"):
         select_teacher(tmp_path, "sst2", "accuracy", kind="ce")
+def test_the_ce_teacher_is_the_ce_run_with_the_highest_metric(tmp_path):
+    fake_run(tmp_path, "a", mode="ce", mcc=0.40, eval_cmi=0.001)
+    fake_run(tmp_path, "b", mode="ce", mcc=0.50, eval_cmi=0.020)  # chosen: the dev CMI plays no part
+    fake_run(tmp_path, "c", mcc=0.90, eval_cmi=0.001)  # a max-CMI run: not a candidate
+    fake_run(tmp_path, "d", mode="ce", best=False, mcc=0.95)
+    selection = select_teacher(tmp_path, "cola", "mcc", kind="ce")
+    assert selection.chosen.run == tmp_path / "b" and [c.run.name for c in selection.candidates] == ["b", "a"]
+    assert selection.notes == ["d: skipped, no best/ folder"]
+    assert "dev mcc 0.5, the highest of 2 ce runs" in selection.summary()
+
+
+def test_results_already_read_are_not_read_again(tmp_path):
+    fake_run(tmp_path, "a", mcc=0.40, eval_cmi=0.010)
+    b = fake_run(tmp_path, "b", mcc=0.30, eval_cmi=0.005)
+    (b / "results.json").write_text("{")  # damaged on disk since a report read it
+    read = {b.resolve(): {"args": {"mode": "max", "task": "cola"}, "mcc": 0.30, "eval_cmi": 0.005}}
+    assert select_teacher(tmp_path, "cola", "mcc", read=read).chosen.run == b

@@ -16,11 +16,8 @@ import torch
 import torch.distributed as dist
 
 from cmi.distributed import rank, world_size
+from common.errors import TrainingError
 from common.files import first_line, write_file
-
-
-class TrainingError(RuntimeError):
-    """A run cannot go on (a NaN loss, an output folder holding another run); the message is one line."""
 
 
 def atomic_write(path: Path, write) -> None:
@@ -144,15 +141,19 @@ class RunFiles:
         return lock
 
     def start(self) -> dict | None:
-        """Return the checkpoint to resume from (None for a fresh run), or set the folder up for a fresh run.
-        Under DDP every process reads the checkpoint (`--out` must be on a file system they share); only
-        rank 0 writes."""
+        """Return the checkpoint to resume from (None for a fresh run), its random-number state restored, or set
+        the folder up for a fresh run. Under DDP every process reads the checkpoint (`--out` must be on a file
+        system they share); only rank 0 writes."""
         if self.resuming:
             try:  # weights_only: tensors and plain containers, never code
                 ckpt = torch.load(self.last, map_location="cpu", weights_only=True)
             except Exception as e:
                 raise TrainingError(f"{self.last}: cannot resume from it ({first_line(e)}); "
                                     "--overwrite starts afresh") from None
+            if len(ckpt["rng"]) != world_size():
+                raise TrainingError(f"{self.last}: the run was started with {len(ckpt['rng'])} processes, "
+                                    f"resume it with the same number (not {world_size()})")
+            set_rng_state(ckpt["rng"][rank()])
             if rank() == 0:  # a kill between the metrics line and the checkpoint leaves an epoch to be redone
                 lines = [line for line in self._metric_lines() if json.loads(line)["epoch"] <= ckpt["epoch"]]
                 atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
@@ -231,6 +232,8 @@ class RunFiles:
         atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
 
     def save_checkpoint(self, state: dict) -> None:
+        """last.pt: `state` and the random-number states of every process (called by all of them)."""
+        state = {**state, "rng": rng_states()}
         if rank() == 0:
             atomic_write(self.last, lambda f: torch.save(state, f))
             shutil.rmtree(self.replaced, ignore_errors=True)  # the new run can resume now: the old one goes
@@ -239,10 +242,11 @@ class RunFiles:
         if rank() == 0:
             model.save_pretrained(self.best)
 
-    def save_results(self, results: dict) -> None:
-        """The run is finished: results.json, then last.pt goes (3x the model on disk), unless keep_last."""
+    def save_results(self, results: dict, device: torch.device) -> None:
+        """The run is finished: results.json with its provenance, then last.pt goes (3x the model on disk),
+        unless keep_last."""
         if rank() == 0:
-            write_json(self.out / "results.json", results)
+            write_json(self.out / "results.json", {**results, "provenance": provenance(device)})
             if not self.keep_last:
                 self.last.unlink(missing_ok=True)
 
