@@ -10,7 +10,7 @@ from cmi.selection import select_teacher
 from common.errors import TrainingError
 from data.tasks import primary_metric
 from harness.reading import RunFiles, SweepFiles, read_sweep
-from harness.sweeps import TEACHERS, TRAIN_MODES, Run, highest, num, results_of, task_order
+from harness.sweeps import TEACHERS, TRAIN_MODES, Run, num, results_of, task_order
 
 TRAIN_SETTINGS = ("model", "epochs", "batch_size", "lr", "max_train_samples", "cmi_scale", "cmi_feature", "tau")
 PER_RUN = ("seed", "out", "teacher", "resume", "overwrite")  # arguments that differ between the seeds of one arm
@@ -81,15 +81,18 @@ class TaskRuns:
         # the teachers as sweep.py chooses them, and those the students were distilled from (their --teacher)
         self.chosen = {kind: None for kind in TEACHERS}
         self.selection, self.selection_error = None, None
-        own_ce = {f.path: f.results for r, f in sweep.runs.items() if r.task == name and r.mode == "ce"}
-        if own_ce:
-            self.chosen["ce"] = highest(self.metric, own_ce)
-        if any(r.task == name and r.mode == "max" for r in sweep.runs):
-            try:  # cmi.selection reads the max runs' results.json itself: the paper's rule lives in one place
-                self.selection = select_teacher(sweep.folder / name / "max", name, self.metric, need_model=False)
-                self.chosen["max"] = self.selection.chosen.run
+        for kind in TEACHERS:  # cmi.selection's rules, on the results read with the sweep: one place for them
+            if not any(r.task == name and r.mode == kind for r in sweep.runs):
+                continue
+            try:
+                selection = select_teacher(sweep.folder / name / kind, name, self.metric, need_model=False,
+                                           kind=kind, read=self.read)
+                self.chosen[kind] = selection.chosen.run
+                if kind == "max":
+                    self.selection = selection
             except (TrainingError, OSError) as e:
-                self.selection_error = str(e)
+                if kind == "max":
+                    self.selection_error = str(e)
         self.used = {kind: sorted({Path(v["args"]["teacher"]).parent for r, v in mine.items()
                                    if r.teacher == kind and v["args"].get("teacher")}) for kind in TEACHERS}
 

@@ -133,9 +133,3 @@ def results_of(folder: Path) -> dict:
 def teacher_runs(student: Run, grid: list[Run]) -> list[Run]:
     """The fine-tuning runs of the grid a student's teacher is chosen from: the task's ce or max runs."""
     return [r for r in grid if not r.is_student and r.task == student.task and r.mode == student.teacher]
-
-
-def highest(metric: str, results: dict[Path, dict]) -> Path:
-    """The run (folder -> its results.json) with the highest dev metric; ties: the first by name (the CE
-    teacher's rule of cmi.selection.select_teacher, on results already read)."""
-    return max(sorted(results), key=lambda run: results[run][metric])
