@@ -13,9 +13,9 @@ rows, so a seed gives the padded model's masks; attention dropout acts on the re
 as in the padded model.
 
 Of the candidates for attention on variable lengths, measured on CPU (bench.py --sections attention: forward and
-backward on a real CoLA batch of 32, all-MiniLM-L6-v2's 12 heads, one thread, 2026-12-03), re-padding is the
-fastest exact one: a loop over the sequences took as long (0.99x) but is not bit for bit the padded model's,
-and a jagged nested tensor with SDPA took 3.4x as long.
+backward on a real CoLA batch of 32, all-MiniLM-L6-v2's 12 heads, 2 threads, 2026-12-03), re-padding is the
+fastest, and the only one bit for bit the padded model's: a loop over the sequences took 1.32x as long, a jagged
+nested tensor with SDPA 5.4x (docs/results.md, "Performance").
 
 Shape letters: B batch, T tokens (the padded width), N real tokens, d hidden size.
 """
