@@ -4,6 +4,7 @@ README stays one short page, and every option the docs name is one that a script
 import importlib
 import io
 import re
+import runpy
 import sys
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -135,13 +136,15 @@ def test_readme_is_one_short_page():
 
 @pytest.fixture(scope="module")
 def help_flags() -> set[str]:
-    """Every option that the --help of a script (or of `python -m data.batching`) names."""
+    """Every option that the --help of a script (or of `python -m data.batching`, or of scripts/*.py) names."""
     flags = set()
-    for name in COMMANDS:
-        command = importlib.import_module(name)
+    mains = [importlib.import_module(name).main for name in COMMANDS]
+    mains += [lambda path=path: runpy.run_path(str(path), run_name="__main__")
+              for path in sorted((ROOT / "scripts").glob("*.py"))]
+    for main in mains:
         with pytest.raises(SystemExit) as exit_, redirect_stdout(io.StringIO()) as out, \
-                patch.object(sys, "argv", [name, "--help"]):
-            command.main()
+                patch.object(sys, "argv", ["script", "--help"]):
+            main()
         assert exit_.value.code in (0, None)
         flags |= set(FLAG.findall(out.getvalue()))
     return flags
