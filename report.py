@@ -341,7 +341,7 @@ def selection_line(t: TaskRuns) -> list[str]:
     medians with the seeds' spread."""
     k, counts = len(t.lams["min"]), sorted(len(seeds) for seeds in t.lams["min"].values())
     if k < 2:
-        return []
+        return [f"- {t.name}: none: {k} λ, so no choice is made (the Δ is that of the one λ's median)."] if k else []
     if len(t.ce) < 2:
         return [f"- {t.name}: not estimated yet: the seeds' spread needs at least 2 ce seeds ({len(t.ce)} finished)."]
     sd = statistics.stdev(r[t.metric] for r in t.ce.values())
