@@ -449,7 +449,11 @@ def test_a_second_process_on_the_same_folder_is_refused(tiny_bert, finished, tmp
 def test_a_signal_is_one_line_and_the_run_resumes(tiny_bert, reference, tmp_path, sig):
     out = tmp_path / "run"
     argv = [sys.executable, str(ROOT / "train.py"), *args_for(tiny_bert, out, *RUN)]
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A run started from a terminal gets SIGINT at its default disposition; a pytest started in the background
+    # by a non-interactive shell (`pytest &`) has it ignored, which its children inherit (POSIX), so the child
+    # is given the terminal's disposition whatever started the tests.
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "args.json").exists() and time.time() < deadline:  # training has started
         time.sleep(0.05)
