@@ -1,8 +1,6 @@
 """The unpadded path (models/unpadded.py) gives the padded model's results: the same logits and features in eval
 mode (float64 to 1e-12, float32 to rounding) on real CoLA and MRPC batches, the same dropout masks for the same
 seed in train mode, and the same parameters after a training step."""
-import copy
-
 import pytest
 import torch
 
@@ -120,7 +118,6 @@ def test_masked_lm_head_reads_the_same_states():
     torch.manual_seed(0)
     model = BertForSequenceClassification(TINY["bert"][1], mlm=True).double().eval()
     batch = real_batch("cola")
-    fields = ("input_ids", "attention_mask")
     with torch.no_grad():
         padded, unpadded = both(model, batch, types=False)
         picked = batch["attention_mask"].bool() & (torch.rand(batch["input_ids"].shape) < 0.15)
