@@ -3,10 +3,12 @@
     python report.py sweeps/glue > report.md
     python report.py sweeps/glue --plots figures   # with matplotlib: dev metric and dev CMI against lambda
     python report.py sweeps/new-seeds --pool sweeps/glue   # the same arms, more seeds: pooled
+    python report.py sweeps/cola --add-tasks sweeps/mrpc   # more tasks, from their own folders: over tasks too
 
 Every number is a run's best epoch (by the task's dev metric) from its results.json; a setting's value is
 the median over its seeds. First, every arm against the ce run of the same seed: the paired differences, their
-t-tests and confidence intervals, and what those show about an effect of a stated size. Table I: plain fine-tuning
+t-tests and confidence intervals, and what those show about an effect of a stated size; the arms that several tasks
+have, over those tasks. Table I: plain fine-tuning
 (ce) against min-CMI fine-tuning at its best lambda, the lambda with the highest median dev metric, with what that
 choice gains with no effect at all and how it fares on seeds it was not made on. Table II: the DistilBERT students
 of the ce teacher and of the max-CMI teacher, each at its best (alpha, T). Behind each choice, the table of every
@@ -22,8 +24,8 @@ from pathlib import Path
 
 from harness.markdown import table
 from harness.reading import SweepFiles
-from harness.stats import (DRAWS, PairedTest, mean_se, paired_selection_gain, paired_test, selection_gain,
-                           verdict)
+from harness.stats import (DRAWS, PairedTest, mean_se, over_tasks, paired_selection_gain, paired_test,
+                           selection_gain, verdict)
 from harness.study import (TRAIN_SETTINGS, Arm, Pooling, Study, TaskRuns, baseline_of, load_study, median)
 from harness.sweeps import TEACHERS, num
 
@@ -184,10 +186,12 @@ def student_table(t: TaskRuns) -> list[str]:
         table(["teacher", "α", "T", "median", "seeds"], rows)
 
 
-def report(sweep: Path, more: list[Path] = (), pool: Path | None = None, delta: float = DELTA) -> str:
-    """The Markdown report of a sweep folder, with the arms of the --with folders `more` and the seeds of the
-    folder `pool`; `delta`: the effect, in metric points, the verdict lines test."""
-    return markdown(load_study(sweep, more, pool), delta)
+def report(sweep: Path, more: list[Path] = (), pool: Path | None = None, delta: float = DELTA,
+           added: list[Path] = ()) -> str:
+    """The Markdown report of a sweep folder, with the arms of the --with folders `more`, the seeds of the
+    folder `pool` and the tasks of the `added` folders; `delta`: the effect, in metric points, the verdict lines
+    test."""
+    return markdown(load_study(sweep, more, pool, added), delta)
 
 
 def markdown(study: Study, delta: float = DELTA) -> str:
@@ -198,6 +202,9 @@ def markdown(study: Study, delta: float = DELTA) -> str:
     lines = [f"# Sweep {shown(study.sweep.folder)}", "",
              f"{len(train_results)} fine-tuning runs and {len(student_results)} students finished; values are dev "
              "metrics in %, the median over seeds of each run's best epoch.", ""]
+    for other in study.added:
+        names = ", ".join(t.name for t in study.tasks if t.sweep == other.folder)
+        lines += [f"With the tasks of {shown(other.folder)}: {names or 'none finished'}.", ""]
     if study.pooling:
         lines += pooling_lines(study.pooling)
     if train_results:
@@ -205,7 +212,7 @@ def markdown(study: Study, delta: float = DELTA) -> str:
     if student_results:
         lines += [f"Students: {settings_line(student_results, STUDENT_SETTINGS)}.", ""]
     lines += left_out(study.sweep)
-    for folder in ([study.pooled] if study.pooled else []) + [folder for _, folder in study.more]:
+    for folder in ([study.pooled] if study.pooled else []) + [folder for _, folder in study.more] + study.added:
         lines += left_out(folder, f" in {shown(folder.folder)}")
     lines += ["## Paired differences against CE", "",
               "Every arm against the ce run of the same seed (same data, initialisation and batch order), the "
@@ -213,6 +220,7 @@ def markdown(study: Study, delta: float = DELTA) -> str:
               "and carry the gain of that selection too.", ""]
     for t in tasks:
         lines += paired_section(t, delta)
+    lines += over_tasks_section(tasks, delta)
     if train_results:
         lines += ["## Table I: CE vs. min-CMI fine-tuning (best-of selection)", "",
                   "The paper's format: per task, the λ with the highest median over seeds against the ce median. "
@@ -325,6 +333,34 @@ def tests_section(t: TaskRuns, pairs: list[tuple[Arm, Arm]], delta: float) -> li
             "from p): **shown**, a gain (the interval lies above 0); **a loss shown** (it lies below 0); "
             "**excluded**, a gain of δ or more (it lies below +δ); otherwise **not shown**.", "",
             *verdicts, ""]
+
+
+def over_tasks_section(tasks: list[TaskRuns], delta: float) -> list[str]:
+    """Each arm that two or more tasks have (by its label: min λ=1, student of max, α 0.5, T 2), against its
+    baseline, over those tasks: harness.stats.over_tasks of the tasks' paired tests, at the best and the last epoch."""
+    by_label = {}
+    for t in tasks:
+        for arm, base in compared(t):
+            d_best, d_last = paired(arm, base, t.metric), paired(arm, base, t.metric, last=True)
+            if arm is not base and len(d_best) > 1:
+                by_label.setdefault(arm.label, []).append((t, paired_test(d_best), paired_test(d_last)))
+    shared = {label: per_task for label, per_task in by_label.items() if len(per_task) > 1}
+    if not shared:
+        return []
+    rows, verdicts = [], []
+    for label, per_task in shared.items():
+        best, last = (over_tasks([tests[i] for _, *tests in per_task]) for i in (0, 1))
+        each = ", ".join(f"{t.name} ({t.metric}) {100 * b.mean:+.1f}, {b.n} pairs" for t, b, _ in per_task)
+        rows.append((label, each, best.n, *test_cells(best), *test_cells(last)))
+        verdicts.append(f"- {label}: best epoch {verdict_text(best, delta)}; last epoch {verdict_text(last, delta)}.")
+    header = ["arm", "tasks: Δ best epoch", "pairs", "best epoch: Δ (mean ± se)", "95% CI", "p",
+              "last epoch: Δ (mean ± se)", "95% CI", "p"]
+    return ["## Over tasks", "",
+            "Each arm that two or more tasks have, against its baseline: the tasks' mean paired differences given "
+            "equal weight, as the GLUE average does (so points of different metrics are averaged as points), with "
+            "the standard error from the tasks' own and the t-test and 95% interval with Welch–Satterthwaite "
+            "degrees of freedom. A summary of these tasks, not a prediction for others.", "",
+            *table(header, rows), *verdicts, ""]
 
 
 # -----------------------------------------------------------------------------
@@ -484,20 +520,25 @@ def main(argv=None) -> None:
                         help="another sweep folder of the same protocol whose runs are more seeds of SWEEP's arms "
                              "(its other arms are left out); refused when an arm's recorded settings differ other "
                              "than by seed and folder, or a seed is in both")
+    parser.add_argument("--add-tasks", dest="added", action="append", default=[], metavar="DIR",
+                        help="another sweep folder whose tasks SWEEP does not have (a study of another task, run to "
+                             "its own folder): reported beside SWEEP's, and the arms they share summarised over "
+                             "tasks; repeatable")
     parser.add_argument("--delta", type=float, default=DELTA, metavar="POINTS",
                         help="the effect size, in metric points, that each arm's verdict says is shown, excluded or "
                              "neither, from the 95%% confidence interval of its paired differences (default: "
                              "%(default)g)")
     args = parser.parse_args(argv)
-    for folder in [args.sweep, *args.more, *([args.pool] if args.pool else [])]:
+    for folder in [args.sweep, *args.more, *([args.pool] if args.pool else []), *args.added]:
         if not Path(folder).is_dir():
             parser.exit(2, f"error: {folder} is not a folder\n")
     if not args.delta > 0:
         parser.exit(2, f"error: --delta {args.delta}: must be above 0\n")
     try:
-        study = load_study(Path(args.sweep), [Path(f) for f in args.more], args.pool and Path(args.pool))
+        study = load_study(Path(args.sweep), [Path(f) for f in args.more], args.pool and Path(args.pool),
+                           [Path(f) for f in args.added])
     except ValueError as e:
-        parser.exit(2, f"error: --pool {args.pool}: {e}\n")
+        parser.exit(2, f"error: {e}\n")
     print(markdown(study, args.delta))
     if args.no_plots:
         return

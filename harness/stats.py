@@ -1,6 +1,8 @@
 """The statistics of report.py, as pure functions of lists of numbers: paired differences against a baseline (the
 mean, its standard error, the t-test and confidence interval, and what the interval shows for an effect of a given
-size), and what a best-of selection gains when no arm has any effect. Distributions come from scipy.stats."""
+size), the same over several tasks, and what a best-of selection gains when no arm has any effect. Distributions
+come from scipy.stats."""
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -46,6 +48,23 @@ def paired_test(differences: list[float], confidence: float = 0.95) -> PairedTes
     mean, se = mean_se(differences)
     return PairedTest(len(differences), mean, se, float(interval.low), float(interval.high),
                       float(result.statistic), float(result.pvalue))
+
+
+def over_tasks(tests: list[PairedTest], confidence: float = 0.95) -> PairedTest:
+    """The paired tests of several tasks (one arm each, against its baseline) as one: the tasks' mean differences
+    given equal weight, like the GLUE average (so MCC and F1 points are averaged as points), the standard error from
+    theirs (the tasks' seeds are independent), and the t-test and interval with the Welch-Satterthwaite degrees of
+    freedom. n: the pairs of all tasks. A summary of these tasks (fixed effects), not a prediction for others; one
+    task gives its own test back."""
+    variances = [test.se ** 2 for test in tests]
+    mean, se = statistics.fmean(test.mean for test in tests), math.sqrt(sum(variances)) / len(tests)
+    n = sum(test.n for test in tests)
+    if se == 0:  # every difference equal within each task: no spread to test against, as ttest_1samp says too
+        return PairedTest(n, mean, 0.0, mean, mean, math.nan, math.nan)
+    df = sum(variances) ** 2 / sum(v * v / (test.n - 1) for v, test in zip(variances, tests))
+    half = scipy_stats.t.ppf(0.5 + confidence / 2, df) * se
+    t = mean / se
+    return PairedTest(n, mean, se, float(mean - half), float(mean + half), t, float(2 * scipy_stats.t.sf(abs(t), df)))
 
 
 def verdict(low: float, high: float, delta: float) -> str:

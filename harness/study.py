@@ -195,21 +195,36 @@ def differing_settings(sweep: SweepFiles, other: SweepFiles) -> str:
 
 @dataclass
 class Study:
-    """What one report reads, each folder once: SWEEP, the folder pooled with it, and the --with folders."""
+    """What one report reads, each folder once: SWEEP, the folder pooled with it, the --with folders and the folders
+    of more tasks."""
     sweep: SweepFiles
     pooled: SweepFiles | None
     more: list[tuple[str, SweepFiles]]  # (label, folder): more arms, paired with SWEEP's ce runs
-    runs: dict[Run, RunFiles]  # SWEEP's runs and those pooled with them
+    added: list[SweepFiles]  # folders of other tasks, reported beside SWEEP's
+    runs: dict[Run, RunFiles]  # the runs of SWEEP, of the folder pooled with it and of the added folders
     pooling: Pooling | None
     tasks: list[TaskRuns]
 
 
-def load_study(sweep: Path, more: list[Path] = (), pool: Path | None = None) -> Study:
-    """Read the folders of a report; ValueError when `pool` does not hold more seeds of SWEEP's protocol."""
+def load_study(sweep: Path, more: list[Path] = (), pool: Path | None = None, added: list[Path] = ()) -> Study:
+    """Read the folders of a report; ValueError when `pool` does not hold more seeds of SWEEP's protocol, or a task
+    is in two of SWEEP and the `added` folders."""
     main = read_sweep(sweep.resolve())
     pooled = read_sweep(pool.resolve()) if pool is not None else None
-    runs, pooling = pool_runs(main, pooled) if pooled is not None else (main.runs, None)
+    try:
+        runs, pooling = pool_runs(main, pooled) if pooled is not None else (main.runs, None)
+    except ValueError as e:
+        raise ValueError(f"--pool {pool}: {e}") from None
     extra = [read_sweep(folder.resolve()) for folder in more]
     labelled = [(differing_settings(main, folder), folder) for folder in extra]
     tasks = [TaskRuns(name, runs, main, labelled) for name in sorted({r.task for r in runs}, key=task_order)]
-    return Study(main, pooled, labelled, runs, pooling, tasks)
+    others = [read_sweep(folder.resolve()) for folder in added]
+    for path, other in zip(added, others):  # each task from one folder: its teachers and its arms are that folder's
+        names = sorted({r.task for r in other.runs}, key=task_order)
+        twice = [name for name in names if name in {t.name for t in tasks}]
+        if twice:
+            raise ValueError(f"--add-tasks {path}: task {', '.join(twice)} is in an earlier folder of the report too: "
+                             "another folder's seeds of the same task are --pool's")
+        tasks += [TaskRuns(name, other.runs, other, []) for name in names]
+        runs = runs | other.runs
+    return Study(main, pooled, labelled, others, runs, pooling, tasks)

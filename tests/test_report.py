@@ -12,14 +12,14 @@ from harness.reading import read_sweep
 from harness.stats import paired_selection_gain
 
 
-def fake_run(sweep, folder, mcc_by_epoch, feature="pooled", teacher=None, **more_args):
+def fake_run(sweep, folder, mcc_by_epoch, feature="pooled", teacher=None, metric="mcc", **more_args):
     """A finished run folder: results.json (the best epoch) and metrics.jsonl (every epoch); a student names the
-    best/ folder of its teacher; more_args: more of its recorded arguments."""
+    best/ folder of its teacher; metric: the task's dev metric; more_args: more of its recorded arguments."""
     path = sweep / folder
     path.mkdir(parents=True)
-    lines = [{"epoch": e, "mcc": m, "train_cmi": 0.01 * e, "eval_cmi": 0.02 * e}
+    lines = [{"epoch": e, metric: m, "train_cmi": 0.01 * e, "eval_cmi": 0.02 * e}
              for e, m in enumerate(mcc_by_epoch, 1)]
-    best = max(lines, key=lambda line: line["mcc"])
+    best = max(lines, key=lambda line: line[metric])
     (path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     args = {"model": "m", "epochs": len(lines), "cmi_feature": feature, "teacher": teacher, **more_args}
     (path / "results.json").write_text(json.dumps({"args": args, "best_epoch": best["epoch"], **best}))
@@ -211,6 +211,42 @@ def test_pool_adds_another_folders_seeds_to_the_same_arms_and_refuses_another_pr
             report.main([str(a), "--pool", str(tmp_path / other), "--no-plots"])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and err.startswith(f"error: --pool {tmp_path / other}: {why}"), err
+
+
+def test_add_tasks_reports_another_folders_task_beside_and_summarises_the_shared_arms_over_tasks(tmp_path, capsys):
+    cola, mrpc = tmp_path / "cola-study", tmp_path / "mrpc-study"
+    for seed, values in CE.items():
+        fake_run(cola, f"cola/ce/seed{seed}", values)
+    for seed, values in MIN.items():
+        fake_run(cola, f"cola/min/lam1-seed{seed}", values)
+    f1 = {0: (0.80, 0.85), 1: (0.82, 0.85), 2: (0.79, 0.83)}  # seed -> (ce, min λ 1) dev F1, one epoch
+    for seed, (ce, lam1) in f1.items():
+        fake_run(mrpc, f"mrpc/ce/seed{seed}", [ce], metric="f1")
+        fake_run(mrpc, f"mrpc/min/lam1-seed{seed}", [lam1], metric="f1")
+        fake_run(mrpc, f"mrpc/min/lam10-seed{seed}", [ce], metric="f1")  # an arm cola does not have
+    report.main([str(cola), "--add-tasks", str(mrpc), "--no-plots"])
+    out = capsys.readouterr().out
+    assert f"With the tasks of {mrpc}: mrpc." in out
+    assert "### mrpc, fine-tuning: paired differences against ce" in out and f"| min λ=1 | 3 | {pm([0.05, 0.03, 0.04])} |" in out
+    # cola's differences at the best epoch 0.03, 0.01, 0.02 and mrpc's 0.05, 0.03, 0.04: means 2 and 4 points with
+    # the same se 1/sqrt(3), so the summary is 3 points with se sqrt(2/3)/2 and Welch-Satterthwaite df
+    # (2 se^2)^2 / (2 se^4 / 2) = 4, whose t distribution has F(t) = 1/2 + s (1 + c^2 / 2) / 2 (s, c: the sine and
+    # cosine of atan(t / 2)); its 97.5% quantile is 2.776445
+    se = math.sqrt(2 / 3) / 2
+    angle = math.atan(3 / se / 2)
+    p = 1 - math.sin(angle) * (1 + math.cos(angle) ** 2 / 2)
+    interval = f"{3 - 2.776445 * se:+.1f} to {3 + 2.776445 * se:+.1f}"
+    assert f"| min λ=1 | cola (mcc) +2.0, 3 pairs, mrpc (f1) +4.0, 3 pairs | 6 | +3.0 ± {se:.1f} | {interval} | " \
+           f"{p:.2g} |" in out
+    assert f"- min λ=1: best epoch shown ({interval}); last epoch" in out
+    assert "| min λ=10 | mrpc" not in out  # one task's arm: nothing to summarise over tasks
+
+    fake_run(tmp_path / "more-cola", "cola/ce/seed7", CE[0])  # a task the report has already
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(cola), "--add-tasks", str(mrpc), "--add-tasks", str(tmp_path / "more-cola"), "--no-plots"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith(f"error: --add-tasks {tmp_path / 'more-cola'}: task cola is "
+                                                        "in an earlier folder of the report too"), err
 
 
 def snapshot(folder):

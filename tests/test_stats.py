@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from harness.stats import mean_se, paired_selection_gain, paired_test, verdict
+from harness.stats import PairedTest, mean_se, over_tasks, paired_selection_gain, paired_test, verdict
 
 
 def test_mean_and_standard_error_by_hand():
@@ -60,3 +60,31 @@ def test_the_paired_null_of_a_selection_by_hand():
     # copies gains nothing, where the unpaired design would credit the best of three independent medians
     assert paired_selection_gain(baseline, [[v + c for v in baseline] for c in (0.0, 0.1, -0.2)]) == \
         pytest.approx(0.0, abs=1e-12)
+
+
+def t_cdf_four_df(t: float) -> float:
+    """The t distribution with 4 degrees of freedom in closed form: with s = sin(atan(t / 2)) and c its cosine,
+    F(t) = 1/2 + s (1 + c^2 / 2) / 2."""
+    angle = math.atan(t / 2)
+    return 0.5 + math.sin(angle) * (1 + math.cos(angle) ** 2 / 2) / 2
+
+
+def test_over_tasks_gives_tasks_equal_weight_with_welch_satterthwaite_degrees_of_freedom():
+    a = paired_test([1.0, 2.0, 6.0])  # mean 3, se^2 7/3, 3 pairs
+    c = math.sqrt(7 / 6)
+    b = paired_test([0.0, 0.0, 0.0, 0.0, 5 * c])  # mean c, variance 5 c^2 = 35/6, se^2 7/6, 5 pairs
+    pooled = over_tasks([a, b])
+    se = math.sqrt(7 / 3 + 7 / 6) / 2  # the tasks' variances of their means, summed, over 2^2
+    # df = (7/3 + 7/6)^2 / ((7/3)^2 / 2 + (7/6)^2 / 4) = (49/4) / (49/18 + 49/144) = 4, not the 2 + 4 pairs' 6
+    assert (pooled.n, pooled.mean, pooled.se) == (8, pytest.approx((3 + c) / 2), pytest.approx(se))
+    assert pooled.t == pytest.approx((3 + c) / 2 / se)
+    assert pooled.p == pytest.approx(2 * (1 - t_cdf_four_df(pooled.t)))
+    quantile = 2.776445  # t_cdf_four_df(quantile) = 0.975
+    assert t_cdf_four_df(quantile) == pytest.approx(0.975, abs=1e-7)
+    assert (pooled.low, pooled.high) == (pytest.approx(pooled.mean - quantile * se, abs=1e-6),
+                                         pytest.approx(pooled.mean + quantile * se, abs=1e-6))
+    assert over_tasks([a]) == a  # one task: its own paired test back
+    no_spread = [PairedTest(2, 0.5, 0.0, 0.5, 0.5, math.nan, math.nan),
+                 PairedTest(3, 0.0, 0.0, 0.0, 0.0, math.nan, math.nan)]
+    flat = over_tasks(no_spread)  # every difference equal within each task: an interval of a point
+    assert (flat.mean, flat.low, flat.high, flat.n) == (0.25, 0.25, 0.25, 5)
