@@ -86,6 +86,8 @@ def read_texts(texts: list[str]) -> list[list[str]]:
     one text or a pair. An empty text, more than two tab-separated texts, bytes that are not UTF-8 or a mix of
     single texts and pairs is a DataError naming the input: a label printed for nothing, or for a pair whose
     second text holds a tab, would look like an answer."""
+    if texts.count("-") > 1:  # the second read would find it empty: its texts would be silently missing
+        raise DataError(f"--text -: given {texts.count('-')} times; standard input is read once, give it once")
     inputs = []  # (where, text)
     for n, text in enumerate(texts, 1):
         if text != "-":
@@ -158,10 +160,21 @@ def label_texts(predictor: Predictor, texts: list[str]) -> None:
         print(f"{predictor.label_names[p.argmax()]}\t{p.max():.4f}\t" + "\t".join(pair))
 
 
+def check_not_labels(path: str, examples: Examples, fields: tuple[str, ...], names: tuple[str, ...]) -> None:
+    """DataError when a text field found by itself (no --text-fields) holds nothing but the model's label names:
+    the labels under another name than --label-field's, which would be read as a second text and predicted on."""
+    for field, values in zip(fields, examples.texts):
+        if set(v.strip() for v in values) <= set(names):
+            raise DataError(f"{path}: field {field!r} holds only the model's label names {list(names)}, not texts; "
+                            f"if it is the label, pass --label-field {field}; if it is a text, --text-fields")
+
+
 def label_file(predictor: Predictor, args) -> None:
     """--file: predictions.tsv, and metrics.json when the file has the label field."""
     names = predictor.label_names
     examples, _, fields = load_file(args.file, args.text_fields, args.label_field, names, labelled=False)
+    if not args.text_fields:
+        check_not_labels(args.file, examples, fields, names)
     probs, stats = predictor(examples, "predict")
     preds = probs.argmax(-1)
     write_tsv(Path(args.out), "predictions.tsv", ["index", "prediction", "probability"],

@@ -199,6 +199,23 @@ def test_an_unnamed_index_column_is_not_read_as_text(tmp_path):
     assert (tmp_path / "plain" / "metrics.json").read_text() == (tmp_path / "indexed" / "metrics.json").read_text()
 
 
+@pytest.mark.parametrize("labels", [("unacceptable", "acceptable"), ("0", "1")])
+def test_a_label_column_under_another_name_is_not_read_as_a_text(tmp_path, labels):
+    # CoLA's label names, or the 0/1 a file of one's own might hold (the model then named its labels "0" and "1")
+    task = get_task("cola")
+    model = task_model(tmp_path / "model", dataclasses.replace(task, label_names=labels))
+    path = tmp_path / "new.csv"
+    path.write_text(csv_text([(s, labels[i % 2]) for i, s in enumerate(SENTENCES)], ("text", "target")))
+    out = tmp_path / "out"
+    result = predict_cli("--model", str(model), "--file", str(path), "--out", str(out))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"error: {path}: field 'target' holds only the model's label names {list(labels)}, not texts; if it is the "
+        "label, pass --label-field target; if it is a text, --text-fields"], result.stderr
+    assert not out.exists()
+    result = predict_cli("--model", str(model), "--file", str(path), "--out", str(out), "--label-field", "target")
+    assert result.returncode == 0 and (out / "metrics.json").exists(), result.stderr  # named: evaluated
+
+
 def test_a_file_to_label_with_an_empty_label_column_is_labelled(tmp_path):
     model = task_model(tmp_path / "model", get_task("cola"))
     path = tmp_path / "new.csv"
@@ -220,6 +237,7 @@ def test_a_file_to_label_with_an_empty_label_column_is_labelled(tmp_path):
     (["--text", "-"], b"Fine.\nCaf\xe9 latin-1.\n", "--text -: standard input is not UTF-8 text (byte 9: "
                                                    "invalid continuation byte)"),
     (["--text", "-"], b"\n  \n", "--text -: standard input held no text"),
+    (["--text", "-", "--text", "-"], b"Fine.\n", "--text -: given 2 times; standard input is read once, give it once"),
 ])
 def test_a_text_that_is_no_input_is_one_line(tmp_path, argv, stdin, message):
     model = task_model(tmp_path / "model", get_task("cola"))
