@@ -36,10 +36,13 @@ class FeatureMap:
         """f_x (B, d), float32."""
         return self.log_probs(out).exp()
 
+    def vector(self, out) -> torch.Tensor:
+        """h_s (B, d)."""
+        return out.features if self.kind == "pooled" else out.hidden_states[:, 0]
+
     def log_probs(self, out) -> torch.Tensor:
         """log f_x (B, d), float32: finite where f_x underflows to 0, so the CMI's gradient is too."""
-        h = out.features if self.kind == "pooled" else out.hidden_states[:, 0]
-        return log_feature_distribution(h, self.tau)
+        return log_feature_distribution(self.vector(out), self.tau)
 
 
 class Centroids:

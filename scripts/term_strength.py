@@ -8,6 +8,8 @@ G is the class means of f_x over --centroid-examples training examples under the
 policy's first G, estimated on a subset); the gradients are those of the first --batches shuffled batches of 32
 (train.py's default order), in float32, in eval mode (no dropout, so CE's and CMI's gradients see the same
 network). The term's gradient is linear in lambda: the ratio is printed for several lambdas from one gradient.
+First it prints the scale of h_s and the dev CMI of the initial model (eq. 11 against the dev set's own class
+means, as a run's eval_cmi), the figures docs/design.md, "h_s: pooled or [CLS]", quotes.
 """
 import argparse
 import sys
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from cmi.core import class_centroids, conditional_mutual_information  # noqa: E402
+from cmi.core import CMIStats, class_centroids, conditional_mutual_information  # noqa: E402
 from cmi.objectives import FEATURES, FeatureMap  # noqa: E402
 from data.batching import collate, eval_batches, train_batches  # noqa: E402
 from data.loading import load_split  # noqa: E402
@@ -48,6 +50,17 @@ def main() -> None:
     forward, features = forward_of(model, unpad=True), FeatureMap(args.feature, args.tau)
     params = [p for p in model.parameters() if p.requires_grad]
 
+    # the initial model on CoLA dev: the range of h_s, and the CMI as train.py's evaluation computes it
+    dev = encode(load_tokenizer(args.model), load_split(get_task("cola"), "validation", args.data_dir), 128)
+    stats, low, high = CMIStats(2, model.config.hidden_size), float("inf"), float("-inf")
+    with torch.no_grad():
+        for b in eval_batches(dev.lengths, 128):
+            batch = collate(dev, b)
+            out = forward(batch)
+            h = features.vector(out)
+            low, high = min(low, h.min().item()), max(high, h.max().item())
+            stats.add(features(out), batch["labels"])
+
     # G: class means of f_x under the initial model (eq. 9), held fixed as in eq. (14)'s first line
     with torch.no_grad():
         index = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[:args.centroid_examples]
@@ -72,6 +85,7 @@ def main() -> None:
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     print(f"{args.model}, CoLA, {args.feature} h_s, tau {args.tau:g}, fresh head, {args.batches} batches of 32; "
           f"G from {args.centroid_examples} training examples")
+    print(f"CoLA dev before fine-tuning: h_s in [{low:.3g}, {high:.3g}], dev CMI {stats.cmi():.3g}")
     print(f"batch CMI against G: {mean(cmis):.3g}; cosine(grad CE, grad CMI): {mean(cosines):+.3f} "
           f"(batches: {min(cosines):+.3f} to {max(cosines):+.3f})")
     for lam in LAMBDAS:
