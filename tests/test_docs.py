@@ -107,27 +107,54 @@ def same(a: str, b: str) -> bool:
     return a.replace("−", "-").split() == b.replace("−", "-").split()
 
 
+def section(text: str, anchor: str) -> str:
+    """The part of a Markdown text under the heading whose GitHub anchor is `anchor` ("Over tasks": over-tasks), up
+    to the next heading of the same or a higher level."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        level = len(line) - len(line.lstrip("#"))
+        if level and re.sub(r"[^\w\- ]", "", line[level:].strip().lower()).replace(" ", "-") == anchor:
+            end = next((j for j in range(i + 1, len(lines))
+                        if lines[j].startswith("#") and len(lines[j]) - len(lines[j].lstrip("#")) <= level), None)
+            return "\n".join(lines[i:end])
+    raise AssertionError(f"no heading with the anchor #{anchor}")
+
+
 def test_readme_headline_numbers_are_those_of_the_committed_reports():
-    """The rows between the README's headline markers: each row's first cell is an arm of the report its last
-    cell links, and every other cell equals that report's cell under the same column name."""
+    """The rows of the tables between the README's headline markers: each row's first cell is an arm of the report
+    its last cell links (of the section its #anchor names, if any), and every other cell equals that report's
+    cell under the same column name (the n-th column of a name in the README is the n-th of that name there)."""
     text = README.read_text()
     block = text.split("<!-- headline")[1].split("<!-- /headline -->")[0]
-    [(header, rows)] = markdown_tables(block)
-    assert header[-1] == "report" and len(rows) >= 5
-    reports = set()
-    for row in rows:
-        [link] = re.findall(r"\]\(([^)]+\.md)\)", row[-1])
-        report = ROOT / link
-        reports.add(report)
-        matches = [(h, r) for h, r in markdown_tables(report.read_text())
-                   if h[0] == header[0] and set(header[1:-1]) <= set(h)
-                   for r in r if same(r[0], row[0])]
-        assert matches, f"README headline: no row {row[0]!r} with columns {header[:-1]} in {link}"
-        report_header, report_row = matches[0]
-        for column, value in zip(header[1:-1], row[1:-1]):
-            theirs = report_row[report_header.index(column)]
-            assert same(value, theirs), f"README headline {row[0]!r}, {column}: {value} but {link} says {theirs}"
-    assert {p.name for p in reports} == {"report.md"} and len(reports) >= 2  # fine-tuning and students
+    tables, reports = markdown_tables(block), set()
+    assert tables and sum(len(rows) for _, rows in tables) >= 5
+    for header, rows in tables:
+        assert header[-1] == "report"
+        for row in rows:
+            [link] = re.findall(r"\]\(([^)]+\.md(?:#[\w-]+)?)\)", row[-1])
+            path, _, anchor = link.partition("#")
+            report = ROOT / path
+            reports.add(report)
+            where = section(report.read_text(), anchor) if anchor else report.read_text()
+            matches = [(h, r) for h, r in markdown_tables(where)
+                       if h[0] == header[0] and set(header[1:-1]) <= set(h)
+                       for r in r if same(r[0], row[0])]
+            assert matches, f"README headline: no row {row[0]!r} with columns {header[:-1]} in {link}"
+            report_header, report_row = matches[0]
+            for i, (column, value) in enumerate(zip(header[1:-1], row[1:-1]), 1):
+                nth = header[1:i].count(column)  # the same column name before this one in the README's header
+                theirs = report_row[[j for j, h in enumerate(report_header) if h == column][nth]]
+                assert same(value, theirs), f"README headline {row[0]!r}, {column}: {value} but {link} says {theirs}"
+    assert all(re.fullmatch(r"report(-[\w-]+)?\.md", p.name) for p in reports) and len(reports) >= 2
+
+
+def test_the_headline_check_reads_the_section_an_anchor_names():
+    text = "# Top\n| arm | x |\n| --- | --- |\n| a | 1 |\n## Over tasks\n| arm | x |\n| --- | --- |\n| a | 2 |\n" \
+           "### Below it\ntext\n## Next\n| arm | x |\n| --- | --- |\n| a | 3 |\n"
+    [(_, rows)] = [t for t in markdown_tables(section(text, "over-tasks"))]
+    assert rows == [["a", "2"]] and "Below it" in section(text, "over-tasks")
+    with pytest.raises(AssertionError):
+        section(text, "missing")
 
 
 def test_readme_is_one_short_page():
