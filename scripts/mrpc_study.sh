@@ -6,8 +6,7 @@
 # so that report.py pairs student-max with student-ce of the same seed. Seed-major: an interrupted study still
 # holds complete pairs; re-running skips finished runs and resumes half-done ones.
 #   bash scripts/mrpc_study.sh [SEEDS [FLAGS...]]   (default: 0 1 2 3 4; FLAGS go to every train.py and distill.py
-#                                                   run: results/mrpc-minilm was made one seed per process on one
-#                                                   GPU with --amp off --compile off, float32 as on the CPU)
+#                                                   run, e.g. --amp off --compile off for float32 on a GPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-0 1 2 3 4}; shift || true
