@@ -1,6 +1,7 @@
 """BERT WordPiece tokenisation with the `tokenizers` library: each split is encoded once, kept as arrays."""
 
 import copy
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,14 @@ class Encoded:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what a model sees of this split (token ids, token types, labels, in order): two runs
+        with equal fingerprints read the same examples, however their files were named or found."""
+        digest = hashlib.sha256()
+        for array in (self.labels, self.lengths, *self.input_ids, *self.token_type_ids):
+            digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+        return digest.hexdigest()
 
 
 def encode(tokenizer: Tokenizer, examples: Examples, max_len: int) -> Encoded:

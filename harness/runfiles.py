@@ -84,6 +84,7 @@ class RunFiles:
     def __init__(self, out: str | Path, args: dict, resume: bool = False, overwrite: bool = False,
                  keep_last: bool = False):
         self.out, self.args, self.overwrite, self.keep_last = Path(out), args, overwrite, keep_last
+        self.settings = {}  # how the run computes, once set up (harness.training.settings): into results.json
         self.metrics, self.steps, self.best = self.out / "metrics.jsonl", self.out / "steps.jsonl", self.out / "best"
         self.last, self.replaced = self.out / "last.pt", self.out / ".replaced"
         self.lock = self._lock() if rank() == 0 else None
@@ -246,7 +247,7 @@ class RunFiles:
         """The run is finished: results.json with its provenance, then last.pt goes (3x the model on disk),
         unless keep_last."""
         if rank() == 0:
-            write_json(self.out / "results.json", {**results, "provenance": provenance(device)})
+            write_json(self.out / "results.json", {**results, "provenance": {**provenance(device), **self.settings}})
             if not self.keep_last:
                 self.last.unlink(missing_ok=True)
 

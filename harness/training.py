@@ -389,6 +389,15 @@ def step_logger(epochs: int, step_batch: int, board: Board | None):
     return on_step
 
 
+def settings(runtime: Runtime, data: Data) -> dict:
+    """How a run computes and on what, beyond its arguments (which say "auto"): recorded in results.json so that
+    runs compared as a pair can be checked to differ in their arm only (report.py)."""
+    return {"path": "unpadded" if runtime.unpad else "padded", "threads": torch.get_num_threads(),
+            "amp": str(runtime.amp_dtype).removeprefix("torch.") if runtime.amp else "off",
+            "compile": runtime.compile, "world_size": world_size(),
+            "data": {name: enc.fingerprint() for name, enc in {"train": data.train, **data.evals}.items()}}
+
+
 def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> dict:
     """Compile, optimiser, schedule and the loop: what train.py and distill.py do once everything is built."""
     # the model: compiled (CUDA), and under DDP wrapped so that backward averages the gradients over processes
@@ -411,6 +420,7 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
     scaler = torch.amp.GradScaler(device.type) if runtime.amp_dtype == torch.float16 else None
 
     # the loop
+    run.settings = settings(runtime, data)
     step = Step(forward, model, job.objective, optimizer, scheduler, runtime.ctx, args.clip, args.grad_accum, scaler)
     passes = Passes(args, job, data, runtime, forward)
     board = tensorboard(args, run)

@@ -27,6 +27,13 @@ def test_run_writes_its_files_and_repeats_exactly(tiny_bert, tmp_path):
     best = max(lines, key=lambda line: line["mcc"])
     assert results["best_epoch"] == best["epoch"] and results["mcc"] == best["mcc"]
     assert results["args"]["mode"] == "min"
+    # how it computed and on what, beyond the "auto" of its arguments; the same data, the same fingerprints
+    settings = {k: results["provenance"][k] for k in ("path", "threads", "amp", "compile", "world_size")}
+    assert settings == {"path": "unpadded", "threads": torch.get_num_threads(), "amp": "off", "compile": False,
+                        "world_size": 1}
+    data = results["provenance"]["data"]
+    assert set(data) == {"train", "validation"} and data["train"] != data["validation"]
+    assert data == json.loads((tmp_path / "b" / "results.json").read_text())["provenance"]["data"]
     model = BertForSequenceClassification.from_pretrained(tmp_path / "a" / "best", num_labels=2)
     assert model.config.id2label == {0: "unacceptable", 1: "acceptable"}
     assert (tmp_path / "a" / "best" / "tokenizer.json").exists()
