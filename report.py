@@ -24,9 +24,9 @@ from pathlib import Path
 
 from harness.markdown import table
 from harness.reading import SweepFiles
-from harness.stats import (DRAWS, PairedTest, mean_se, over_tasks, paired_selection_gain, paired_test,
-                           selection_gain, verdict)
-from harness.study import (TRAIN_SETTINGS, Arm, Pooling, Study, TaskRuns, baseline_of, load_study, median)
+from harness.stats import (DRAWS, PairedTest, heterogeneity, inverse_variance, mean_se, over_tasks,
+                           paired_selection_gain, paired_test, selection_gain, verdict)
+from harness.study import (TRAIN_SETTINGS, Arm, Pooling, Study, TaskRuns, baseline_of, computed, load_study, median)
 from harness.sweeps import TEACHERS, num
 
 try:  # optional: pip install -e ".[plot]"
@@ -241,11 +241,28 @@ def markdown(study: Study, delta: float = DELTA) -> str:
         lines += (lambda_table(t) if any(t.runs.values()) else []) + teacher_section(t)
         if any(t.students.values()):
             lines += student_table(t)
+    lines += ["## How the runs were made", "",
+              "Per arm, what the runs' results.json record of how they ran (several values: the seeds differ; –: not "
+              "recorded, older runs). The two runs of every pair are checked to record the same (harness.study."
+              "check_pairs), the arm aside.", ""]
+    for t in tasks:
+        lines += provenance_table(t)
     return "\n".join(lines)
 
 
 # -----------------------------------------------------------------------------
 # paired differences: each arm against the ce run of the same seed
+
+
+def provenance_table(t: TaskRuns) -> list[str]:
+    """Each arm of the task with the commits, torch, devices, paths, threads, precision and compilation of its runs."""
+    def values(arm: Arm, key: str) -> str:
+        found = sorted({str(computed(f).get(key, f.results.get("provenance", {}).get(key, "–"))) for f in
+                        arm.seeds.values()})
+        return " / ".join(v[:7] if key == "commit" else v for v in found)
+    keys = ("commit", "torch", "device", "path", "threads", "amp", "compile")
+    rows = [(arm.label, len(arm.seeds), *(values(arm, key) for key in keys)) for arm in t.arms.values()]
+    return [f"### {t.name}", "", *table(["arm", "seeds", *keys], rows)]
 
 
 def pm(values: list[float], scale: float = 100) -> str:
@@ -337,7 +354,8 @@ def tests_section(t: TaskRuns, pairs: list[tuple[Arm, Arm]], delta: float) -> li
 
 def over_tasks_section(tasks: list[TaskRuns], delta: float) -> list[str]:
     """Each arm that two or more tasks have (by its label: min λ=1, student of max, α 0.5, T 2), against its
-    baseline, over those tasks: harness.stats.over_tasks of the tasks' paired tests, at the best and the last epoch."""
+    baseline, over those tasks: harness.stats.over_tasks of the tasks' paired tests, at the best and the last epoch;
+    then the same best-epoch tests pooled four ways, with the tasks' heterogeneity (poolings_of)."""
     by_label = {}
     for t in tasks:
         for arm, base in compared(t):
@@ -347,12 +365,13 @@ def over_tasks_section(tasks: list[TaskRuns], delta: float) -> list[str]:
     shared = {label: per_task for label, per_task in by_label.items() if len(per_task) > 1}
     if not shared:
         return []
-    rows, verdicts = [], []
+    rows, verdicts, poolings = [], [], []
     for label, per_task in shared.items():
         best, last = (over_tasks([tests[i] for _, *tests in per_task]) for i in (0, 1))
         each = ", ".join(f"{t.name} ({t.metric}) {100 * b.mean:+.1f}, {b.n} pairs" for t, b, _ in per_task)
         rows.append((label, each, best.n, *test_cells(best), *test_cells(last)))
         verdicts.append(f"- {label}: best epoch {verdict_text(best, delta)}; last epoch {verdict_text(last, delta)}.")
+        poolings += poolings_of(label, [b for _, b, _ in per_task], delta)
     header = ["arm", "tasks: Δ best epoch", "pairs", "best epoch: Δ (mean ± se)", "95% CI", "p",
               "last epoch: Δ (mean ± se)", "95% CI", "p"]
     return ["## Over tasks", "",
@@ -360,7 +379,34 @@ def over_tasks_section(tasks: list[TaskRuns], delta: float) -> list[str]:
             "equal weight, as the GLUE average does (so points of different metrics are averaged as points), with "
             "the standard error from the tasks' own and the t-test and 95% interval with Welch–Satterthwaite "
             "degrees of freedom. A summary of these tasks, not a prediction for others.", "",
-            *table(header, rows), *verdicts, ""]
+            *table(header, rows), *verdicts, "",
+            "How to pool tasks is a choice, a test only if made before the data: where the tasks disagree, other "
+            "reasonable poolings give other answers. The best-epoch differences pooled four ways (equal weights and "
+            "weights by pairs: t intervals, Welch–Satterthwaite; inverse-variance (fixed effect) and "
+            "DerSimonian–Laird (random effects): normal intervals), with Cochran's Q of the tasks' means:", "",
+            *poolings]
+
+
+def poolings_of(label: str, tests: list[PairedTest], delta: float) -> list[str]:
+    """One arm's best-epoch tests of several tasks pooled four ways, the heterogeneity, and the verdict that every
+    pooling gives (or the part of it they share)."""
+    pooled = {"equal weights": over_tasks(tests), "weights by pairs": over_tasks(tests, weights=[t.n for t in tests])}
+    if all(t.se > 0 for t in tests):
+        h = heterogeneity(tests)
+        pooled |= {"inverse-variance": inverse_variance(tests),
+                   f"DerSimonian–Laird (τ² {h.tau2 * 1e4:.2g} points²)": inverse_variance(tests, tau2=h.tau2)}
+        spread = (f"Cochran's Q {h.q:.1f} on {h.df} degrees of freedom, p {h.p:.2g}, I² {h.i2:.2f}: the tasks "
+                  + ("disagree beyond their sampling error." if h.p < 0.05 else "are not shown to disagree."))
+    else:
+        spread = "no heterogeneity test or inverse-variance pooling: a task's differences have no spread."
+    rows = [(rule, *test_cells(test), verdict(test.low, test.high, delta / 100)) for rule, test in pooled.items()]
+    verdicts = {row[-1] for row in rows}
+    highest = max(test.high for test in pooled.values())
+    common = (f"every pooling: {verdicts.pop()}" if len(verdicts) == 1 else
+              f"a gain of δ = {num(delta)} excluded under every pooling (highest upper bound {100 * highest:+.1f})"
+              if highest < delta / 100 else "no verdict holds under every pooling")
+    return [f"{label}: {spread} What holds: {common}.", "",
+            *table(["pooling", "best epoch: Δ (mean ± se)", "95% CI", "p", f"verdict, δ = {num(delta)}"], rows)]
 
 
 # -----------------------------------------------------------------------------
@@ -390,19 +436,23 @@ def selection_line(t: TaskRuns) -> list[str]:
 
 
 def paired_selection_line(t: TaskRuns) -> list[str]:
-    """What the same selection gains with no effect at all in this study's paired design: resampled from its own
-    paired differences, where the arms share each seed's effect."""
+    """What the same selection gains with no effect in this study's paired design, resampled from its own values
+    (the arms share each seed's effect), under two counterfactuals: no λ has any effect; only the λ Table I picks
+    has none, the others keep their observed effects (a λ that clearly hurts then rarely wins the selection)."""
     k, seeds = len(t.lams["min"]), common_seeds(t)
     if k < 2:
         return []
     if len(seeds) < 2:
         return [f"- {t.name}, this study's paired design: not estimated: ce and every λ share {len(seeds)} seed(s)."]
-    values = [[t.lams["min"][lam][s][t.metric] for s in seeds] for lam in t.lams["min"]]
-    gain = paired_selection_gain([t.ce[s][t.metric] for s in seeds], values)
-    return [f"- {t.name}, this study's paired design: {100 * gain:+.1f} points, resampled from the study's own paired "
-            f"differences on the {len(seeds)} seeds ce and every λ share (each λ's differences against ce centred "
-            f"at 0, seeds drawn with replacement, the same draw for every arm; the best λ's median against the ce "
-            f"median, {DRAWS:,} draws)."]
+    lams = list(t.lams["min"])
+    values = [[t.lams["min"][lam][s][t.metric] for s in seeds] for lam in lams]
+    ce = [t.ce[s][t.metric] for s in seeds]
+    every, chosen = paired_selection_gain(ce, values), paired_selection_gain(ce, values, null=[lams.index(t.best_lam)])
+    return [f"- {t.name}, this study's paired design, resampled from its own values on the {len(seeds)} seeds ce and "
+            f"every λ share (seeds drawn with replacement, the same draw for every arm, {DRAWS:,} draws; an arm assumed "
+            "to have no effect is shifted so that its median alone gains 0 over ce's): if no λ had any effect, "
+            f"{100 * every:+.1f} points; if λ {num(t.best_lam)} (Table I's pick) had none and the other λ their "
+            f"observed effects, {100 * chosen:+.1f}."]
 
 
 def held_out_lines(t: TaskRuns) -> list[str]:
@@ -454,25 +504,28 @@ def student_selection_line(t: TaskRuns) -> list[str]:
 # plots
 
 
-def plot_paired(t: TaskRuns, path: Path) -> bool:
-    """The paired differences per arm: each seed a dot, the mean with its standard error as a bar. False, drawing
-    nothing, when no arm has a baseline to be paired with."""
+def plot_paired(t: TaskRuns, path: Path, delta: float = DELTA) -> bool:
+    """The paired differences per arm: each seed a dot, and beside them the mean with its 95% t interval (the one
+    the verdicts read), against 0 and +δ. False, drawing nothing, when no arm has a baseline to be paired with."""
     pairs = [(arm, base) for arm, base in compared(t) if arm is not base]
     if not pairs:
         return False
     fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 1.3 * len(pairs)), 4.5))
     for i, (arm, base) in enumerate(pairs):
         d = [100 * x for x in paired(arm, base, t.metric)]
-        if not d:
-            continue
-        ax.scatter([i] * len(d), d, color="tab:blue", alpha=0.5, s=16)
-        mean, se = mean_se(d)
-        ax.errorbar([i + 0.15], [mean], yerr=[se or 0], fmt="o", color="black", capsize=4)
+        ax.scatter([i - 0.12] * len(d), d, color="tab:blue", alpha=0.5, s=16)
+        if len(d) > 1:
+            test = paired_test(d)
+            ax.errorbar([i + 0.12], [test.mean], yerr=[[test.mean - test.low], [test.high - test.mean]], fmt="o",
+                        color="black", capsize=4)
     ax.axhline(0, color="gray", linestyle="--")
+    ax.axhline(delta, color="tab:green", linestyle=":", label=f"δ = +{num(delta)}")
     ax.set_xticks(range(len(pairs)), [textwrap.fill(arm.label, 20) for arm, _ in pairs], fontsize=9)
     ax.set_ylabel(f"Δ dev {t.metric} (points)")
+    ax.legend(loc="lower right", fontsize=8)
     baselines = " / ".join(sorted({base.label for _, base in pairs}))
-    ax.set_title(f"{t.name}: each arm minus {baselines} of the same seed\n(dots: seeds; bars: mean ± se)", fontsize=10)
+    ax.set_title(f"{t.name}: each arm minus {baselines} of the same seed\n(dots: seeds; beside them: the mean and its "
+                 "95% t interval)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -552,7 +605,7 @@ def main(argv=None) -> None:
             if any(t.lams.values()):
                 plot(t, folder / f"{t.name}.png")
                 print(f"wrote {folder / f'{t.name}.png'}", file=sys.stderr)
-            if plot_paired(t, folder / f"{t.name}-paired.png"):  # students too
+            if plot_paired(t, folder / f"{t.name}-paired.png", args.delta):  # students too
                 print(f"wrote {folder / f'{t.name}-paired.png'}", file=sys.stderr)
     except OSError as e:  # a read-only sweep folder: the report is printed, the plots cannot be
         parser.exit(2, f"error: {folder}: cannot write the plots ({e.strerror or e}); pass --plots DIR or --no-plots\n")

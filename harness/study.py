@@ -14,6 +14,12 @@ from harness.sweeps import TEACHERS, TRAIN_MODES, Run, num, results_of, task_ord
 
 TRAIN_SETTINGS = ("model", "epochs", "batch_size", "lr", "max_train_samples", "cmi_scale", "cmi_feature", "tau")
 PER_RUN = ("seed", "out", "teacher", "resume", "overwrite")  # arguments that differ between the seeds of one arm
+# what may differ between the two runs of a pair: the arm (the objective and its options, the teacher of a student)
+# and what is no part of a run's identity (harness.runfiles.NOT_IDENTITY)
+ARM_ARGS = {"mode", "lam", "centroids", "cmi_feature", "cmi_scale", "tau", "cmi_weighting", "gamma", "teacher",
+            "resume", "overwrite", "out", "keep_last", "log_every", "tensorboard"}
+# how a run computed, from its results.json provenance (harness.training.settings): the same in both runs of a pair
+COMPUTE = ("path", "threads", "amp", "compile", "world_size", "data")
 
 
 def seeds_by_setting(runs: dict[Run, dict], setting) -> dict:
@@ -124,6 +130,43 @@ class TaskRuns:
         return median(self.students[kind][best], self.metric) if best is not None else None
 
 
+def computed(files: RunFiles) -> dict:
+    """How a run computed (COMPUTE, and the device's kind), as far as its files record it: runs made before
+    results.json recorded the path name it in their arguments (--padded), older ones not at all."""
+    provenance = files.results.get("provenance", {})
+    recorded = {key: provenance[key] for key in COMPUTE if key in provenance}
+    if "path" not in recorded and "padded" in files.results["args"]:
+        recorded["path"] = "padded" if files.results["args"]["padded"] else "unpadded"
+    if "device" in provenance:
+        recorded["device"] = provenance["device"].split(" ")[0]
+    return recorded
+
+
+def pair_differences(a: RunFiles, b: RunFiles) -> list[str]:
+    """What two runs compared as a pair record differently, but for their arm (ARM_ARGS): "lr 5e-05 / 3e-05"; what
+    only one of them records is not compared."""
+    sides = []
+    for files in (a, b):
+        args = {k: v for k, v in files.results["args"].items() if k not in ARM_ARGS}
+        sides.append({**args, **{f"{k} (results.json)": v for k, v in computed(files).items()}})
+    return [f"{key} {json.dumps(sides[0][key])} / {json.dumps(sides[1][key])}"
+            for key in sorted(sides[0].keys() & sides[1].keys()) if sides[0][key] != sides[1][key]]
+
+
+def check_pairs(t: TaskRuns) -> None:
+    """ValueError when the two runs of a pair (an arm and its baseline, same seed) differ other than in the arm: their
+    difference would not be the arm's."""
+    for key, arm in t.arms.items():
+        base = t.arms.get(baseline_of(key))
+        if base is None or base is arm:
+            continue
+        for seed in sorted(arm.seeds.keys() & base.seeds.keys()):
+            differ = pair_differences(arm.seeds[seed], base.seeds[seed])
+            if differ:
+                raise ValueError(f"{t.name} {arm.label}, seed {seed}: its run and the {base.label} run it is paired "
+                                 f"with differ in {'; '.join(differ)}: a pair may differ in its arm only")
+
+
 def arm_of(run: Run) -> tuple:
     """What the seeds of one arm share: everything but the seed."""
     return run.task, run.group, run.lam, run.alpha, run.temperature
@@ -227,4 +270,6 @@ def load_study(sweep: Path, more: list[Path] = (), pool: Path | None = None, add
                              "another folder's seeds of the same task are --pool's")
         tasks += [TaskRuns(name, other.runs, other, []) for name in names]
         runs = runs | other.runs
+    for t in tasks:
+        check_pairs(t)
     return Study(main, pooled, labelled, others, runs, pooling, tasks)

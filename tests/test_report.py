@@ -12,9 +12,10 @@ from harness.reading import read_sweep
 from harness.stats import paired_selection_gain
 
 
-def fake_run(sweep, folder, mcc_by_epoch, feature="pooled", teacher=None, metric="mcc", **more_args):
-    """A finished run folder: results.json (the best epoch) and metrics.jsonl (every epoch); a student names the
-    best/ folder of its teacher; metric: the task's dev metric; more_args: more of its recorded arguments."""
+def fake_run(sweep, folder, mcc_by_epoch, feature="pooled", teacher=None, metric="mcc", provenance=None, **more_args):
+    """A finished run folder: results.json (the best epoch, and `provenance` if given) and metrics.jsonl (every
+    epoch); a student names the best/ folder of its teacher; metric: the task's dev metric; more_args: more of its
+    recorded arguments."""
     path = sweep / folder
     path.mkdir(parents=True)
     lines = [{"epoch": e, metric: m, "train_cmi": 0.01 * e, "eval_cmi": 0.02 * e}
@@ -22,7 +23,8 @@ def fake_run(sweep, folder, mcc_by_epoch, feature="pooled", teacher=None, metric
     best = max(lines, key=lambda line: line[metric])
     (path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     args = {"model": "m", "epochs": len(lines), "cmi_feature": feature, "teacher": teacher, **more_args}
-    (path / "results.json").write_text(json.dumps({"args": args, "best_epoch": best["epoch"], **best}))
+    results = {"args": args, "best_epoch": best["epoch"], **best}
+    (path / "results.json").write_text(json.dumps(results | ({"provenance": provenance} if provenance else {})))
 
 
 CE = {0: [0.20, 0.30], 1: [0.25, 0.22], 2: [0.10, 0.28]}  # seed -> dev MCC by epoch
@@ -166,8 +168,12 @@ def test_table_one_shows_both_selection_nulls_and_both_held_out_rules_with_unequ
     assert (f"- cola, the paper's unpaired design: choosing the best of 2 λ by the median of 5 seeds (the fewest of "
             f"any λ, which have 5–7) gains {100 * gain:+.1f} points over one median") in out
     gain = paired_selection_gain(ce[:5], [lam1[:5], lam10])  # on the 5 seeds every arm has
-    assert (f"- cola, this study's paired design: {100 * gain:+.1f} points, resampled from the study's own paired "
-            "differences on the 5 seeds ce and every λ share") in out
+    chosen = paired_selection_gain(ce[:5], [lam1[:5], lam10], null=[0])  # Table I picks λ 1: only it has no effect
+    assert ("- cola, this study's paired design, resampled from its own values on the 5 seeds ce and every λ share "
+            "(seeds drawn with replacement, the same draw for every arm, 20,000 draws; an arm assumed to have no "
+            f"effect is shifted so that its median alone gains 0 over ce's): if no λ had any effect, {100 * gain:+.1f} "
+            f"points; if λ 1 (Table I's pick) had none and the other λ their observed effects, {100 * chosen:+.1f}."
+            ) in out
     # seeds 0-2: medians 26.0 and 26.5, mean differences +1.0 and (-10 + 7 + 1.5) / 3 = -0.5; each rule's λ is then
     # compared with ce on the seeds it has beyond 0-2
     assert ("- cola, by the median of each λ on seeds 0–2 (λ 1 26.0, λ 10 26.5): λ 10; against ce on seeds 3, 4: "
@@ -240,6 +246,11 @@ def test_add_tasks_reports_another_folders_task_beside_and_summarises_the_shared
            f"{p:.2g} |" in out
     assert f"- min λ=1: best epoch shown ({interval}); last epoch" in out
     assert "| min λ=10 | mrpc" not in out  # one task's arm: nothing to summarise over tasks
+    # pooled otherwise: both tasks' se are 1/sqrt(3) points, so inverse-variance weighs them equally (mean 3, se
+    # 1/sqrt(6)); Cochran's Q = 3 (2 - 3)^2 + 3 (4 - 3)^2 = 6 on 1 degree of freedom, p = erfc(sqrt(3)), I^2 = 5/6
+    assert (f"min λ=1: Cochran's Q 6.0 on 1 degrees of freedom, p {math.erfc(math.sqrt(3)):.2g}, I² 0.83: the tasks "
+            "disagree beyond their sampling error.") in out
+    assert f"| inverse-variance | +3.0 ± {1 / math.sqrt(6):.1f} |" in out and "| weights by pairs | +3.0 ±" in out
 
     fake_run(tmp_path / "more-cola", "cola/ce/seed7", CE[0])  # a task the report has already
     with pytest.raises(SystemExit) as exit_info:
@@ -319,3 +330,37 @@ def test_each_folder_and_each_results_json_is_read_once_per_report(tmp_path, mon
     assert "| min λ=1 (cmi_feature cls) | 3 |" in capsys.readouterr().out
     assert sorted(folders) == [a, b, c]
     assert len(results) == len(set(results)) == 12
+
+
+def test_runs_paired_must_differ_in_their_arm_only_and_the_report_says_how_they_ran(tmp_path, capsys):
+    how = {"commit": "0123456789abcdef", "torch": "2.13.0+cpu", "device": "cpu (x86_64)", "path": "unpadded",
+           "threads": 1, "amp": "off", "compile": False, "world_size": 1, "data": {"train": "aa", "validation": "bb"}}
+    for seed, values in CE.items():
+        fake_run(tmp_path / "s", f"cola/ce/seed{seed}", values, provenance=how, lr=5e-5)
+        fake_run(tmp_path / "s", f"cola/min/lam1-seed{seed}", MIN[seed], provenance=how, lr=5e-5, mode="min")
+    out = report.report(tmp_path / "s")
+    assert "| min λ=1 | 3 | 0123456 | 2.13.0+cpu | cpu | unpadded | 1 | off | False |" in out
+    folder = tmp_path / "s" / "cola" / "min" / "lam1-seed1"
+    for change, named in (({"lr": 3e-5}, "lr 3e-05 / 5e-05"),
+                          ({"provenance": how | {"path": "padded"}}, 'path (results.json) "padded" / "unpadded"'),
+                          ({"provenance": how | {"amp": "bfloat16"}}, 'amp (results.json) "bfloat16" / "off"'),
+                          ({"provenance": how | {"data": {"train": "cc", "validation": "bb"}}}, "data (results.json)")):
+        results = json.loads((folder / "results.json").read_text())
+        saved = folder.joinpath("results.json").read_bytes()
+        if "lr" in change:
+            results["args"] |= change
+        else:
+            results |= change
+        (folder / "results.json").write_text(json.dumps(results))
+        with pytest.raises(SystemExit) as exit_info:
+            report.main([str(tmp_path / "s"), "--no-plots"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1, err
+        assert err.startswith("error: cola min λ=1, seed 1: its run and the ce run it is paired with differ in ") and \
+            named in err, err
+        (folder / "results.json").write_bytes(saved)
+    # the arm itself may differ: its objective's options (here min, with cls features, from a --with folder)
+    for seed in CE:
+        fake_run(tmp_path / "cls", f"cola/min/lam1-seed{seed}", MIN[seed], feature="cls", provenance=how, lr=5e-5,
+                 mode="min", centroids="epoch")
+    assert "| min λ=1 (cmi_feature cls) | 3 |" in report.report(tmp_path / "s", [tmp_path / "cls"])

@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from harness.stats import PairedTest, mean_se, over_tasks, paired_selection_gain, paired_test, verdict
+from harness.stats import (PairedTest, heterogeneity, inverse_variance, mean_se, over_tasks, paired_selection_gain,
+                           paired_test, verdict)
 
 
 def test_mean_and_standard_error_by_hand():
@@ -60,6 +61,76 @@ def test_the_paired_null_of_a_selection_by_hand():
     # copies gains nothing, where the unpaired design would credit the best of three independent medians
     assert paired_selection_gain(baseline, [[v + c for v in baseline] for c in (0.0, 0.1, -0.2)]) == \
         pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_paired_null_is_centred_on_the_median_the_statistic_uses():
+    # differences 0, 0, 3 against a flat baseline: their mean is 1, their median 0. Centred on the mean (values -1,
+    # -1, 2), the median of 3 draws is 2 when two or three draws hit seed 2 (probability 7/27), else -1: an arm on
+    # its own would "gain" 14/27 - 20/27 = -2/9 with no selection at all. Centred on its resampled median, it gains 0
+    assert paired_selection_gain([0.0, 0.0, 0.0], [[0.0, 0.0, 3.0]]) == pytest.approx(0.0, abs=1e-12)
+    # two seeds, arms (0, 2) and (2, 0) on a flat baseline: the 4 draws give the arms' medians 0, 1, 1, 2 and 2, 1, 1,
+    # 0 (resampled mean 1 each, so each is shifted by -1): the best gains 1, 0, 0, 1, so 0.5
+    assert paired_selection_gain([0.0, 0.0], [[0.0, 2.0], [2.0, 0.0]]) == pytest.approx(0.5, abs=0.01)
+
+
+def test_the_paired_null_keeps_the_arms_not_assumed_null_at_their_observed_values():
+    baseline = [0.1, 0.5, 0.2, 0.4]
+    # no arm assumed null: an arm 0.3 above the baseline on every seed gains its 0.3
+    assert paired_selection_gain(baseline, [[v + 0.3 for v in baseline]], null=[]) == pytest.approx(0.3)
+    # a null arm beside one that clearly hurts (observed, 10 below on every seed): the hurt arm never wins, so the
+    # best-of gains nothing over the null arm alone, where calling both null would credit the selection
+    hurt, null_arm = [v - 10 for v in baseline], [0.3, 0.1, 0.9, 0.2]
+    assert paired_selection_gain(baseline, [null_arm, hurt], null=[0]) == pytest.approx(0.0, abs=1e-12)
+    assert paired_selection_gain(baseline, [null_arm, [0.9, 0.2, 0.3, 0.1]]) > 0.01  # two that differ seed by seed
+
+
+def test_over_tasks_weighted_by_pairs():
+    a = paired_test([1.0, 2.0, 6.0])  # mean 3, se^2 7/3, 3 pairs
+    c = math.sqrt(7 / 6)
+    b = paired_test([0.0, 0.0, 0.0, 0.0, 5 * c])  # mean c, se^2 7/6, 5 pairs
+    pooled = over_tasks([a, b], weights=[3, 5])
+    parts = [(3 / 8) ** 2 * 7 / 3, (5 / 8) ** 2 * 7 / 6]  # each task's share of the variance of the weighted mean
+    assert (pooled.mean, pooled.se) == (pytest.approx((3 * 3 + 5 * c) / 8), pytest.approx(math.sqrt(sum(parts))))
+    df = sum(parts) ** 2 / (parts[0] ** 2 / 2 + parts[1] ** 2 / 4)
+    assert pooled.p == pytest.approx(2 * scipy_t_sf(pooled.mean / pooled.se, df))
+    assert over_tasks([a, b], weights=[1, 1]) == over_tasks([a, b])  # equal weights are the default
+
+
+def scipy_t_sf(t, df):
+    from scipy.stats import t as t_distribution
+    return t_distribution.sf(abs(t), df)
+
+
+def fake_test(mean: float, se: float, n: int = 5) -> PairedTest:
+    return PairedTest(n, mean, se, math.nan, math.nan, math.nan, math.nan)
+
+
+def test_heterogeneity_inverse_variance_and_dersimonian_laird_by_hand():
+    # means 0, 2, 4 with se 1 each: the inverse-variance mean is 2, Q = 4 + 0 + 4 = 8 on 2 degrees of freedom, whose
+    # chi-squared survival function is exp(-Q / 2); I^2 = (8 - 2) / 8; tau^2 = (Q - df) / (sum w - sum w^2 / sum w)
+    # = 6 / (3 - 1) = 3
+    tests = [fake_test(0.0, 1.0), fake_test(2.0, 1.0), fake_test(4.0, 1.0)]
+    h = heterogeneity(tests)
+    assert (h.q, h.df, h.p, h.i2, h.tau2) == (pytest.approx(8.0), 2, pytest.approx(math.exp(-4)), pytest.approx(0.75),
+                                              pytest.approx(3.0))
+    z = 1.959964  # the normal 97.5% quantile
+    fixed = inverse_variance(tests)
+    assert (fixed.mean, fixed.se, fixed.n) == (pytest.approx(2.0), pytest.approx(1 / math.sqrt(3)), 15)
+    assert (fixed.low, fixed.high) == (pytest.approx(2 - z / math.sqrt(3), abs=1e-6),
+                                       pytest.approx(2 + z / math.sqrt(3), abs=1e-6))
+    random = inverse_variance(tests, tau2=h.tau2)  # weights 1 / (1 + 3): the same mean, se 1 / sqrt(3 / 4)
+    assert (random.mean, random.se) == (pytest.approx(2.0), pytest.approx(2 / math.sqrt(3)))
+    # unequal se: means 0 and 3, se 1 and 2, so weights 1 and 1/4: mean 0.75 / 1.25 = 0.6, se 1 / sqrt(1.25);
+    # Q = 0.6^2 + 2.4^2 / 4 = 1.8 on 1 df (p = erfc(sqrt(0.9))); tau^2 = 0.8 / (1.25 - 1.0625 / 1.25) = 2; the
+    # random-effects weights 1/3 and 1/6 give mean 1 and se sqrt(2)
+    tests = [fake_test(0.0, 1.0), fake_test(3.0, 2.0)]
+    h = heterogeneity(tests)
+    assert (h.q, h.p, h.i2, h.tau2) == (pytest.approx(1.8), pytest.approx(math.erfc(math.sqrt(0.9))),
+                                        pytest.approx(0.8 / 1.8), pytest.approx(2.0))
+    fixed, random = inverse_variance(tests), inverse_variance(tests, tau2=h.tau2)
+    assert (fixed.mean, fixed.se) == (pytest.approx(0.6), pytest.approx(1 / math.sqrt(1.25)))
+    assert (random.mean, random.se) == (pytest.approx(1.0), pytest.approx(math.sqrt(2)))
+    assert heterogeneity([fake_test(1.0, 0.5), fake_test(1.0, 0.2)]).tau2 == 0.0  # agreeing tasks: no tau^2
 
 
 def t_cdf_four_df(t: float) -> float:
