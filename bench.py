@@ -64,7 +64,7 @@ from harness.training import Batches, Runtime, forward_of, model_inputs, setup
 from models.bert import BertConfig, BertForSequenceClassification, key_padding_mask
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
 from models.student import student_config
-from models.unpadded import Unpadded, real_tokens
+from models.unpadded import Tokens, real_tokens
 
 try:  # optional: the step and overhead sections compare against it when it is installed
     import transformers
@@ -365,7 +365,7 @@ def bench_attention(args, preset, ours, batch, runtime: Runtime) -> dict:
     H = ours.config.num_attention_heads
     d = ours.config.hidden_size
     index = real_tokens(mask)
-    unpadded = Unpadded(index, B, T)
+    tokens = Tokens(index, B, T)
     lengths = mask.sum(1).tolist()
     g = torch.Generator(device=device).manual_seed(args.seed)
     qkv = [torch.randn(len(index), d, device=device, generator=g, requires_grad=True) for _ in range(3)]
@@ -374,9 +374,9 @@ def bench_attention(args, preset, ours, batch, runtime: Runtime) -> dict:
         return t.view(B, T, H, -1).transpose(1, 2)
 
     def repad(q, k, v):
-        y = F.scaled_dot_product_attention(*(heads(unpadded.pad(t)) for t in (q, k, v)),
+        y = F.scaled_dot_product_attention(*(heads(tokens.pad(t)) for t in (q, k, v)),
                                            attn_mask=key_padding_mask(mask))
-        return unpadded.gather(y.transpose(1, 2).reshape(B, T, d))
+        return tokens.gather(y.transpose(1, 2).reshape(B, T, d))
 
     def nested(q, k, v):
         # (N, d) -> B jagged (L_b, H, D) -> (B, H, j, D)

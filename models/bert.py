@@ -4,8 +4,8 @@ Read top to bottom: config, embeddings, self-attention, feed-forward, layer, mod
 last the names these weights have in Hugging Face checkpoints (the reading and writing is models/checkpoint.py).
 Outputs equal transformers' BertForSequenceClassification to float32 rounding (tests/test_parity.py).
 
-Given `token_index` (models/unpadded.py), the same model computes on the real tokens only: each module then takes
-the (N, d) rows of the real tokens and an `Unpadded` that says where they sit; read it as the padded model first.
+Every module takes the (N, d) rows of the tokens it computes and the `Tokens` that say where they sit in the
+(B, T) batch (models/unpadded.py): the real tokens only, given `token_index`, else every slot (N = B * T).
 
 Shape letters: B batch, T tokens, H heads, D head size, d hidden size, V vocabulary, C classes.
 """
@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.checkpoint import CheckpointError, Layout, Pretrained
-from models.unpadded import Unpadded, dropout
+from models.unpadded import Tokens, dropout
 
 
 @dataclass
@@ -97,14 +97,11 @@ class BertEmbeddings(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, unpadded: Unpadded | None = None) -> torch.Tensor:
-        if unpadded is None:
-            positions = torch.arange(input_ids.size(1), device=input_ids.device)  # (T,)
-        else:  # the real tokens only: their ids, types and slot positions, (N,) each
-            input_ids, token_type_ids, positions = (unpadded.gather(input_ids), unpadded.gather(token_type_ids),
-                                                    unpadded.positions())
-        x = self.word(input_ids) + self.token_type(token_type_ids) + self.position(positions)  # (B, T, d) or (N, d)
-        return dropout(self.dropout, self.norm(x), unpadded)
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, tokens: Tokens) -> torch.Tensor:
+        """(B, T) ids and types -> (N, d) rows of the tokens computed."""
+        ids, types, positions = tokens.gather(input_ids), tokens.gather(token_type_ids), tokens.positions()  # (N,)
+        x = self.word(ids) + self.token_type(types) + self.position(positions)  # (N, d)
+        return dropout(self.dropout, self.norm(x), tokens)
 
 
 class SelfAttention(nn.Module):
@@ -121,18 +118,15 @@ class SelfAttention(nn.Module):
         self.value = nn.Linear(dim, dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, unpadded: Unpadded | None = None) -> torch.Tensor:
-        q, k, v = self.query(x), self.key(x), self.value(x)  # (B, T, d)
-        if unpadded is not None:  # (N, d) -> (B, T, d): attention needs the sequences apart
-            q, k, v = unpadded.pad(q), unpadded.pad(k), unpadded.pad(v)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, tokens: Tokens) -> torch.Tensor:
+        # (N, d) -> (B, T, d): attention needs the sequences apart
+        q, k, v = tokens.pad(self.query(x)), tokens.pad(self.key(x)), tokens.pad(self.value(x))
         B, T, d = q.shape
         # (B, T, d) -> (B, T, H, D) -> (B, H, T, D)
         q, k, v = (t.view(B, T, self.n_heads, -1).transpose(1, 2) for t in (q, k, v))
         # A padded query row still sees the real keys, so no row is fully masked (that would give NaN).
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).reshape(B, T, d)  # (B, H, T, D) -> (B, T, d)
-        if unpadded is not None:
-            y = unpadded.gather(y)  # (N, d)
+        y = tokens.gather(y.transpose(1, 2).reshape(B, T, d))  # (B, H, T, D) -> (B, T, d) -> (N, d)
         return self.out(y)
 
 
@@ -146,8 +140,8 @@ class FeedForward(nn.Module):
         self.down = nn.Linear(hidden_dim, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, unpadded: Unpadded | None = None) -> torch.Tensor:
-        return dropout(self.dropout, self.down(self.act(self.up(x))), unpadded)  # (B, T, d) or (N, d)
+    def forward(self, x: torch.Tensor, tokens: Tokens) -> torch.Tensor:
+        return dropout(self.dropout, self.down(self.act(self.up(x))), tokens)  # (N, d)
 
 
 class BertLayer(nn.Module):
@@ -162,9 +156,9 @@ class BertLayer(nn.Module):
         self.mlp = FeedForward(d, config.intermediate_size, config.hidden_act, config.hidden_dropout_prob)
         self.mlp_norm = nn.LayerNorm(d, eps=eps)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, unpadded: Unpadded | None = None) -> torch.Tensor:
-        x = self.attn_norm(x + dropout(self.attn_dropout, self.attn(x, mask, unpadded), unpadded))  # (B, T, d)
-        return self.mlp_norm(x + self.mlp(x, unpadded))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, tokens: Tokens) -> torch.Tensor:
+        x = self.attn_norm(x + dropout(self.attn_dropout, self.attn(x, mask, tokens), tokens))  # (N, d)
+        return self.mlp_norm(x + self.mlp(x, tokens))
 
 
 class BertModel(nn.Module):
@@ -185,12 +179,11 @@ class BertModel(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         mask = key_padding_mask(attention_mask)
-        unpadded = None if token_index is None else Unpadded(token_index, *input_ids.shape)
-        x = self.embeddings(input_ids, token_type_ids, unpadded)
+        tokens = Tokens.of(input_ids, token_index)
+        x = self.embeddings(input_ids, token_type_ids, tokens)  # (N, d)
         for layer in self.layers:
-            x = layer(x, mask, unpadded)
-        if unpadded is not None:
-            x = unpadded.pad(x)  # (N, d) -> (B, T, d): right padding keeps [CLS] in slot 0
+            x = layer(x, mask, tokens)
+        x = tokens.pad(x)  # (N, d) -> (B, T, d): right padding keeps [CLS] in slot 0
         return x, torch.tanh(self.pooler(x[:, 0]))
 
 

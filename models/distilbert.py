@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from models.bert import ClassifierOutput, FeedForward, MaskedLMHead, SelfAttention, init_weights, key_padding_mask
 from models.checkpoint import CheckpointError, Layout, Pretrained
-from models.unpadded import Unpadded, dropout
+from models.unpadded import Tokens, dropout
 
 LAYER_NORM_EPS = 1e-12  # fixed in DistilBERT, not a config.json field
 
@@ -67,13 +67,10 @@ class DistilBertEmbeddings(nn.Module):
         self.norm = nn.LayerNorm(config.dim, eps=LAYER_NORM_EPS)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, input_ids: torch.Tensor, unpadded: Unpadded | None = None) -> torch.Tensor:
-        if unpadded is None:
-            positions = torch.arange(input_ids.size(1), device=input_ids.device)  # (T,)
-        else:  # the real tokens only, as in BERT's embeddings
-            input_ids, positions = unpadded.gather(input_ids), unpadded.positions()
-        x = self.word(input_ids) + self.position(positions)  # (B, T, d) or (N, d)
-        return dropout(self.dropout, self.norm(x), unpadded)
+    def forward(self, input_ids: torch.Tensor, tokens: Tokens) -> torch.Tensor:
+        """(B, T) ids -> (N, d) rows of the tokens computed, as in BERT's embeddings."""
+        x = self.word(tokens.gather(input_ids)) + self.position(tokens.positions())  # (N, d)
+        return dropout(self.dropout, self.norm(x), tokens)
 
 
 class DistilBertLayer(nn.Module):
@@ -86,9 +83,9 @@ class DistilBertLayer(nn.Module):
         self.mlp = FeedForward(config.dim, config.hidden_dim, config.activation, config.dropout)
         self.mlp_norm = nn.LayerNorm(config.dim, eps=LAYER_NORM_EPS)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, unpadded: Unpadded | None = None) -> torch.Tensor:
-        x = self.attn_norm(x + self.attn(x, mask, unpadded))  # (B, T, d) or (N, d)
-        return self.mlp_norm(x + self.mlp(x, unpadded))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, tokens: Tokens) -> torch.Tensor:
+        x = self.attn_norm(x + self.attn(x, mask, tokens))  # (N, d)
+        return self.mlp_norm(x + self.mlp(x, tokens))
 
 
 class DistilBertModel(nn.Module):
@@ -103,11 +100,11 @@ class DistilBertModel(nn.Module):
                 token_index: torch.Tensor | None = None) -> torch.Tensor:
         """Last-layer states (B, T, d); with `token_index`, of the real tokens only (as BertModel)."""
         mask = key_padding_mask(attention_mask)
-        unpadded = None if token_index is None else Unpadded(token_index, *input_ids.shape)
-        x = self.embeddings(input_ids, unpadded)
+        tokens = Tokens.of(input_ids, token_index)
+        x = self.embeddings(input_ids, tokens)  # (N, d)
         for layer in self.layers:
-            x = layer(x, mask, unpadded)
-        return x if unpadded is None else unpadded.pad(x)  # (B, T, d)
+            x = layer(x, mask, tokens)
+        return tokens.pad(x)  # (B, T, d)
 
 
 class DistilBertForSequenceClassification(Pretrained):

@@ -1,23 +1,14 @@
-"""The unpadded path: every token-wise operation on the real tokens only, attention on the sequences apart.
+"""The tokens a model computes: the real tokens only (the unpadded path, the default), or every slot (padded).
 
-A right-padded batch (B, T) holds N real tokens; in GLUE's shuffled batches of 32 about half the slots are
-padding. Everything in a BERT layer except attention acts on each token alone (the embeddings, the Q/K/V and
-output projections, LayerNorm, the feed-forward block, dropout), so it runs on the (N, d) rows of the real tokens.
-Attention needs each sequence's keys: around F.scaled_dot_product_attention the (N, d) queries, keys and values
-are put back into (B, T, d), zeros in the padded slots, and its output is gathered again (MosaicBERT's scheme).
+Everything in a BERT layer but attention acts on each token alone (embeddings, projections, LayerNorm, the
+feed-forward block, dropout), so it runs on the (N, d) rows of the tokens computed. Attention needs each
+sequence's keys: around F.scaled_dot_product_attention the rows are put back into (B, T, d), zeros in the slots
+not computed, and its output is gathered again (MosaicBERT's scheme). A padded key is masked, so the real tokens
+get the padded model's outputs; dropout draws its mask at the padded shape, so a seed gives the same masks.
+The padded model is the same code with every slot a token (`Tokens.of` without an index): one path through the
+modules. Why re-padding and not a jagged nested tensor or a loop over sequences: docs/results.md, "Performance".
 
-Exact: every real token sees the same values through the same operations as in the padded model (a padded key is
-masked, so its value never counts), so the outputs equal the padded model's to the rounding of the matrix
-products (bit for bit in the elementwise steps). Dropout draws its mask at the padded shape and gathers the real
-rows, so a seed gives the padded model's masks; attention dropout acts on the re-padded (B, H, T, T) probabilities
-as in the padded model.
-
-Of the candidates for attention on variable lengths, measured on CPU (bench.py --sections attention: forward and
-backward on a real CoLA batch of 32, all-MiniLM-L6-v2's 12 heads, 2 threads, 2026-12-03), re-padding is the
-fastest, and the only one bit for bit the padded model's: a loop over the sequences took 1.32x as long, a jagged
-nested tensor with SDPA 5.4x (docs/results.md, "Performance").
-
-Shape letters: B batch, T tokens (the padded width), N real tokens, d hidden size.
+Shape letters: B batch, T tokens (the padded width), N tokens computed, d hidden size.
 """
 from typing import NamedTuple
 
@@ -37,31 +28,47 @@ def real_tokens(attention_mask: torch.Tensor) -> torch.Tensor:
     return mask.flatten().nonzero().squeeze(1)
 
 
-class Unpadded(NamedTuple):
-    """Where the N real tokens of a (B, T) batch sit: `index` (N,), their flat slots (real_tokens)."""
+class Tokens(NamedTuple):
+    """Where the N tokens a model computes sit in its (B, T) batch: `index` (N,), their flat slots b * T + t.
+
+    Every module takes the (N, d) rows of these tokens. The padded model is the case that computes every slot
+    (`full`: N = B * T, the index covers them all), where gathering and padding are reshapes."""
 
     index: torch.Tensor
     B: int
     T: int
+    full: bool = False
+
+    @classmethod
+    def of(cls, input_ids: torch.Tensor, token_index: torch.Tensor | None = None) -> "Tokens":
+        """The real tokens `token_index` (real_tokens of the attention mask) of a (B, T) batch; without it, every
+        slot, padding included (the padded model)."""
+        B, T = input_ids.shape
+        if token_index is None:
+            return cls(torch.arange(B * T, device=input_ids.device), B, T, full=True)
+        return cls(token_index, B, T)
 
     def gather(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, ...) -> (N, ...): the real tokens' rows."""
-        return x.flatten(0, 1)[self.index]
+        """(B, T, ...) -> (N, ...): the rows of these tokens."""
+        x = x.flatten(0, 1)
+        return x if self.full else x[self.index]
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, d) -> (B, T, d), zeros in the padded slots."""
+        """(N, d) -> (B, T, d), zeros in the slots not computed."""
+        if self.full:
+            return x.view(self.B, self.T, -1)
         return x.new_zeros(self.B * self.T, x.size(-1)).index_copy(0, self.index, x).view(self.B, self.T, -1)
 
     def positions(self) -> torch.Tensor:
-        """(N,) each real token's position id: its slot within its row, as in the padded model."""
+        """(N,) each token's position id: its slot within its row."""
         return self.index % self.T
 
 
-def dropout(module: nn.Dropout, x: torch.Tensor, unpadded: Unpadded | None) -> torch.Tensor:
-    """module(x); on the real tokens (N, d), with the mask the padded model would draw: drawn at (B * T, d), as
+def dropout(module: nn.Dropout, x: torch.Tensor, tokens: Tokens) -> torch.Tensor:
+    """module(x) on the (N, d) rows of `tokens`, with the mask the padded model draws: drawn at (B, T, d), as
     torch's dropout draws it (bernoulli, then / (1 - p)), and gathered."""
     p = module.p
-    if unpadded is None or not module.training or not 0 < p < 1:
+    if not module.training or not 0 < p < 1:
         return module(x)
-    keep = x.new_empty(unpadded.B * unpadded.T, x.size(-1)).bernoulli_(1 - p).div_(1 - p)
-    return x * keep[unpadded.index]
+    keep = x.new_empty(tokens.B, tokens.T, x.size(-1)).bernoulli_(1 - p).div_(1 - p)
+    return x * tokens.gather(keep)
