@@ -6,6 +6,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +196,7 @@ ID_FIELDS = ("id", "idx", "index")  # never taken as text by default
 # An unnamed column, or pandas' name for one, is the index pandas writes with to_csv(): never taken as text by
 # default either (as the first text of a pair it would change every prediction).
 UNNAMED = re.compile(r"\s*|Unnamed: \d+")
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a label that is a number: read as its value
 
 
 class _DuplicateKey(Exception):
@@ -256,15 +258,20 @@ def default_text_fields(path: Path, fields: list[str], label_field: str) -> tupl
 
 
 def _label_name(path: Path, line: int, field: str, value) -> str:
-    """A label as its name ("" when empty or missing): text without surrounding spaces, and a number with an
-    integral value written as that integer (JSON 1.0, a CSV's "1.0", as pandas writes an integer column with
-    gaps: "1"), so that one class is never read as two."""
+    """A label as its name ("" when empty or missing): text without surrounding spaces, and a number as the integer
+    it equals (JSON 1.0, a CSV's "1.0" as pandas writes an integer column with gaps, "01", "1e0": "1"), so that one
+    class is never read as two. A number that is not an integer (STS-B's 0.2) is a regression target, which a
+    classifier cannot learn: read as names, 0.2, 0.20 and 0.200 would be three classes of hundreds."""
     if isinstance(value, (dict, list)):
         raise DataError(f"{path}:{line}: field {field!r} is not a label ({value!r})")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
     text = "" if value is None else str(value).strip()
-    return text.split(".")[0] if re.fullmatch(r"-?\d+\.0+", text) else text
+    if isinstance(value, bool) or not NUMBER.fullmatch(text):  # JSON true/false are names, as written
+        return text
+    number = Decimal(text)
+    if number != number.to_integral_value():
+        raise DataError(f"{path}:{line}: field {field!r} holds {text}, a number that is not an integer: a "
+                        "regression target, not a class label; classification needs integer or named labels")
+    return str(int(number))
 
 
 def _label_order(values: set[str]) -> list[str]:
