@@ -104,12 +104,13 @@ def text_fields(text: str) -> tuple[str, ...]:
     return fields
 
 
-def add_file_args(group, files: str) -> None:
+def add_file_args(group, files: str, label_default: str | None = "label") -> None:
     """--text-fields and --label-field: how the user's own files (`files`, for the help) are read."""
     group.add_argument("--text-fields", type=text_fields, metavar="A[,B]",
                        help=f"the text field(s) of {files}: one, or two for sentence pairs (default: the fields "
                             "other than the label and id/idx/index, if one or two remain)")
-    group.add_argument("--label-field", default="label", help=f"the label field of {files} (default: label)")
+    default = label_default or "the one the model was trained with, else label"
+    group.add_argument("--label-field", default=label_default, help=f"the label field of {files} (default: {default})")
 
 
 def check_data_args(args: argparse.Namespace, parser: Parser) -> None:
