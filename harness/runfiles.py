@@ -32,15 +32,24 @@ def atomic_write(path: Path, write) -> None:
 
 @contextmanager
 def signals_held():
-    """SIGINT and SIGTERM held back until the block ends, then delivered. torch.save's C++ writer turns an exception
-    raised in its write callback, as run_main's handler raises one, into a RuntimeError ('unexpected pos'): a
-    SIGTERM while last.pt was written ended the run as a bug (exit code 1), without its advice to resume."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """SIGINT and SIGTERM held back until the block ends, then raised again. torch.save's C++ writer turns an
+    exception raised in its write callback, as run_main's handler raises one, into a RuntimeError ('unexpected
+    pos'): a SIGTERM while last.pt was written ended the run as a bug (exit code 1), without its advice to resume.
+    The handlers are swapped, not the signals blocked: a blocked thread's signal goes to another thread of the
+    process, and Python runs its handler in the main thread all the same."""
+    held = []
+
+    def hold(signum, frame):
+        held.append(signum)
+
+    previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in held[:1]:
+            signal.raise_signal(s)
 
 
 def to_json(obj, **kwargs) -> str:
