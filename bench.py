@@ -54,14 +54,16 @@ from cmi.loop import Step, make_optimizer, predict, train_epoch, train_step
 from cmi.objectives import CMIObjective, DistillationObjective, EpochCentroids, FeatureMap
 from data.batching import eval_batches, num_train_batches, padding_fraction, train_batches
 from data.loading import load_split
-from data.tasks import TASKS, get_task
+from data.tasks import TASKS, DataError, get_task
 from data.tokenization import encode, load_tokenizer
-from harness.cli import Parser, parse_train_args
+from common.files import write_file
+from harness.cli import Parser, check_ranges, parse_train_args, run_main
 from harness.markdown import table as table_lines
 from harness.timing import (alternate, compiled_graphs, epoch_figures, matmul, paired_ratio, peak_memory_mib, rates,
                             step_flops, synchronize, synthetic_batch, time_epochs)
 from harness.training import Batches, Runtime, forward_of, model_inputs, setup
 from models.bert import BertConfig, BertForSequenceClassification, key_padding_mask
+from models.checkpoint import read_config, resolve
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
 from models.student import student_config
 from models.unpadded import Tokens, real_tokens
@@ -77,6 +79,7 @@ SECTIONS = ("step", "mfu", "overhead", "attention", "profile", "cmi", "epoch", "
 TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)
 OVERHEAD_SHAPE = (1, 8)  # batch x tokens of the overhead section: almost no arithmetic left
 STUDENT_EPOCHS = 10  # the paper's distillation epochs, over which the teacher pass is amortised
+INTERRUPTED = "nothing was written: run the same command again"  # the results are written after all the measuring
 KD = {"alpha": 0.5, "temperature": 2.0}  # distill.py's defaults (see its --help; the time does not depend on them)
 
 
@@ -136,6 +139,13 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0 or args.epoch_batches < 0:
         parser.error("--warmup and --epoch-batches must be >= 0")
+    check_ranges(args, parser, {"pad_multiple": (lambda v: v > 0, "> 0")})  # and --device: CUDA there?
+    # the results are written after all the measuring: a place they cannot go must be refused now
+    out = Path(args.out)
+    if out.is_dir():
+        parser.error(f"--out {out}: is a folder; expected the JSON file to write")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        parser.error(f"--out {out}: cannot write into {out.parent} (no such folder, or not writable)")
     return args
 
 
@@ -588,6 +598,32 @@ def report(results: dict) -> str:
 # main
 
 
+def check_presets(args) -> None:
+    """What the presets need, before anything is measured: the --checkpoint (minilm's weights, and the tokenizer
+    of the real batches) and position tables as long as --seq-len."""
+    positions = {"tiny": BertConfig().max_position_embeddings, "bert-base": BertConfig().max_position_embeddings,
+                 "distilbert-base": DistilBertConfig().max_position_embeddings}
+    if "minilm" in args.presets or {"attention", "profile", "epoch", "distill"} & set(args.sections):
+        folder = resolve(args.checkpoint)
+        load_tokenizer(folder)
+        if "minilm" in args.presets:
+            positions["minilm"] = read_config(folder, BertConfig).max_position_embeddings
+    if {"step", "overhead", "cmi"} & set(args.sections):
+        for preset in args.presets:
+            if args.seq_len > positions[preset]:
+                raise DataError(f"--seq-len {args.seq_len} > the {preset} preset's {positions[preset]} positions")
+
+
+def save(results: dict, out: Path) -> None:
+    """Write the results; when that fails, print them as JSON first, so that no measurement is lost."""
+    text = json.dumps(results, indent=2) + "\n"
+    try:
+        write_file(out, lambda f: f.write(text.encode()))
+    except OSError as e:
+        print(text)
+        raise DataError(f"--out {out}: writing failed ({e.strerror or e}); the results are printed above as JSON") from None
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -596,6 +632,7 @@ def device_name(device: torch.device) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    check_presets(args)
     runtime = setup(args)
     device, amp, compile_ = runtime.device, runtime.amp, runtime.compile
     modes = (args.compile_modes or ("default,reduce-overhead" if device.type == "cuda" else "default")).split(",")
@@ -632,9 +669,6 @@ def main(argv=None) -> dict:
         torch.manual_seed(args.seed)
         ours = build_model(preset, args.checkpoint, num_labels=2).to(device).train()
         if {"step", "overhead", "cmi"} & set(args.sections):
-            if args.seq_len > ours.config.max_position_embeddings:
-                raise SystemExit(f"error: --seq-len {args.seq_len} > the {preset} preset's "
-                                 f"{ours.config.max_position_embeddings} positions")
             batch = synthetic_batch(ours.config.vocab_size, 2, args.batch_size, args.seq_len, args.seed, device)
         theirs = transformers_twin(ours) if {"step", "overhead", "epoch"} & set(args.sections) else None
         if "step" in args.sections:
@@ -653,10 +687,10 @@ def main(argv=None) -> dict:
         if "distill" in args.sections and isinstance(ours, BertForSequenceClassification):
             results["distill"].append(bench_distill(args, preset, ours, cola, runtime))
 
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    save(results, Path(args.out))
     print("\n" + report(results) + f"\n\nwritten to {args.out}")
     return results
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, INTERRUPTED)

@@ -82,7 +82,7 @@ def main(argv=None) -> None:
                 student = distilbert_from_bert(teacher, args.student_layers, args.fold_token_type)
             except ValueError as e:
                 raise CheckpointError(f"--student-layers {','.join(map(str, args.student_layers))}: {e}") from None
-        name_labels(student, task)
+        name_labels(student, task, args.label_field)
         teacher.to(runtime.device).eval().requires_grad_(False)
         teacher_forward = forward_of(teacher, unpad=runtime.unpad)
 

@@ -9,7 +9,9 @@ GLUE dev split, write the GLUE test submission files, or label your own file or 
 
 Files go into --out (default: predictions): dev, metrics.json and predictions-SPLIT.tsv; test, CoLA.tsv,
 SST-2.tsv, MNLI-m.tsv, ... as the GLUE server takes them; --file, predictions.tsv (and metrics.json when the
-file has labels). --text prints one line per input: the label, its probability, the input.
+file has labels). They are the files of one call, written as one set: a folder holding those of an earlier call
+is replaced as a whole with --overwrite (never a new predictions.tsv beside another file's metrics.json), and one
+holding anything else is refused. --text prints one line per input: the label, its probability, the input.
 """
 import argparse
 import sys
@@ -19,7 +21,7 @@ import numpy as np
 
 from cmi.loop import predict
 from cmi.objectives import FEATURES, FeatureMap
-from common.files import write_file
+from common.files import write_folder
 from data.loading import Examples, load_file, load_split, load_test, test_files
 from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, file_task, get_task, metric_suffix
@@ -45,11 +47,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", choices=["dev", "test"], default="dev", help="--task: evaluate on dev, or "
                                                                                 "write the GLUE test submission files")
     parser.add_argument("--data-dir", help="folder in the GLUE download layout (default: the datasets hub)")
-    add_file_args(parser, "--file")
+    add_file_args(parser, "--file", label_default=None)
     parser.add_argument("--other-labels", action="store_true",
                         help="--task: accept a model whose label names are not the task's (same count); names "
                              "both have are always matched by name, the others in order")
     parser.add_argument("--out", default="predictions", help="folder for the files (default: predictions)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier call in --out")
     parser.add_argument("--cmi-feature", choices=FEATURES, default="pooled", help="h_s of the reported dev CMI")
     parser.add_argument("--max-len", type=int, default=128, help="truncation length in tokens")
     parser.add_argument("--eval-batch-size", type=int, default=128, help="examples per batch")
@@ -114,8 +117,50 @@ def read_texts(texts: list[str]) -> list[list[str]]:
     return pairs
 
 
+INTERRUPTED = "nothing was written: run the same command again"  # the files are written last, as one set
+# every file a call may write into --out, whatever its task and split
+RESULT_FILES = {"metrics.json", "predictions.tsv",
+                *(f"predictions-{split}.tsv" for task in TASKS.values() for split in task.eval_splits),
+                *(f"{name}.tsv" for task in TASKS.values() for name in test_files(task))}
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """--out holds the files of one call (RESULT_FILES): refused, before anything is computed, when it holds those of
+    an earlier call (without --overwrite), or anything else, which replacing the folder as a whole would remove."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: exists and is not a folder")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    others = [name for name in held if name not in RESULT_FILES]
+    if others:
+        raise DataError(f"--out {out}: holds {others[0]!r}, not a file predict.py writes; its files go into a folder "
+                        "of their own: choose a new or empty --out")
+    if held and not overwrite:
+        raise DataError(f"--out {out}: holds the files of an earlier call ({', '.join(held)}); pass --overwrite to "
+                        "replace them, or choose another --out")
+
+
+def save(out: Path, files: dict[str, bytes]) -> None:
+    """Write the call's files as one set: the folder is swapped in whole (common.files.write_folder), so a kill or
+    a full disk leaves the earlier set or this one, never a mix."""
+    write_folder(out, files)
+    for name in files:
+        print(f"wrote {out / name}")
+
+
+def model_fields(folder: Path, config) -> tuple[tuple[str, ...], str | None]:
+    """The text fields and the label field the model was trained on (config.json's text_fields, label_field, which
+    train.py and distill.py record); ((), None) for a model saved without them."""
+    text_fields, label_field = config.extra.get("text_fields", []), config.extra.get("label_field")
+    if (not isinstance(text_fields, list) or len(text_fields) > 2 or not all(isinstance(f, str) and f for f in text_fields)
+            or not isinstance(label_field, (str, type(None)))):
+        raise CheckpointError(f"{folder / 'config.json'}: text_fields must list one or two field names and "
+                              f"label_field name one, got {text_fields!r}, {label_field!r}")
+    return tuple(text_fields), label_field
+
+
 class Predictor:
-    """A fine-tuned classifier ready to label examples: its label names, its tokenizer, where it computes."""
+    """A fine-tuned classifier ready to label examples: its label names, the fields it reads, its tokenizer, where
+    it computes."""
 
     def __init__(self, args):
         self.args, self.runtime = args, setup(args)
@@ -123,6 +168,7 @@ class Predictor:
         self.model.to(self.runtime.device)
         id2label = self.model.config.id2label or {}
         self.label_names = tuple(str(id2label.get(i, f"LABEL_{i}")) for i in range(self.model.config.num_labels))
+        self.text_fields, self.label_field = model_fields(self.folder, self.model.config)
         self.tokenizer = load_tokenizer(self.folder)
         self.forward, self.features = forward_of(self.model, unpad=self.runtime.unpad), FeatureMap(args.cmi_feature)
 
@@ -134,26 +180,29 @@ class Predictor:
                                 len(self.label_names), len(encoded), ctx=self.runtime.ctx, desc=desc)
         return logits.softmax(-1).cpu().numpy(), stats
 
+    def check_texts(self, where: str, count: int) -> None:
+        """A DataError unless inputs of `count` texts are what the model reads (when it says): one text, or a pair."""
+        if self.text_fields and count != len(self.text_fields):
+            reads = "one text" if len(self.text_fields) == 1 else "a pair of texts"
+            raise DataError(f"{where}: {count} text(s) per input, but the model reads {reads} "
+                            f"({', '.join(self.text_fields)}, its config.json text_fields)")
 
-def write_tsv(out: Path, name: str, header: list[str], rows) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    text = "".join("\t".join(map(str, row)) + "\n" for row in [header, *rows])
-    write_file(out / name, lambda f: f.write(text.encode()))
-    print(f"wrote {out / name}")
+
+def tsv(header: list[str], rows) -> bytes:
+    return "".join("\t".join(map(str, row)) + "\n" for row in [header, *rows]).encode()
 
 
-def write_metrics(out: Path, name: str, metrics: dict) -> None:
-    """Print the metrics as percentages and write them, as fractions, into metrics.json."""
+def metrics_file(name: str, metrics: dict) -> bytes:
+    """Print the metrics as percentages; metrics.json holds them as fractions."""
     shown = ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items() if not k.startswith("eval_cmi"))
     print(f"{name}: {shown} (%), dev CMI {metrics['eval_cmi']:.3g}")
-    out.mkdir(parents=True, exist_ok=True)
-    write_file(out / "metrics.json", lambda f: f.write((to_json(metrics, indent=2) + "\n").encode()))
-    print(f"wrote {out / 'metrics.json'}")
+    return (to_json(metrics, indent=2) + "\n").encode()
 
 
 def label_texts(predictor: Predictor, texts: list[str]) -> None:
     """--text: one line per input on stdout (label, probability, text); nothing is written."""
     pairs = read_texts(texts)
+    predictor.check_texts("--text", len(pairs[0]))
     examples = Examples(tuple(map(list, zip(*pairs))), np.zeros(len(pairs), dtype=np.int64), False)
     probs, _ = predictor(examples, "predict")
     for pair, p in zip(pairs, probs):
@@ -161,72 +210,87 @@ def label_texts(predictor: Predictor, texts: list[str]) -> None:
 
 
 def check_not_labels(path: str, examples: Examples, fields: tuple[str, ...], names: tuple[str, ...]) -> None:
-    """DataError when a text field found by itself (no --text-fields) holds nothing but the model's label names:
-    the labels under another name than --label-field's, which would be read as a second text and predicted on."""
+    """DataError when a text field found by itself (no --text-fields, a model that does not record its own) holds
+    nothing but the model's label names: the labels under another name than --label-field's, which would be read
+    as a second text and predicted on."""
     for field, values in zip(fields, examples.texts):
         if set(v.strip() for v in values) <= set(names):
             raise DataError(f"{path}: field {field!r} holds only the model's label names {list(names)}, not texts; "
                             f"if it is the label, pass --label-field {field}; if it is a text, --text-fields")
 
 
-def label_file(predictor: Predictor, args) -> None:
-    """--file: predictions.tsv, and metrics.json when the file has the label field."""
+def label_file(predictor: Predictor, args) -> dict[str, bytes]:
+    """--file: predictions.tsv, and metrics.json when the file has the label field. The file's text fields are
+    --text-fields, else exactly those the model was trained on (check_model_fields), else found by themselves."""
     names = predictor.label_names
-    examples, _, fields = load_file(args.file, args.text_fields, args.label_field, names, labelled=False)
-    if not args.text_fields:
+    label_field = args.label_field or predictor.label_field or "label"
+    if args.text_fields:
+        predictor.check_texts(f"--text-fields {','.join(args.text_fields)}", len(args.text_fields))
+    own = not args.text_fields and bool(predictor.text_fields)
+    examples, _, fields = load_file(args.file, args.text_fields or predictor.text_fields or None, label_field, names,
+                                    labelled=False, model_fields=own)
+    if not args.text_fields and not own:
         check_not_labels(args.file, examples, fields, names)
     probs, stats = predictor(examples, "predict")
     preds = probs.argmax(-1)
-    write_tsv(Path(args.out), "predictions.tsv", ["index", "prediction", "probability"],
-              ((i, names[k], f"{p[k]:.4f}") for i, (k, p) in enumerate(zip(preds, probs))))
+    files = {"predictions.tsv": tsv(["index", "prediction", "probability"],
+                                    ((i, names[k], f"{p[k]:.4f}") for i, (k, p) in enumerate(zip(preds, probs))))}
     if examples.labelled:
         task = file_task(Path(args.file).stem, names, fields)
-        metrics = {**compute_metrics(task, preds, examples.labels), "eval_cmi": stats.cmi()}
-        write_metrics(Path(args.out), task.name, metrics)
+        files["metrics.json"] = metrics_file(task.name, {**compute_metrics(task, preds, examples.labels),
+                                                         "eval_cmi": stats.cmi()})
+    return files
 
 
-def evaluate_dev(predictor: Predictor, task, args) -> None:
+def evaluate_dev(predictor: Predictor, task, args) -> dict[str, bytes]:
     """--split dev: the task's dev metrics and dev CMI of every dev split, and the predictions of each."""
-    metrics = {}
+    metrics, files = {}, {}
     for split in task.eval_splits:
         examples = load_split(task, split, args.data_dir)
         probs, stats = predictor(examples, f"eval {split}")
         preds = probs.argmax(-1)
         metrics |= compute_metrics(task, preds, examples.labels, split)
         metrics["eval_cmi" + metric_suffix(split)] = stats.cmi()
-        write_tsv(Path(args.out), f"predictions-{split}.tsv", ["index", "prediction", "label"],
-                  ((i, task.label_names[k], task.label_names[y])
-                   for i, (k, y) in enumerate(zip(preds, examples.labels))))
-    write_metrics(Path(args.out), task.name, metrics)
+        files[f"predictions-{split}.tsv"] = tsv(["index", "prediction", "label"],
+                                                ((i, task.label_names[k], task.label_names[y])
+                                                 for i, (k, y) in enumerate(zip(preds, examples.labels))))
+    return files | {"metrics.json": metrics_file(task.name, metrics)}
 
 
-def write_submission(predictor: Predictor, task, args) -> None:
+def write_submission(predictor: Predictor, task, args) -> dict[str, bytes]:
     """--split test: the GLUE server's files, label i spelled as in the task's files (0/1, or entailment, ...)."""
+    files = {}
     for name, path in test_files(task).items():
         if name == "AX" and args.data_dir is not None and not (Path(args.data_dir) / path).is_file():
             print(f"note: no {Path(args.data_dir) / path}: AX.tsv (the diagnostic set) is not written")
             continue
         index, examples = load_test(task, name, args.data_dir)
         probs, _ = predictor(examples, f"test {name}")
-        write_tsv(Path(args.out), f"{name}.tsv", ["index", "prediction"],
-                  zip(index, (task.tsv_label_values[k] for k in probs.argmax(-1))))
+        files[f"{name}.tsv"] = tsv(["index", "prediction"],
+                                   zip(index, (task.tsv_label_values[k] for k in probs.argmax(-1))))
+    return files
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    out = Path(args.out)
+    if not args.text:
+        check_out(out, args.overwrite)
     predictor = Predictor(args)
     if args.text:
         label_texts(predictor, args.text)
-    elif args.file:
-        label_file(predictor, args)
+        return
+    if args.file:
+        files = label_file(predictor, args)
     else:
         task = get_task(args.task)
         # the model's outputs in the task's label order, matched by name (a head listing them in another
         # order is reordered), so that output i is the task's label i everywhere below
-        _, rows = check_head(predictor.folder, task, args.other_labels)
+        _, rows = check_head(predictor.folder, task, args.other_labels, training=False)
         align_head(predictor.model, rows)
-        (evaluate_dev if args.split == "dev" else write_submission)(predictor, task, args)
+        files = (evaluate_dev if args.split == "dev" else write_submission)(predictor, task, args)
+    save(out, files)
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, INTERRUPTED)

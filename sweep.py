@@ -42,11 +42,14 @@ from common.errors import TrainingError
 from data.tasks import TASKS, own_task_name, primary_metric
 from harness.cli import Parser, add_training_args, parse_distill_args, parse_train_args, run_main
 from harness.runfiles import differences
-from harness.sweeps import TRAIN_MODES, Run, expand, finished, num, shard, teacher_runs
+from harness.sweeps import TRAIN_MODES, Run, expand, finished, num, results_of, shard, teacher_runs
 from harness.training import check_data
 
 ROOT = Path(__file__).resolve().parent
 STAGES = ("train", "distill", "all")
+# the sweep resumes its runs itself (it refuses --resume): its own command, unchanged, continues it
+INTERRUPTED = ("finished runs are kept, the interrupted one from its last complete epoch: run the same command to "
+               "continue")
 SET_BY_SWEEP = ("--task", "--mode", "--lam", "--seed", "--resume", "--overwrite", "--teacher", "--teacher-sweep",
                 "--alpha", "--temperature")
 
@@ -71,7 +74,7 @@ class Teachers:
             waiting = [r.folder for r in candidates if not finished(self.out / r.folder)]
             if waiting:
                 raise NotReady(f"waiting for {len(waiting)} of {len(candidates)} {student.teacher} teacher runs "
-                               f"(e.g. {waiting[0]}); run the sweep again once they are finished")
+                               f"(e.g. {waiting[0]}): {unfinished(self.out / waiting[0])}")
             selection = select_teacher(self.out / student.task / student.teacher, student.task,
                                        primary_metric(student.task, self.own_files), kind=student.teacher)
             self.chosen[key] = selection.chosen.run
@@ -106,6 +109,16 @@ def option_chunks(tokens: list[str]) -> list[list[str]]:
 
 def option_name(chunk: list[str]) -> str:
     return chunk[0].split("=", 1)[0]
+
+
+def unfinished(folder: Path) -> str:
+    """Why a run that is not finished (harness.sweeps.finished) is not, for a waiting student and a dry run's plan."""
+    if (folder / "results.json").exists():  # there, but it does not read back
+        try:
+            results_of(folder)
+        except TrainingError as e:
+            return str(e)
+    return "started, not finished" if (folder / "args.json").exists() else "not started"
 
 
 def resume_flag(folder: Path) -> list[str]:
@@ -301,11 +314,15 @@ def main(argv=None) -> int:
             except NotReady as e:
                 if not args.dry_run:
                     skipped.append(run.folder)
-                    print(f"[{i}/{len(runs)}] {run.folder}: skipped, {e}", flush=True)
+                    print(f"[{i}/{len(runs)}] {run.folder}: skipped, {e}; run the sweep again once they are "
+                          "finished", flush=True)
                     continue
-                teacher = f"<the {run.teacher} teacher of {run.task}, chosen once its runs are finished>"
+                # the plan says why it has no teacher yet: a damaged results.json reads otherwise than no run
+                teacher = f"<the {run.teacher} teacher of {run.task}, chosen once its runs are finished: {e}>"
             except TrainingError as e:
                 failed.append(f"{run.folder} (no teacher: {e})")
+                if args.dry_run:
+                    print(f"{run.folder}  no teacher can be chosen: {e}")
                 continue
             command = student_command(run, folder, teacher, args, student_extra)
         else:
@@ -334,4 +351,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(lambda: sys.exit(main()))
+    run_main(lambda: sys.exit(main()), INTERRUPTED)

@@ -28,7 +28,7 @@ def main(argv=None) -> None:
         model = BertForSequenceClassification.from_pretrained(checkpoint_dir, num_labels=task.num_labels,
                                                               mlm=args.gamma > 0)
         align_head(model, rows)  # a fine-tuned head's labels matched to the task's by name
-        name_labels(model, task)
+        name_labels(model, task, args.label_field)
 
         # data
         data = load_data(args, task, checkpoint_dir, model.config.vocab_size)

@@ -6,6 +6,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +196,7 @@ ID_FIELDS = ("id", "idx", "index")  # never taken as text by default
 # An unnamed column, or pandas' name for one, is the index pandas writes with to_csv(): never taken as text by
 # default either (as the first text of a pair it would change every prediction).
 UNNAMED = re.compile(r"\s*|Unnamed: \d+")
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a label that is a number: read as its value
 
 
 class _DuplicateKey(Exception):
@@ -256,15 +258,20 @@ def default_text_fields(path: Path, fields: list[str], label_field: str) -> tupl
 
 
 def _label_name(path: Path, line: int, field: str, value) -> str:
-    """A label as its name ("" when empty or missing): text without surrounding spaces, and a number with an
-    integral value written as that integer (JSON 1.0, a CSV's "1.0", as pandas writes an integer column with
-    gaps: "1"), so that one class is never read as two."""
+    """A label as its name ("" when empty or missing): text without surrounding spaces, and a number as the integer
+    it equals (JSON 1.0, a CSV's "1.0" as pandas writes an integer column with gaps, "01", "1e0": "1"), so that one
+    class is never read as two. A number that is not an integer (STS-B's 0.2) is a regression target, which a
+    classifier cannot learn: read as names, 0.2, 0.20 and 0.200 would be three classes of hundreds."""
     if isinstance(value, (dict, list)):
         raise DataError(f"{path}:{line}: field {field!r} is not a label ({value!r})")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
     text = "" if value is None else str(value).strip()
-    return text.split(".")[0] if re.fullmatch(r"-?\d+\.0+", text) else text
+    if isinstance(value, bool) or not NUMBER.fullmatch(text):  # JSON true/false are names, as written
+        return text
+    number = Decimal(text)
+    if number != number.to_integral_value():
+        raise DataError(f"{path}:{line}: field {field!r} holds {text}, a number that is not an integer: a "
+                        "regression target, not a class label; classification needs integer or named labels")
+    return str(int(number))
 
 
 def _label_order(values: set[str]) -> list[str]:
@@ -275,18 +282,36 @@ def _label_order(values: set[str]) -> list[str]:
         return sorted(values)
 
 
+def check_model_fields(path: Path, fields: list[str], text_fields: tuple[str, ...], label_field: str) -> None:
+    """A file read with the fields a model was trained on (its best/config.json's text_fields, label_field) has
+    those text fields, and no field that is neither one of them, the label, an id nor unnamed: such a field may be
+    the answers under another name, or a text the model would not read."""
+    missing = [f for f in text_fields if f not in fields]
+    if missing:
+        raise DataError(f"{path}: no field {missing[0]!r} (fields: {fields}); the model reads {list(text_fields)}, "
+                        "the field(s) it was trained on: name the file's with --text-fields")
+    for field in fields:
+        if field not in (*text_fields, label_field) and field.lower() not in ID_FIELDS and not UNNAMED.fullmatch(field):
+            raise DataError(f"{path}: field {field!r} is neither a text the model reads {list(text_fields)} nor the "
+                            f"label field {label_field!r}; if it is the label, pass --label-field {field}; to leave "
+                            f"it unread, pass --text-fields {','.join(text_fields)}")
+
+
 def load_file(path: str | Path, text_fields: tuple[str, ...] | None = None, label_field: str = "label",
-              label_names: tuple[str, ...] | None = None,
-              labelled: bool = True) -> tuple[Examples, tuple[str, ...], tuple[str, ...]]:
+              label_names: tuple[str, ...] | None = None, labelled: bool = True,
+              model_fields: bool = False) -> tuple[Examples, tuple[str, ...], tuple[str, ...]]:
     """The examples of the user's own file, with its label names and its text fields. `label_names` None (the
     training file): the names are the file's distinct labels (_label_order); given (a dev file, a model's
     labels): every label must be one of them (labels read as _label_name says). labelled=False: a file without
     the label field, or with the field empty in every example, is accepted (labels unknown: zeros). An empty
-    text or label is an error, never an empty input or a class ''. Errors name the file, line and field."""
+    text or label is an error, never an empty input or a class ''. model_fields: `text_fields` and `label_field` are
+    those a model was trained on (check_model_fields). Errors name the file, line and field."""
     path = Path(path)
     fields, records = _records(path)
     if not records:
         raise DataError(f"{path}: no examples")
+    if model_fields:
+        check_model_fields(path, fields, text_fields, label_field)
     text_fields = tuple(text_fields) if text_fields else default_text_fields(path, fields, label_field)
     has_labels = label_field in fields
     if labelled and not has_labels:

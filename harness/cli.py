@@ -104,12 +104,13 @@ def text_fields(text: str) -> tuple[str, ...]:
     return fields
 
 
-def add_file_args(group, files: str) -> None:
+def add_file_args(group, files: str, label_default: str | None = "label") -> None:
     """--text-fields and --label-field: how the user's own files (`files`, for the help) are read."""
     group.add_argument("--text-fields", type=text_fields, metavar="A[,B]",
                        help=f"the text field(s) of {files}: one, or two for sentence pairs (default: the fields "
                             "other than the label and id/idx/index, if one or two remain)")
-    group.add_argument("--label-field", default="label", help=f"the label field of {files} (default: label)")
+    default = label_default or "the one the model was trained with, else label"
+    group.add_argument("--label-field", default=label_default, help=f"the label field of {files} (default: {default})")
 
 
 def check_data_args(args: argparse.Namespace, parser: Parser) -> None:
@@ -305,11 +306,15 @@ def _interrupt(signum, frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
-def run_main(main) -> None:
+RESUME = "the last complete epoch is kept: run the same command with --resume to continue"
+
+
+def run_main(main, interrupted: str = RESUME) -> None:
     """Run `main()`, turning every failure into one line on stderr: the project's input errors and any file the
-    system refuses (exit code 2), an interruption by SIGINT or SIGTERM with how to continue (128 + signal), and
-    anything else (exit code 1; CMI_TRACEBACK=1 prints the traceback too). An out-of-memory kill (SIGKILL)
-    cannot be caught: the run then resumes from its last checkpoint."""
+    system refuses (exit code 2), an interruption by SIGINT or SIGTERM with what is kept and how to continue,
+    `interrupted` (exit code 128 + signal; train.py and distill.py: RESUME, each other script its own, since
+    advice that the script refuses is worse than none), and anything else (exit code 1; CMI_TRACEBACK=1 prints the
+    traceback too). An out-of-memory kill (SIGKILL) cannot be caught: the run then resumes from its last checkpoint."""
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         main()
@@ -321,8 +326,7 @@ def run_main(main) -> None:
         sys.exit(2)
     except KeyboardInterrupt as e:
         name = str(e) or "SIGINT"
-        print(f"error: interrupted by {name}; the last complete epoch is kept: run the same command with "
-              "--resume to continue", file=sys.stderr)
+        print(f"error: interrupted by {name}; {interrupted}", file=sys.stderr)
         sys.exit(128 + signal.Signals[name].value)
     except Exception as e:
         if os.environ.get("CMI_TRACEBACK"):

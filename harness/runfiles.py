@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,28 @@ def atomic_write(path: Path, write) -> None:
         write_file(path, write)
     except OSError as e:
         raise TrainingError(f"{path}: writing failed ({e.strerror or e}); the previous version is kept") from None
+
+
+@contextmanager
+def signals_held():
+    """SIGINT and SIGTERM held back until the block ends, then raised again. torch.save's C++ writer turns an
+    exception raised in its write callback, as run_main's handler raises one, into a RuntimeError ('unexpected
+    pos'): a SIGTERM while last.pt was written ended the run as a bug (exit code 1), without its advice to resume.
+    The handlers are swapped, not the signals blocked: a blocked thread's signal goes to another thread of the
+    process, and Python runs its handler in the main thread all the same."""
+    held = []
+
+    def hold(signum, frame):
+        held.append(signum)
+
+    previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in held[:1]:
+            signal.raise_signal(s)
 
 
 def to_json(obj, **kwargs) -> str:
@@ -236,8 +259,9 @@ class RunFiles:
         """last.pt: `state` and the random-number states of every process (called by all of them)."""
         state = {**state, "rng": rng_states()}
         if rank() == 0:
-            atomic_write(self.last, lambda f: torch.save(state, f))
-            shutil.rmtree(self.replaced, ignore_errors=True)  # the new run can resume now: the old one goes
+            with signals_held():  # a SIGTERM meanwhile ends the run once the epoch's checkpoint is in place
+                atomic_write(self.last, lambda f: torch.save(state, f))
+                shutil.rmtree(self.replaced, ignore_errors=True)  # the new run can resume now: the old one goes
 
     def save_best(self, model) -> None:
         if rank() == 0:

@@ -249,19 +249,56 @@ class Study:
     tasks: list[TaskRuns]
 
 
+def paired_with(run: Run, itself: bool = False) -> tuple:
+    """What identifies the run of SWEEP that a --with run is paired with (baseline_of, the same seed); itself: what
+    identifies `run` in those terms."""
+    group = run.group if itself else "student-ce" if run.is_student else "ce"
+    return run.task, run.seed, group, *((run.alpha, run.temperature) if run.is_student else ())
+
+
+def check_folders(main: SweepFiles, given: list[tuple[str, Path, SweepFiles]]) -> None:
+    """What --with, --pool and --add-tasks are given (flag, path, the folder read), checked in one place:
+    ValueError, one line, for a folder given twice or SWEEP itself (its runs paired or pooled with themselves), one
+    without a finished run, a --with or --pool folder of no task of SWEEP's, and a --with folder none of whose runs
+    has a baseline in SWEEP (paired_with): each would print a report with nothing compared."""
+    seen = {main.folder: "SWEEP"}
+    tasks = {r.task for r in main.runs}
+    for flag, path, read in given:
+        where = f"{flag} {path}"
+        if read.folder in seen:
+            raise ValueError(f"{where}: the same folder as {seen[read.folder]}; give each folder once")
+        seen[read.folder] = where
+        theirs = sorted({r.task for r in read.runs}, key=task_order)
+        if not theirs:
+            raise ValueError(f"{where}: no finished run (no TASK/GROUP/SETTING folder with a readable results.json)")
+        if flag != "--add-tasks" and not tasks & set(theirs):
+            raise ValueError(f"{where}: its runs are of task {', '.join(theirs)}, SWEEP's of "
+                             f"{', '.join(sorted(tasks, key=task_order)) or 'none'}; {flag} takes runs of SWEEP's "
+                             "tasks (a folder of other tasks: --add-tasks)")
+        if flag == "--with" and not {paired_with(r) for r in read.runs} & {paired_with(r, True) for r in main.runs}:
+            raise ValueError(f"{where}: none of its runs has a run to be paired with in SWEEP (a ce run of its task "
+                             "and seed; for a student, SWEEP's student of the ce teacher with its α, T and seed)")
+
+
 def load_study(sweep: Path, more: list[Path] = (), pool: Path | None = None, added: list[Path] = ()) -> Study:
-    """Read the folders of a report; ValueError when `pool` does not hold more seeds of SWEEP's protocol, or a task
-    is in two of SWEEP and the `added` folders."""
+    """Read the folders of a report; ValueError when a folder is not what its flag takes (check_folders), `pool`
+    does not hold more seeds of SWEEP's protocol, or a task is in two of SWEEP and the `added` folders."""
     main = read_sweep(sweep.resolve())
     pooled = read_sweep(pool.resolve()) if pool is not None else None
+    extra = [read_sweep(folder.resolve()) for folder in more]
+    others = [read_sweep(folder.resolve()) for folder in added]
+    given = [("--pool", pool, pooled)] if pooled is not None else []
+    given += [("--with", path, read) for path, read in zip(more, extra)]
+    check_folders(main, given + [("--add-tasks", path, read) for path, read in zip(added, others)])
     try:
         runs, pooling = pool_runs(main, pooled) if pooled is not None else (main.runs, None)
     except ValueError as e:
         raise ValueError(f"--pool {pool}: {e}") from None
-    extra = [read_sweep(folder.resolve()) for folder in more]
+    if pooling is not None and not pooling.added:
+        raise ValueError(f"--pool {pool}: none of its arms is one of SWEEP's (it has {', '.join(pooling.other_arms)}); "
+                         "it pools more seeds of SWEEP's arms")
     labelled = [(differing_settings(main, folder), folder) for folder in extra]
     tasks = [TaskRuns(name, runs, main, labelled) for name in sorted({r.task for r in runs}, key=task_order)]
-    others = [read_sweep(folder.resolve()) for folder in added]
     for path, other in zip(added, others):  # each task from one folder: its teachers and its arms are that folder's
         names = sorted({r.task for r in other.runs}, key=task_order)
         twice = [name for name in names if name in {t.name for t in tasks}]

@@ -182,12 +182,14 @@ def check_fits(args, configs: dict, splits: list[Encoded], runtime: Runtime) -> 
                                   f"token-type table has {config.type_vocab_size} row(s) (type_vocab_size)")
 
 
-def check_head(checkpoint_dir: Path, task: Task, other_labels: bool = False) -> tuple[list[str], list[int] | None]:
+def check_head(checkpoint_dir: Path, task: Task, other_labels: bool = False,
+               training: bool = True) -> tuple[list[str], list[int] | None]:
     """A checkpoint fine-tuned for classification must classify into the task's labels: reusing a 3-way
     head for a 2-way task would silently drop it, so that is an error, not a fresh head; a head with the right
     count but other label names (a CoLA model for MRPC) is one too, unless `other_labels` (on purpose).
     Returns the checkpoint's `architectures` (what it was saved as) and, for a fine-tuned head, `rows`
-    (match_labels: its row of each of the task's labels, for align_head)."""
+    (match_labels: its row of each of the task's labels, for align_head). `training`: the head is to be fine-tuned,
+    so a checkpoint without one is the way out (predict.py's model has none)."""
     config = read_json(checkpoint_dir / "config.json") if (checkpoint_dir / "config.json").is_file() else {}
     architectures = config.get("architectures") or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
@@ -195,8 +197,9 @@ def check_head(checkpoint_dir: Path, task: Task, other_labels: bool = False) -> 
     id2label = config.get("id2label") or {}
     n = config.get("num_labels", len(id2label) or 2)
     if n != task.num_labels:
+        advice = "; start from a checkpoint without a task head" if training else ""
         raise CheckpointError(f"{checkpoint_dir}: its classifier has {n} labels, task {task.name} has "
-                              f"{task.num_labels}; start from a checkpoint without a task head")
+                              f"{task.num_labels}{advice}")
     names = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(n)]
     return architectures, match_labels(names, task, str(checkpoint_dir), other_labels)
 
@@ -235,10 +238,13 @@ def align_head(model, rows: list[int] | None) -> None:
         model.classifier.bias.copy_(model.classifier.bias[rows])
 
 
-def name_labels(model, task: Task) -> None:
-    """Write the task's label names into the model's config, so the saved best/ model says what it predicts."""
+def name_labels(model, task: Task, label_field: str) -> None:
+    """Write the task's label names into the model's config, so the saved best/ model says what it predicts, and
+    the fields it reads (config.json's extra keys text_fields, label_field; transformers keeps them as attributes),
+    so that predict.py reads a file's text fields exactly, never a column of answers as the second text of a pair."""
     model.config.id2label = dict(enumerate(task.label_names))
     model.config.label2id = {name: i for i, name in enumerate(task.label_names)}
+    model.config.extra |= {"text_fields": list(task.text_fields), "label_field": label_field}
 
 
 # -----------------------------------------------------------------------------

@@ -73,8 +73,9 @@ class Pretrained(nn.Module):
                         mlm: bool = True) -> "Pretrained":
         """Load a checkpoint folder, or a hub name (downloaded once into the Hugging Face cache).
 
-        num_labels defaults to the checkpoint's; the classifier is loaded when its shape fits, else freshly
-        initialised (and logged). The masked-LM head is built when the checkpoint has one (`model.mlm`) and
+        num_labels defaults to the checkpoint's, whose classifier must then fit it (a config naming three labels over
+        a classifier of two rows is an error, not two unnamed labels); a num_labels given loads the classifier when its
+        shape fits, else initialises it afresh (and logs it). The masked-LM head is built when the checkpoint has one (`model.mlm`) and
         `mlm`; mlm=False drops it (a head the loss does not use would get no gradient, which DDP refuses).
         """
         folder = resolve(name_or_path)
@@ -84,7 +85,7 @@ class Pretrained(nn.Module):
             model = cls(config, mlm=any(key.startswith(cls.layout.mlm) for key in state))
         except ValueError as e:  # a config value the architecture does not support, e.g. hidden_act
             raise CheckpointError(f"{folder / 'config.json'}: {e}") from None
-        load_state(model, state, source)
+        load_state(model, state, source, own_head=num_labels is None)
         if not mlm:  # dropped after loading, so the random draws of initialisation are those of the whole model
             model.mlm = None
         model.tokenizer_files = read_tokenizer_files(folder)
@@ -173,8 +174,12 @@ def read_config(folder: Path, config_class: type, num_labels: int | None = None)
         value = raw.get(name, 1)
         if name != "num_labels" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise CheckpointError(f"{path}: {name} must be a positive integer, got {value!r}")
+    own = raw.get("num_labels", len(id2label) or 2)  # transformers writes id2label alone: its length is the count
+    if id2label and len(id2label) != own:  # label_maps would drop the names: predictions would read LABEL_0
+        raise CheckpointError(f"{path}: id2label names {len(id2label)} labels, num_labels is {own}; expected one "
+                              "name per label")
     if num_labels is None:
-        num_labels = raw.get("num_labels", len(id2label) or 2)
+        num_labels = own
     if num_labels < 2:
         raise CheckpointError(f"num_labels must be at least 2 for classification, got {num_labels}")
     id2label, label2id = label_maps(num_labels, id2label, raw.get("label2id"))
@@ -245,8 +250,9 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_state(model: Pretrained, state: dict[str, torch.Tensor], source: Path) -> None:
-    """Copy `state` (transformers' names) into `model`: every key must match, but a task head may stay fresh."""
+def load_state(model: Pretrained, state: dict[str, torch.Tensor], source: Path, own_head: bool = False) -> None:
+    """Copy `state` (transformers' names) into `model`: every key must match, but a task head may stay fresh,
+    unless `own_head` (the model has the checkpoint's own label count): then its head must fit too."""
     ours = model.state_dict()
     names = {model.layout.hf_name(k): k for k in ours}
     unexpected = sorted(state.keys() - names.keys())
@@ -263,6 +269,10 @@ def load_state(model: Pretrained, state: dict[str, torch.Tensor], source: Path) 
             ours[k] = state[hf]
         elif hf in state and not hf.startswith(model.layout.heads):
             raise CheckpointError(f"{source}: {hf} has shape {tuple(state[hf].shape)}, the config gives {tuple(ours[k].shape)}")
+        elif hf in state and own_head:
+            raise CheckpointError(f"{source}: {hf} has shape {tuple(state[hf].shape)}, but config.json names "
+                                  f"{model.config.num_labels} labels (id2label), shape {tuple(ours[k].shape)}; "
+                                  "expected one label name per classifier row")
         else:
             fresh.append(hf)
     model.load_state_dict(ours, strict=True)

@@ -95,3 +95,47 @@ def test_step_flops_formula():
     real, padded = bench.step_flops(model, mask)
     assert real == 6 * N * 6 + 12 * 2 * 16 * (4 * 4 + 2 * 2)
     assert padded == 6 * N * 8 + 12 * 2 * 16 * 2 * 4 * 4
+
+
+SMALL = ["--presets", "tiny", "--sections", "step", "--batch-size", "2", "--seq-len", "8", "--repeats", "1",
+         "--warmup", "0", "--device", "cpu", "--compile", "off"]
+GLUE = ROOT.parent / "shared" / "glue"  # CoLA, MRPC and SST-2: no RTE
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "{tmp}/missing/bench.json"], "--out {tmp}/missing/bench.json: cannot write into {tmp}/missing (no such "
+                                            "folder, or not writable) (see bench.py --help)"),
+    (["--out", "{tmp}"], "--out {tmp}: is a folder; expected the JSON file to write (see bench.py --help)"),
+    (["--device", "cuda"], "--device cuda: CUDA is not available on this machine (see bench.py --help)"),
+    (["--checkpoint", "{tmp}/nope", "--sections", "step,attention"], "{tmp}/nope: checkpoint folder does not exist"),
+    (["--sections", "epoch", "--epoch-tasks", "cola,rte"], f"{GLUE}/RTE/train.tsv: file not found (task rte, GLUE "
+                                                           "download layout)"),
+    (["--presets", "minilm", "--seq-len", "1000"], "--seq-len 1000 > the minilm preset's 512 positions"),
+])
+def test_bad_inputs_are_one_line_before_anything_is_measured(tmp_path, argv, message):
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("a GPU is there")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in SMALL + ["--out", str(tmp_path / "b.json")] + argv]
+    result = subprocess.run([sys.executable, str(ROOT / "bench.py"), *argv], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and result.stderr == f"error: {message.replace('{tmp}', str(tmp_path))}\n", \
+        result.stderr[-2000:]
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []  # nothing measured, nothing written
+
+
+def test_a_failed_write_after_measuring_prints_the_measurements(tmp_path, monkeypatch, capsys):
+    from harness.cli import run_main
+
+    def full_disk(path, write):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(bench, "write_file", full_disk)
+    out = tmp_path / "bench.json"
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: bench.main(SMALL + ["--out", str(out)]), bench.INTERRUPTED)
+    printed, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and err == f"error: --out {out}: writing failed (No space left on device); the " \
+                                                "results are printed above as JSON\n"
+    start = printed.index("\n{\n") + 1
+    results = json.loads(printed[start:printed.index("\n}\n", start) + 2])
+    (step,) = results["step"]
+    assert step["preset"] == "tiny" and positive(step["ours"]["seconds"]) and not out.exists()

@@ -1,11 +1,14 @@
-"""Inputs that once gave wrong output with exit code 0 (issue 29): a model's labels met by a task's in another
-order, label sets corrupted by the user's own files, and texts that are no input. Valid inputs are checked row by
-row; a bad one is one `error:` line, exit code 2, and leaves what is already written as it was."""
+"""Inputs that once gave wrong output with exit code 0 (issues 29 and 38): a model's labels met by a task's in another
+order, label sets corrupted by the user's own files, texts that are no input, a file's columns read otherwise than
+the model was trained on, real-valued labels made into classes, predictions beside another call's metrics, and a
+config that disagrees with its weights. Valid inputs are checked row by row; a bad one is one `error:` line, exit
+code 2, and leaves what is already written as it was."""
 import dataclasses
 import itertools
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,3 +262,172 @@ def test_valid_texts_and_pairs_are_labelled_row_by_row(tmp_path):
     expected, clear = transformers_predictions(str(model), Examples((sentences,), np.zeros(6, dtype=np.int64)))
     names = ("unacceptable", "acceptable")
     assert [line[0] for line, c in zip(lines, clear) if c] == [names[k] for k in expected[clear]]
+
+
+# ----------------------------------------------------------------------------- 4. the fields a model reads
+
+
+def recorded_model(folder, text_fields=("sentence",), label_field="label"):
+    """task_model for CoLA with the fields it reads in config.json, as train.py and distill.py record them."""
+    model = task_model(folder, get_task("cola"))
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "text_fields": list(text_fields),
+                                                   "label_field": label_field}))
+    return model
+
+
+def predictions(out) -> list[list[str]]:
+    return [row.split("\t") for row in (out / "predictions.tsv").read_text().splitlines()[1:]]
+
+
+def one_error(result) -> str:
+    """The one line a refused call prints, after checking its exit code and that it printed nothing else."""
+    assert result.returncode == 2 and result.stdout == "", (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_a_run_records_the_fields_it_read_and_transformers_still_loads_its_best(finished):
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = json.loads((finished / "best" / "config.json").read_text())
+    assert config["text_fields"] == ["sentence"] and config["label_field"] == "label"
+    assert AutoConfig.from_pretrained(finished / "best").text_fields == ["sentence"]
+    AutoModelForSequenceClassification.from_pretrained(finished / "best")
+
+
+def test_a_file_is_read_with_exactly_the_fields_the_model_was_trained_on(tmp_path):
+    """A CoLA model, a file whose answers are in a column `target`: read as the second text of a pair, 18 of 40
+    predictions changed. Now the answers are refused until named (or left unread); then every row is predicted
+    on its sentence alone, as transformers predicts it."""
+    model = recorded_model(tmp_path / "model")
+    names = ("unacceptable", "acceptable")
+    answers = tmp_path / "f.csv"
+    answers.write_text(csv_text([(s, names[i % 2]) for i, s in enumerate(SENTENCES)], ("sentence", "target")))
+    plain = tmp_path / "plain.csv"
+    plain.write_text(csv_text([(s,) for s in SENTENCES], ("sentence",)))
+    assert predict_cli("--model", str(model), "--file", str(plain), "--out", str(tmp_path / "plain")).returncode == 0
+    expected, clear = transformers_predictions(str(model), Examples((SENTENCES,), np.zeros(len(SENTENCES), dtype=np.int64)))
+    rows = predictions(tmp_path / "plain")
+    assert [row[1] for row, c in zip(rows, clear) if c] == [names[k] for k in expected[clear]] and clear.mean() > 0.9
+
+    out = tmp_path / "out"
+    assert one_error(predict_cli("--model", str(model), "--file", str(answers), "--out", str(out))) == (
+        f"error: {answers}: field 'target' is neither a text the model reads ['sentence'] nor the label field "
+        "'label'; if it is the label, pass --label-field target; to leave it unread, pass --text-fields sentence")
+    assert not out.exists()
+    result = predict_cli("--model", str(model), "--file", str(answers), "--out", str(out), "--label-field", "target")
+    assert result.returncode == 0 and predictions(out) == rows and (out / "metrics.json").exists(), result.stderr
+    result = predict_cli("--model", str(model), "--file", str(answers), "--out", str(tmp_path / "unread"),
+                         "--text-fields", "sentence")
+    assert result.returncode == 0 and predictions(tmp_path / "unread") == rows, result.stderr
+    assert not (tmp_path / "unread" / "metrics.json").exists()
+
+
+def test_a_file_without_the_models_fields_or_with_another_number_of_texts_is_one_line(tmp_path):
+    model = recorded_model(tmp_path / "model")
+    path = tmp_path / "t.csv"
+    path.write_text(csv_text([(s, "acceptable") for s in SENTENCES], ("text", "label")))
+    out = tmp_path / "out"
+    assert one_error(predict_cli("--model", str(model), "--file", str(path), "--out", str(out))) == (
+        f"error: {path}: no field 'sentence' (fields: ['text', 'label']); the model reads ['sentence'], the "
+        "field(s) it was trained on: name the file's with --text-fields")
+    assert one_error(predict_cli("--model", str(model), "--file", str(path), "--out", str(out), "--text-fields",
+                                 "text,label")) == (
+        "error: --text-fields text,label: 2 text(s) per input, but the model reads one text (sentence, its "
+        "config.json text_fields)")
+    assert one_error(predict_cli("--model", str(model), "--text", "A first.\tA second.")) == (
+        "error: --text: 2 text(s) per input, but the model reads one text (sentence, its config.json text_fields)")
+    assert not out.exists()
+    result = predict_cli("--model", str(model), "--file", str(path), "--out", str(out), "--text-fields", "text")
+    assert result.returncode == 0 and len(predictions(out)) == len(SENTENCES), result.stderr
+
+
+@pytest.mark.parametrize("labels, message", [
+    (["0.200", "0.20", "0.2", "1.5"] * 10, "t.csv:2: field 'score' holds 0.200, a number that is not an integer"),
+    (["1", "2", "3.75", "4"] * 10, "t.csv:4: field 'score' holds 3.75, a number that is not an integer"),
+])
+def test_a_real_valued_label_is_a_regression_target_not_classes(tiny_bert, finished, tmp_path, capsys, labels,
+                                                                 message):
+    """STS-B's score as --label-field: 193 classes, 0.2, 0.20 and 0.200 three of them. Now one line."""
+    path = tmp_path / "t.csv"
+    path.write_text(csv_text([(s, y) for s, y in zip(SENTENCES, labels)], ("text", "score")))
+    dev = tmp_path / "dev.csv"
+    dev.write_text(csv_text([(s, "1") for s in SENTENCES[:10]], ("text", "score")))
+    error = bad_run(own_args(path, dev, tiny_bert, finished) + ["--label-field", "score"], finished, capsys)
+    assert error == f"error: {tmp_path}/{message}: a regression target, not a class label; classification needs " \
+                    "integer or named labels"
+
+
+def test_equal_numbers_are_one_class_however_written(tmp_path):
+    from data.loading import load_file
+
+    path = tmp_path / "t.csv"
+    path.write_text(csv_text([(s, y) for s, y in zip(SENTENCES, ["1", "01", "1.0", "1e0", "+1", "0", "0.00", "-0"] * 5)],
+                             ("text", "label")))
+    examples, names, _ = load_file(path)
+    assert names == ("0", "1") and examples.labels.tolist() == [1, 1, 1, 1, 1, 0, 0, 0] * 5
+
+
+# ----------------------------------------------------------------------------- 5. an --out holds one call's files
+
+
+def tree(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_predictions_of_another_file_never_sit_beside_an_earlier_calls_metrics(tmp_path):
+    model = task_model(tmp_path / "model", get_task("cola"))
+    names = ("unacceptable", "acceptable")
+    labelled, unlabelled = tmp_path / "labelled.csv", tmp_path / "unlabelled.csv"
+    labelled.write_text(csv_text([(s, names[i % 2]) for i, s in enumerate(SENTENCES)], ("text", "label")))
+    unlabelled.write_text(csv_text([(s,) for s in SENTENCES[:30]], ("text",)))
+    out = tmp_path / "out"
+    assert predict_cli("--model", str(model), "--file", str(labelled), "--out", str(out)).returncode == 0
+    before = tree(out)
+    assert sorted(map(str, before)) == ["metrics.json", "predictions.tsv"]
+    assert one_error(predict_cli("--model", str(model), "--file", str(unlabelled), "--out", str(out))) == (
+        f"error: --out {out}: holds the files of an earlier call (metrics.json, predictions.tsv); pass --overwrite "
+        "to replace them, or choose another --out")
+    assert tree(out) == before
+    result = predict_cli("--model", str(model), "--file", str(unlabelled), "--out", str(out), "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert sorted(map(str, tree(out))) == ["predictions.tsv"]  # the set replaced as a whole: no stale metrics.json
+    earlier = [line.split("\t") for line in before[Path("predictions.tsv")].decode().splitlines()[1:]]
+    assert predictions(out) == earlier[:30]  # the same sentences, predicted alike
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_an_out_holding_anything_else_or_a_file_is_refused_and_left_as_it_was(tmp_path, overwrite):
+    model = task_model(tmp_path / "model", get_task("cola"))
+    path = tmp_path / "t.csv"
+    path.write_text(csv_text([(s,) for s in SENTENCES], ("text",)))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "predictions.tsv").write_text("an earlier call's\n")
+    (mine / "notes.txt").write_text("mine\n")
+    assert one_error(predict_cli("--model", str(model), "--file", str(path), "--out", str(mine), *overwrite)) == (
+        f"error: --out {mine}: holds 'notes.txt', not a file predict.py writes; its files go into a folder of their "
+        "own: choose a new or empty --out")
+    assert tree(mine) == {Path("predictions.tsv"): b"an earlier call's\n", Path("notes.txt"): b"mine\n"}
+    assert one_error(predict_cli("--model", str(model), "--file", str(path), "--out", str(mine / "notes.txt"),
+                                 *overwrite)) == f"error: --out {mine / 'notes.txt'}: exists and is not a folder"
+
+
+# ----------------------------------------------------------------------------- 6. a config that disagrees with its weights
+
+
+@pytest.mark.parametrize("num_labels, message", [
+    (None, "model.safetensors: classifier.weight has shape (2, 32), but config.json names 3 labels (id2label), "
+           "shape (3, 32); expected one label name per classifier row"),
+    (2, "config.json: id2label names 3 labels, num_labels is 2; expected one name per label"),
+])
+def test_a_config_naming_more_labels_than_its_classifier_has_rows_is_one_line(tmp_path, num_labels, message):
+    """Three names over a classifier of two rows: the names were dropped and predictions read LABEL_0."""
+    model = task_model(tmp_path / "model", get_task("cola"))
+    config = {k: v for k, v in json.loads((model / "config.json").read_text()).items() if k != "num_labels"}
+    names = ["unacceptable", "acceptable", "unsure"]
+    config |= {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+    (model / "config.json").write_text(json.dumps(config | ({} if num_labels is None else {"num_labels": num_labels})))
+    assert one_error(predict_cli("--model", str(model), "--text", "John is tall.")) == f"error: {model}/{message}"

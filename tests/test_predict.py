@@ -330,10 +330,11 @@ def test_predict_on_the_real_test_files_keeps_every_row_in_order_and_agrees_with
 def test_predict_dev_agrees_with_transformers_on_the_saved_folder(tmp_path):
     task = get_task("cola")
     model = task_model(tmp_path / "model", task)
+    # --out a folder of its own: the one holding the model is refused (replacing the set would remove the model)
     result = predict_cli("--model", str(model), "--task", "cola", "--data-dir", str(GLUE), "--split", "dev",
-                         "--out", str(tmp_path))
+                         "--out", str(tmp_path / "pred"))
     assert result.returncode == 0, result.stderr
-    rows = (tmp_path / "predictions-validation.tsv").read_text().splitlines()[1:]
+    rows = (tmp_path / "pred" / "predictions-validation.tsv").read_text().splitlines()[1:]
     ours = np.array([task.label_names.index(r.split("\t")[1]) for r in rows])
     expected, clear = transformers_predictions(model, load_split(task, "validation", GLUE))
     assert clear.mean() > 0.99 and len(set(ours)) == 2

@@ -467,6 +467,32 @@ def test_a_signal_is_one_line_and_the_run_resumes(tiny_bert, reference, tmp_path
     assert metric_lines(out) == reference
 
 
+def test_a_signal_while_last_pt_is_written_ends_the_run_once_it_is_in_place(tmp_path, monkeypatch, capsys):
+    """A SIGTERM inside torch.save ended a run as a bug: its C++ writer turned the handler's exception into a
+    RuntimeError ('unexpected pos'), exit code 1, no advice. The signal now waits until the checkpoint is in place."""
+    from harness.runfiles import RunFiles
+
+    save = torch.save
+
+    def save_under_a_signal(obj, f):
+        os.kill(os.getpid(), signal.SIGTERM)  # the scheduler's notice, while the file is being written
+        save(obj, f)
+
+    monkeypatch.setattr(torch, "save", save_under_a_signal)
+
+    def main():
+        with RunFiles(tmp_path / "run", {"seed": 0}) as run:
+            run.start()
+            run.save_checkpoint({"epoch": 1, "weights": torch.ones(1000)})
+
+    with pytest.raises(SystemExit) as exit_info:
+        train.run_main(main)
+    assert exit_info.value.code == 143
+    assert capsys.readouterr().err == "error: interrupted by SIGTERM; the last complete epoch is kept: run the same " \
+                                      "command with --resume to continue\n"
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 1
+
+
 def test_resume_of_the_same_folder_spelled_another_way(tiny_bert, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     train.main(args_for(tiny_bert, "run", "--epochs", "1", "--keep-last"))

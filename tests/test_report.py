@@ -364,3 +364,46 @@ def test_runs_paired_must_differ_in_their_arm_only_and_the_report_says_how_they_
         fake_run(tmp_path / "cls", f"cola/min/lam1-seed{seed}", MIN[seed], feature="cls", provenance=how, lr=5e-5,
                  mode="min", centroids="epoch")
     assert "| min λ=1 (cmi_feature cls) | 3 |" in report.report(tmp_path / "s", [tmp_path / "cls"])
+
+
+def test_with_pool_and_add_tasks_refuse_what_would_compare_nothing_in_one_line(tmp_path, capsys):
+    """`--with SWEEP` printed SWEEP's runs again as arms paired with themselves (Δ 0, "excluded"); an empty folder or
+    one of another task printed the plain report without a word. Each is one line now, and nothing is printed."""
+    s, mrpc, late, other_arm = (tmp_path / name for name in ("s", "mrpc", "late", "other-arm"))
+    for seed, values in CE.items():
+        fake_run(s, f"cola/ce/seed{seed}", values)
+        fake_run(s, f"cola/min/lam1-seed{seed}", MIN[seed])
+        fake_run(mrpc, f"mrpc/min/lam1-seed{seed}", [0.8], metric="f1")
+        fake_run(other_arm, f"cola/max/lam1-seed{seed + 3}", values)
+    for seed in (5, 6):  # seeds SWEEP's ce runs do not have: nothing to pair with
+        fake_run(late, f"cola/min/lam1-seed{seed}", MIN[seed - 5])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "unfinished" / "cola" / "ce" / "seed0").mkdir(parents=True)
+    (tmp_path / "unfinished" / "cola" / "ce" / "seed0" / "args.json").write_text("{}")
+    before = snapshot(tmp_path)
+    cases = [
+        (["--with", s], f"--with {s}: the same folder as SWEEP; give each folder once"),
+        (["--pool", s], f"--pool {s}: the same folder as SWEEP; give each folder once"),
+        (["--add-tasks", s], f"--add-tasks {s}: the same folder as SWEEP; give each folder once"),
+        (["--add-tasks", mrpc, "--add-tasks", mrpc], f"--add-tasks {mrpc}: the same folder as --add-tasks {mrpc}; "
+                                                     "give each folder once"),
+        (["--with", tmp_path / "empty"], f"--with {tmp_path / 'empty'}: no finished run (no TASK/GROUP/SETTING folder "
+                                         "with a readable results.json)"),
+        (["--add-tasks", tmp_path / "unfinished"], f"--add-tasks {tmp_path / 'unfinished'}: no finished run (no "
+                                                   "TASK/GROUP/SETTING folder with a readable results.json)"),
+        (["--with", mrpc], f"--with {mrpc}: its runs are of task mrpc, SWEEP's of cola; --with takes runs of SWEEP's "
+                           "tasks (a folder of other tasks: --add-tasks)"),
+        (["--pool", mrpc], f"--pool {mrpc}: its runs are of task mrpc, SWEEP's of cola; --pool takes runs of SWEEP's "
+                           "tasks (a folder of other tasks: --add-tasks)"),
+        (["--with", late], f"--with {late}: none of its runs has a run to be paired with in SWEEP (a ce run of its "
+                           "task and seed; for a student, SWEEP's student of the ce teacher with its α, T and seed)"),
+        (["--pool", other_arm], f"--pool {other_arm}: none of its arms is one of SWEEP's (it has cola max λ=1); it "
+                                "pools more seeds of SWEEP's arms"),
+    ]
+    for flags, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            report.main([str(s), *map(str, flags), "--no-plots"])
+        out, err = capsys.readouterr()
+        assert exit_info.value.code == 2 and err == f"error: {message}\n" and out == "", (flags, err)
+    assert snapshot(tmp_path) == before
+    assert exit_code([str(s), "--add-tasks", str(mrpc), "--no-plots"]) == 0  # as the --with of mrpc advises

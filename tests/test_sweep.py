@@ -46,6 +46,27 @@ def test_a_damaged_teacher_results_json_does_not_end_the_sweep(capsys, tmp_path)
     assert "waiting for 1 of 1 ce teacher runs (e.g. rte/ce/seed0)" in out
 
 
+def test_a_dry_run_names_why_a_student_has_no_teacher(capsys, tmp_path):
+    """The plan of --stage distill --dry-run over a damaged teacher said '1 runs ... nothing run (dry run)', the
+    teacher a placeholder: it now says why each student has no teacher yet, or why none can be chosen."""
+    grid = ["--out", str(tmp_path), "--tasks", "rte", "--modes", "ce", "--seeds", "0", "--alphas", "0.5",
+            "--temperatures", "2", "--stage", "distill"]
+    student = "rte/student-ce/alpha0.5-T2-seed0"
+    waiting = "--teacher '<the ce teacher of rte, chosen once its runs are finished: waiting for 1 of 1 ce teacher " \
+              "runs (e.g. rte/ce/seed0): "
+    ((planned, command),) = dry_run(capsys, *grid)
+    assert planned == student and f"{waiting}not started>'" in command
+    folder = tmp_path / "rte" / "ce" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text('{"accuracy": 0.')
+    command = dry_run(capsys, *grid)[0][1]
+    assert f"{waiting}{folder}/results.json: cannot read it (Expecting" in command
+    (folder / "results.json").write_text('{"args": {}}')  # reads back, but cannot be a teacher
+    assert sweep.main([*grid, "--dry-run"]) == 1
+    assert capsys.readouterr().out == f"{student}  no teacher can be chosen: {tmp_path}/rte/ce: no usable ce run of " \
+                                      "task rte (seed0: skipped, results.json lacks 'accuracy' or 'eval_cmi')\n"
+
+
 # -----------------------------------------------------------------------------
 # the grid
 
