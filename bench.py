@@ -58,7 +58,7 @@ from data.tasks import TASKS, DataError, get_task
 from data.tokenization import encode, load_tokenizer
 from common.files import write_file
 from harness.cli import Parser, check_ranges, parse_train_args, run_main
-from harness.markdown import table as table_lines
+from study.markdown import table as table_lines
 from harness.timing import (alternate, compiled_graphs, epoch_figures, matmul, paired_ratio, peak_memory_mib, rates,
                             step_flops, synchronize, synthetic_batch, time_epochs)
 from harness.training import Batches, Runtime, forward_of, model_inputs, setup
@@ -504,7 +504,7 @@ def spread(value, quartiles, spec=".2f") -> str:
 
 
 def table(header: list[str], rows: list) -> str:
-    """harness.markdown's table as one string."""
+    """study.markdown's table as one string."""
     return "\n".join(table_lines(header, rows)).rstrip()
 
 

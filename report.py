@@ -22,12 +22,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-from harness.markdown import table
-from harness.reading import SweepFiles
-from harness.stats import (DRAWS, PairedTest, heterogeneity, inverse_variance, mean_se, over_tasks,
+from study.markdown import table
+from study.reading import SweepFiles
+from study.stats import (DRAWS, PairedTest, heterogeneity, inverse_variance, mean_se, over_tasks,
                            paired_selection_gain, paired_test, selection_gain, verdict)
-from harness.study import (TRAIN_SETTINGS, Arm, Pooling, Study, TaskRuns, baseline_of, computed, load_study, median)
-from harness.sweeps import TEACHERS, num
+from study.arms import (TRAIN_SETTINGS, Arm, Pooling, Study, TaskRuns, baseline_of, computed, load_study, median)
+from study.sweeps import TEACHERS, num
 
 try:  # optional: pip install -e ".[plot]"
     import matplotlib
@@ -243,7 +243,7 @@ def markdown(study: Study, delta: float = DELTA) -> str:
             lines += student_table(t)
     lines += ["## How the runs were made", "",
               "Per arm, what the runs' results.json record of how they ran (several values: the seeds differ; –: not "
-              "recorded, older runs). The two runs of every pair are checked to record the same (harness.study."
+              "recorded, older runs). The two runs of every pair are checked to record the same (study.arms."
               "check_pairs), the arm aside.", ""]
     for t in tasks:
         lines += provenance_table(t)
@@ -354,7 +354,7 @@ def tests_section(t: TaskRuns, pairs: list[tuple[Arm, Arm]], delta: float) -> li
 
 def over_tasks_section(tasks: list[TaskRuns], delta: float) -> list[str]:
     """Each arm that two or more tasks have (by its label: min λ=1, student of max, α 0.5, T 2), against its
-    baseline, over those tasks: harness.stats.over_tasks of the tasks' paired tests, at the best and the last epoch;
+    baseline, over those tasks: study.stats.over_tasks of the tasks' paired tests, at the best and the last epoch;
     then the same best-epoch tests pooled four ways, with the tasks' heterogeneity (poolings_of)."""
     by_label = {}
     for t in tasks:

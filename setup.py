@@ -9,12 +9,12 @@ setup(
     name="cmi-finetune",
     version="0.1.0",
     description="Pure-PyTorch reference implementation of CMI fine-tuning (arXiv 2502.11258)",
-    packages=["cmi", "common", "data", "harness", "models"],
+    packages=["cmi", "common", "data", "harness", "models", "study"],
     py_modules=scripts,
     python_requires=">=3.10",
     install_requires=["torch", "numpy", "tokenizers", "datasets", "tqdm", "safetensors", "huggingface_hub"],
     # transformers is a test-only oracle: the package never imports it.
-    # scipy: report.py's t-tests and confidence intervals (harness.stats)
+    # scipy: report.py's t-tests and confidence intervals (study.stats)
     extras_require={"test": ["pytest", "transformers", "matplotlib", "tensorboard", "scipy"], "plot": ["matplotlib"],
                     "tensorboard": ["tensorboard"], "stats": ["scipy"]},
 )

@@ -42,7 +42,7 @@ from common.errors import TrainingError
 from data.tasks import TASKS, own_task_name, primary_metric
 from harness.cli import Parser, add_training_args, parse_distill_args, parse_train_args, run_main
 from harness.runfiles import differences
-from harness.sweeps import TRAIN_MODES, Run, expand, finished, num, results_of, shard, teacher_runs
+from study.sweeps import TRAIN_MODES, Run, expand, finished, num, results_of, shard, teacher_runs
 from harness.training import check_data
 
 ROOT = Path(__file__).resolve().parent
@@ -112,7 +112,7 @@ def option_name(chunk: list[str]) -> str:
 
 
 def unfinished(folder: Path) -> str:
-    """Why a run that is not finished (harness.sweeps.finished) is not, for a waiting student and a dry run's plan."""
+    """Why a run that is not finished (study.sweeps.finished) is not, for a waiting student and a dry run's plan."""
     if (folder / "results.json").exists():  # there, but it does not read back
         try:
             results_of(folder)

@@ -14,10 +14,10 @@ from statistics import fmean as mean
 from pathlib import Path
 
 from data.tasks import primary_metric
-from harness.markdown import table
-from harness.reading import read_sweep
-from harness.stats import paired_test
-from harness.sweeps import num
+from study.markdown import table
+from study.reading import read_sweep
+from study.stats import paired_test
+from study.sweeps import num
 
 
 def by_seed(folder: Path, task: str, mode: str, lam: float | None) -> dict:

@@ -1,6 +1,6 @@
 """The layout of docs/design.md, "Layout", kept true: scripts import packages, never each other; models/, data/
-and cmi/ stand alone (common/ is shared by all and imports none of them); no function takes more than 8
-parameters."""
+and cmi/ stand alone (common/ is shared by all and imports none of them); running a job (harness/) and studying
+finished runs (study/) are apart, and study/ never imports models/; no function takes more than 8 parameters."""
 import ast
 
 import pytest
@@ -34,9 +34,18 @@ def test_no_script_imports_another(script):
 
 @pytest.mark.parametrize("package", sorted(ALONE | {"common"}))
 def test_the_packages_stand_alone(package):
-    others = (ALONE | {"harness"}) - {package} if package != "common" else ALONE | {"harness"}
+    others = (ALONE | {"harness", "study"}) - {package} if package != "common" else ALONE | {"harness", "study"}
     for path in (ROOT / package).glob("*.py"):
         wrong = imported(path) & (others | SCRIPTS)
+        assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
+
+
+@pytest.mark.parametrize("package, never", [("study", {"models", "harness"}), ("harness", {"study"})])
+def test_running_a_job_and_studying_runs_are_apart(package, never):
+    paths = list((ROOT / package).glob("*.py"))
+    assert len(paths) > 3
+    for path in paths:
+        wrong = imported(path) & (never | SCRIPTS)
         assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
 
 

@@ -7,9 +7,9 @@ import statistics
 import pytest
 
 import report
-from harness import reading, study
-from harness.reading import read_sweep
-from harness.stats import paired_selection_gain
+from study import arms, reading
+from study.reading import read_sweep
+from study.stats import paired_selection_gain
 
 
 def fake_run(sweep, folder, mcc_by_epoch, feature="pooled", teacher=None, metric="mcc", provenance=None, **more_args):
@@ -323,7 +323,7 @@ def test_each_folder_and_each_results_json_is_read_once_per_report(tmp_path, mon
         fake_run(b, f"cola/ce/seed{seed + 3}", CE[seed])
         fake_run(c, f"cola/min/lam1-seed{seed}", MIN[seed], feature="cls")
     folders, results = [], []
-    monkeypatch.setattr(study, "read_sweep", lambda folder: folders.append(folder) or read_sweep(folder))
+    monkeypatch.setattr(arms, "read_sweep", lambda folder: folders.append(folder) or read_sweep(folder))
     read_results = reading.results_of
     monkeypatch.setattr(reading, "results_of", lambda folder: results.append(folder) or read_results(folder))
     report.main([str(a), "--pool", str(b), "--with", str(c), "--plots", str(tmp_path / "plots")])

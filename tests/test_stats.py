@@ -1,11 +1,11 @@
-"""harness.stats against hand-computed cases: the t distribution with 1 and 2 degrees of freedom has a closed form
+"""study.stats against hand-computed cases: the t distribution with 1 and 2 degrees of freedom has a closed form
 (df 1: the Cauchy distribution, F(t) = 1/2 + atan(t) / pi; df 2: F(t) = 1/2 + t / (2 sqrt(t^2 + 2))), so p and the
 confidence interval of two or three differences are checked without any table or library."""
 import math
 
 import pytest
 
-from harness.stats import (PairedTest, heterogeneity, inverse_variance, mean_se, over_tasks, paired_selection_gain,
+from study.stats import (PairedTest, heterogeneity, inverse_variance, mean_se, over_tasks, paired_selection_gain,
                            paired_test, verdict)
 
 

@@ -17,7 +17,7 @@ import report
 import sweep
 from cmi.selection import select_teacher
 from conftest import GLUE, ROOT, cola_rows, write_own
-from harness import sweeps
+from study import sweeps
 
 
 def dry_run(capsys, *argv) -> list[tuple[str, str]]:

@@ -1,4 +1,4 @@
-"""A report's study: the sweep folders read (harness.reading), SWEEP's runs pooled with the seeds of another folder
+"""A report's study: the sweep folders read (study.reading), SWEEP's runs pooled with the seeds of another folder
 of the same protocol, and the runs grouped by task, setting and arm, with the choices that Tables I and II make
 from them (the best λ and (α, T) by median, the teachers as sweep.py chooses them). report.py writes it out."""
 import json
@@ -9,8 +9,8 @@ from pathlib import Path
 from cmi.selection import select_teacher
 from common.errors import TrainingError
 from data.tasks import primary_metric
-from harness.reading import RunFiles, SweepFiles, read_sweep
-from harness.sweeps import TEACHERS, TRAIN_MODES, Run, num, results_of, task_order
+from study.reading import RunFiles, SweepFiles, read_sweep
+from study.sweeps import TEACHERS, TRAIN_MODES, Run, num, results_of, task_order
 
 TRAIN_SETTINGS = ("model", "epochs", "batch_size", "lr", "max_train_samples", "cmi_scale", "cmi_feature", "tau")
 PER_RUN = ("seed", "out", "teacher", "resume", "overwrite")  # arguments that differ between the seeds of one arm

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from common.errors import TrainingError
 from data.tasks import own_task_name, primary_metric
-from harness.sweeps import Run, parse_folder, results_of
+from study.sweeps import Run, parse_folder, results_of
 
 EPOCH_KEYS = ("train_cmi", "eval_cmi")  # besides the task's metric: what the report reads from the last epoch
 
