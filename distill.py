@@ -18,10 +18,10 @@ from data.tasks import Task
 from data.tokenization import load_tokenizer
 from harness.cli import parse_distill_args, run_main
 from harness.runfiles import RunFiles
-from harness.training import (Job, align_head, check_fits, check_head, eval_pass, forward_of, load_data,
-                              name_labels, setup, task_of, train_model)
+from harness.training import (Job, check_fits, eval_pass, forward_of, load_classifier, load_data, name_labels, setup,
+                              task_of, train_model)
 from models.bert import BertForSequenceClassification
-from models.checkpoint import CheckpointError, resolve
+from models.checkpoint import CheckpointError
 from models.distilbert import DistilBertForSequenceClassification
 from models.student import distilbert_from_bert
 
@@ -43,19 +43,13 @@ def with_teacher_from_sweep(args, task: Task) -> argparse.Namespace:
 
 
 def load_teacher(path, task: Task, other_labels: bool) -> tuple[BertForSequenceClassification, Path]:
-    """The fine-tuned BERT classifier in `path`, and its folder. A checkpoint that is not one is refused: its
-    classifier would be freshly initialised, and a student would learn noise from it."""
+    """The fine-tuned BERT classifier in `path`, and its folder; its logits (the soft targets) in the task's label
+    order. A checkpoint that is not one is refused: its classifier would be freshly initialised, and a student
+    would learn noise from it."""
     try:
-        folder = resolve(path)
-        architectures, rows = check_head(folder, task, other_labels)
-        teacher = BertForSequenceClassification.from_pretrained(folder, num_labels=task.num_labels)
-        align_head(teacher, rows)  # its logits (the soft targets) in the task's label order, matched by name
-        if "BertForSequenceClassification" not in architectures:
-            raise CheckpointError(f"{folder}: not a fine-tuned BERT classifier (architectures {architectures}); "
-                                  "pass the best/ folder of a train.py run")
+        return load_classifier(BertForSequenceClassification, path, task, other_labels=other_labels, fine_tuned=True)
     except CheckpointError as e:
         raise CheckpointError(f"--teacher: {e}") from None
-    return teacher, folder
 
 
 def main(argv=None) -> None:
@@ -70,10 +64,8 @@ def main(argv=None) -> None:
         # teacher and student
         teacher, teacher_dir = load_teacher(args.teacher, task, args.other_labels)
         if args.student:
-            student_dir = resolve(args.student)
-            _, rows = check_head(student_dir, task, args.other_labels)
-            student = DistilBertForSequenceClassification.from_pretrained(student_dir, num_labels=task.num_labels)
-            align_head(student, rows)
+            student, student_dir = load_classifier(DistilBertForSequenceClassification, args.student, task,
+                                                   other_labels=args.other_labels)
             # the batches carry one set of token ids, which both models must read the same way
             if load_tokenizer(student_dir).get_vocab() != load_tokenizer(teacher_dir).get_vocab():
                 raise CheckpointError(f"--student {args.student}: its vocabulary differs from the teacher's {teacher_dir}")
@@ -93,20 +85,23 @@ def main(argv=None) -> None:
         # objective, eq. (8)
         features = FeatureMap("pooled")  # the student's h_s for train_cmi / eval_cmi: the vector its classifier reads
         if args.live_teacher:
-            objective = DistillationObjective(args.alpha, args.temperature, teacher_forward=teacher_forward)
+            objective = DistillationObjective(alpha=args.alpha, temperature=args.temperature,
+                                              teacher_forward=teacher_forward)
         else:
             # no dropout in eval mode: the teacher's logits are a function of the example alone, so one pass serves
             # every epoch (indexed by batch["index"]), and the teacher can leave the device
-            logits, _ = predict(teacher_forward, teacher, eval_pass(args, data.train, runtime), features,
-                                task.num_labels, len(data.train), ctx=runtime.ctx, desc="teacher logits")
-            objective = DistillationObjective(args.alpha, args.temperature, teacher_logits=logits)
+            logits, _ = predict(teacher_forward, teacher, eval_pass(args, data.train, runtime), features=features,
+                                num_classes=task.num_labels, num_examples=len(data.train), ctx=runtime.ctx,
+                                desc="teacher logits")
+            objective = DistillationObjective(alpha=args.alpha, temperature=args.temperature, teacher_logits=logits)
             del teacher, teacher_forward
 
         # loop
         record = {"task": task.name, "mode": "distill", "alpha": args.alpha, "temperature": args.temperature,
                   "seed": args.seed, "train_examples": len(data.train),
                   "eval_examples": len(next(iter(data.evals.values())))}
-        train_model(args, Job(task, student, objective, features, record), data, runtime, run)
+        train_model(args, Job(task=task, model=student, objective=objective, features=features, record=record), data,
+                    runtime, run)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,9 @@
 from cmi.objectives import CENTROIDS, CMIObjective, FeatureMap, MaskedLM
 from harness.cli import parse_train_args, run_main
 from harness.runfiles import RunFiles
-from harness.training import (Job, align_head, check_fits, check_head, load_data, name_labels, setup, task_of,
-                              train_model)
+from harness.training import Job, check_fits, load_classifier, load_data, name_labels, setup, task_of, train_model
 from models.bert import BertForSequenceClassification
-from models.checkpoint import CheckpointError, resolve
+from models.checkpoint import CheckpointError
 
 
 def main(argv=None) -> None:
@@ -21,13 +20,9 @@ def main(argv=None) -> None:
         runtime = setup(args)
         task = task_of(args)
 
-        # model
-        checkpoint_dir = resolve(args.model)
-        _, rows = check_head(checkpoint_dir, task, args.other_labels)
-        # the masked-LM head only for the gamma * L1 term: one the loss does not use would get no gradient
-        model = BertForSequenceClassification.from_pretrained(checkpoint_dir, num_labels=task.num_labels,
-                                                              mlm=args.gamma > 0)
-        align_head(model, rows)  # a fine-tuned head's labels matched to the task's by name
+        # model; the masked-LM head only for the gamma * L1 term: one the loss does not use would get no gradient
+        model, checkpoint_dir = load_classifier(BertForSequenceClassification, args.model, task,
+                                                other_labels=args.other_labels, mlm=args.gamma > 0)
         name_labels(model, task, args.label_field)
 
         # data
@@ -42,16 +37,18 @@ def main(argv=None) -> None:
                 raise CheckpointError(f"--gamma {args.gamma}: the checkpoint {args.model} has no masked-LM head "
                                       "(cls.predictions.*); use --gamma 0 or a checkpoint with one")
             token = data.tokenizer.token_to_id
-            mlm = MaskedLM(args.gamma, model.mlm_logits, token("[MASK]"), model.config.vocab_size,
-                           tuple(token(t) for t in ("[CLS]", "[SEP]", "[PAD]")))
+            mlm = MaskedLM(gamma=args.gamma, mlm_logits=model.mlm_logits, mask_id=token("[MASK]"),
+                           vocab_size=model.config.vocab_size,
+                           special_ids=tuple(token(t) for t in ("[CLS]", "[SEP]", "[PAD]")))
         centroids = CENTROIDS[args.centroids](task.num_labels, model.config.hidden_size, runtime.device)
-        objective = CMIObjective(args.mode, args.lam, task.num_labels, centroids, features, args.cmi_scale,
-                                 args.cmi_weighting, mlm)
+        objective = CMIObjective(mode=args.mode, lam=args.lam, num_classes=task.num_labels, centroids=centroids,
+                                 features=features, scale=args.cmi_scale, weighting=args.cmi_weighting, mlm=mlm)
 
         # loop
         record = {"task": task.name, "mode": args.mode, "lam": args.lam, "seed": args.seed,
                   "train_examples": len(data.train), "eval_examples": len(next(iter(data.evals.values())))}
-        train_model(args, Job(task, model, objective, features, record), data, runtime, run)
+        train_model(args, Job(task=task, model=model, objective=objective, features=features, record=record), data,
+                    runtime, run)
 
 
 if __name__ == "__main__":

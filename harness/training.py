@@ -29,7 +29,7 @@ from data.metrics import compute_metrics
 from data.tasks import DataError, Task, file_task, get_task, metric_suffix
 from data.tokenization import Encoded, encode, load_tokenizer
 from harness.runfiles import RunFiles
-from models.checkpoint import CheckpointError, read_json
+from models.checkpoint import CheckpointError, read_json, resolve
 from models.unpadded import real_tokens
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the batch fields a model may take
@@ -113,8 +113,8 @@ class Batches:
 
 def eval_pass(args, encoded: Encoded, runtime: Runtime) -> Batches:
     """A split in evaluation batches, this process's share: the dev sets, the train CMI, a teacher's logits."""
-    return Batches(encoded, eval_batches(encoded.lengths, args.eval_batch_size, rank(), world_size()),
-                   runtime.device, runtime.pad_multiple)
+    index = eval_batches(encoded.lengths, args.eval_batch_size, rank=rank(), world_size=world_size())
+    return Batches(encoded, index, runtime.device, runtime.pad_multiple)
 
 
 def task_of(args) -> Task:
@@ -229,6 +229,21 @@ def match_labels(names: list[str], task: Task, where: str, other_labels: bool = 
     return rows
 
 
+def load_classifier(model_class, path: str, task: Task, *, other_labels: bool = False, mlm: bool = True,
+                    fine_tuned: bool = False) -> tuple:
+    """A `model_class` classifier for `task` from a checkpoint (a folder or a hub name), and its folder: a fine-tuned
+    head checked against the task's labels (check_head) and its rows put in the task's order (align_head).
+    fine_tuned: the checkpoint must already be such a classifier (a teacher), not a model with a fresh head."""
+    folder = resolve(path)
+    architectures, rows = check_head(folder, task, other_labels)
+    model = model_class.from_pretrained(folder, num_labels=task.num_labels, mlm=mlm)
+    align_head(model, rows)
+    if fine_tuned and model_class.__name__ not in architectures:
+        raise CheckpointError(f"{folder}: not a fine-tuned {model.config.model_type.upper()} classifier (architectures "
+                              f"{architectures}); pass the best/ folder of a train.py run")
+    return model, folder
+
+
 def align_head(model, rows: list[int] | None) -> None:
     """Reorder the classifier's rows (check_head's `rows`) so that its output i is the task's label i."""
     if rows is None or rows == sorted(rows):
@@ -291,8 +306,8 @@ class Passes:
     def batches(self, epoch: int) -> Batches:
         """The epoch's training batches of --batch-size x --grad-accum examples, this process's share."""
         args, train = self.args, self.data.train
-        index = train_batches(train.lengths, args.batch_size * args.grad_accum, args.seed, epoch, args.group_batches,
-                              rank(), world_size())
+        index = train_batches(train.lengths, args.batch_size * args.grad_accum, seed=args.seed, epoch=epoch,
+                              group_batches=args.group_batches, rank=rank(), world_size=world_size())
         return Batches(train, index, self.runtime.device, self.runtime.pad_multiple)
 
     def measure_train(self) -> CMIStats:
@@ -311,8 +326,8 @@ class Passes:
 
     def _predict(self, batches: Batches, num_examples: int, desc: str):
         job = self.job
-        return predict(self.forward, job.model, batches, job.features, job.task.num_labels, num_examples,
-                       ctx=self.runtime.ctx, desc=desc)
+        return predict(self.forward, job.model, batches, features=job.features, num_classes=job.task.num_labels,
+                       num_examples=num_examples, ctx=self.runtime.ctx, desc=desc)
 
 
 HEARTBEAT_SECONDS = 30
@@ -427,11 +442,14 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
 
     # the loop
     run.settings = settings(runtime, data)
-    step = Step(forward, model, job.objective, optimizer, scheduler, runtime.ctx, args.clip, args.grad_accum, scaler)
-    passes = Passes(args, job, data, runtime, forward)
+    step = Step(forward=forward, model=model, objective=job.objective, optimizer=optimizer, scheduler=scheduler,
+                ctx=runtime.ctx, clip=args.clip, accum=args.grad_accum, scaler=scaler)
+    passes = Passes(args=args, job=job, data=data, runtime=runtime, forward=forward)
     board = tensorboard(args, run)
-    epochs = Epochs(args.epochs, passes.batches, passes.measure_train, passes.evaluate, job.task.primary_metric,
-                    job.record, args.cmi_weighting, args.log_every, step_logger(args.epochs, step_batch, board))
+    epochs = Epochs(count=args.epochs, batches=passes.batches, measure_train=passes.measure_train,
+                    evaluate=passes.evaluate, primary=job.task.primary_metric, record=job.record,
+                    weighting=args.cmi_weighting, log_every=args.log_every,
+                    on_step=step_logger(args.epochs, step_batch, board))
     if rank() == 0:  # what a log under nohup or a scheduler should say first
         params = sum(p.numel() for p in model.parameters())
         print(f"start: {type(model).__name__} ({params / 1e6:.1f}M parameters), task {job.task.name}: "
