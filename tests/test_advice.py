@@ -344,7 +344,7 @@ def test_predict_and_bench_interrupted_run_again(tmp_path, monkeypatch, capsys):
     bench_argv = ["--presets", "tiny", "--sections", "step", "--batch-size", "2", "--seq-len", "8", "--repeats", "1",
                   "--warmup", "0", "--device", "cpu", "--compile", "off", "--out", str(tmp_path / "bench.json")]
     for module, argv, owner, name in ((predict, predict_argv, predict.Predictor, "__call__"),
-                                      (bench, bench_argv, bench, "bench_step")):
+                                      (bench, bench_argv, bench.SECTIONS["step"], "measure")):
         with monkeypatch.context() as patch:
             patch.setattr(owner, name, interrupt)
             with pytest.raises(SystemExit) as exit_info:

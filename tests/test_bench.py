@@ -1,5 +1,5 @@
-"""bench.py end to end in its smallest configuration: the JSON it writes has every field, with positive numbers.
-No timing thresholds: the figures are measured, not asserted."""
+"""bench.py and scripts/bench_diagnostics.py end to end in their smallest configuration: the JSON they write has
+every field, with positive numbers. No timing thresholds: the figures are measured, not asserted."""
 import json
 import subprocess
 import sys
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import bench
+from harness import timing
 from models.bert import BertConfig, BertForSequenceClassification
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ def positive(*values):
 
 def test_smallest_run_writes_every_section(tmp_path):
     out = tmp_path / "bench.json"
-    argv = ["--presets", "tiny", "--sections", ",".join(bench.SECTIONS), "--batch-size", "4",
+    argv = ["--presets", "tiny", "--sections", "step,mfu,cmi,epoch,distill", "--batch-size", "4",
             "--seq-len", "16", "--repeats", "2", "--warmup", "1", "--epoch-batches", "2", "--chunk", "1",
             "--device", "cpu", "--compile", "off", "--out", str(out)]
     result = subprocess.run([sys.executable, str(ROOT / "bench.py"), *argv], capture_output=True, text=True, cwd=ROOT)
@@ -43,19 +44,6 @@ def test_smallest_run_writes_every_section(tmp_path):
                         s["mfu_padded"], s["peak_mib"])  # peak memory from the profiler's timeline on CPU
         assert s["repeats"] == 2 and s["sdpa"].startswith(("attention_math", "flash_attention"))
 
-    (attention,) = r["attention"]
-    assert attention["batch_size"] == 4 and 0 < attention["real_tokens"] < 4 * attention["seq_len"]
-    assert attention["repad"]["max_abs_diff"] == 0  # the padded model's attention, bit for bit
-    for name in ("repad", "nested", "loop"):
-        assert positive(attention[name]["seconds"]) and attention[name]["max_abs_diff"] < 1e-5
-
-    (prof,) = r["profile"]
-    assert positive(prof["step_ms"]) and abs(sum(prof["shares"].values()) - 1) < 1e-9
-    assert prof["shares"]["linear layers"] > 0 and prof["shares"]["optimiser and clipping"] > 0
-
-    (overhead,) = r["overhead"]
-    assert positive(overhead["ours"]["seconds"], overhead["ours"]["share_of_step"], overhead["transformers"]["seconds"])
-
     (cmi,) = r["cmi"]
     assert positive(cmi["ce_seconds"], cmi["min_seconds"]) and cmi["overhead"] > -1
     assert cmi["overhead_quartiles"][0] <= cmi["overhead"] <= cmi["overhead_quartiles"][1]
@@ -76,8 +64,34 @@ def test_smallest_run_writes_every_section(tmp_path):
                     distill["cached"]["epoch_seconds"], distill["live"]["epoch_seconds"])
 
 
+def test_smallest_diagnostics_run_writes_every_section(tmp_path):
+    out = tmp_path / "diagnostics.json"
+    argv = ["--presets", "tiny", "--batch-size", "4", "--seq-len", "16", "--repeats", "2", "--warmup", "1",
+            "--device", "cpu", "--compile", "off", "--out", str(out)]
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_diagnostics.py"), *argv],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| preset | B x T | real tokens |" in result.stdout  # the tables are printed
+    r = json.loads(out.read_text())
+    assert r["meta"]["command"].startswith("python scripts/bench_diagnostics.py --presets tiny")
+
+    (attention,) = r["attention"]
+    assert attention["batch_size"] == 4 and 0 < attention["real_tokens"] < 4 * attention["seq_len"]
+    assert attention["repad"]["max_abs_diff"] == 0  # the padded model's attention, bit for bit
+    for name in ("repad", "nested", "loop"):
+        assert positive(attention[name]["seconds"]) and attention[name]["max_abs_diff"] < 1e-5
+
+    (prof,) = r["profile"]
+    assert positive(prof["step_ms"]) and abs(sum(prof["shares"].values()) - 1) < 1e-9
+    assert prof["shares"]["linear layers"] > 0 and prof["shares"]["optimiser and clipping"] > 0
+
+    (overhead,) = r["overhead"]
+    assert positive(overhead["ours"]["seconds"], overhead["ours"]["share_of_step"], overhead["transformers"]["seconds"])
+
+
 @pytest.mark.parametrize("argv", [["--sections", "step,nope"], ["--presets", "huge"], ["--sections", "mfu"],
-                                  ["--repeats", "0"], ["--epoch-tasks", "cola,imdb"], ["--epoch-examples", "0"]])
+                                  ["--repeats", "0"], ["--epoch-tasks", "cola,imdb"], ["--epoch-examples", "0"],
+                                  ["--sections", "step,profile"]])
 def test_bad_flags_are_one_line_errors(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         bench.parse_args(argv)
@@ -107,7 +121,9 @@ GLUE = ROOT.parent / "shared" / "glue"  # CoLA, MRPC and SST-2: no RTE
                                             "folder, or not writable) (see bench.py --help)"),
     (["--out", "{tmp}"], "--out {tmp}: is a folder; expected the JSON file to write (see bench.py --help)"),
     (["--device", "cuda"], "--device cuda: CUDA is not available on this machine (see bench.py --help)"),
-    (["--checkpoint", "{tmp}/nope", "--sections", "step,attention"], "{tmp}/nope: checkpoint folder does not exist"),
+    (["--checkpoint", "{tmp}/nope", "--sections", "step,distill"], "{tmp}/nope: checkpoint folder does not exist"),
+    (["--sections", "step,overhead,attention"], "--sections: overhead, attention: measured by "
+                                                "scripts/bench_diagnostics.py now (see bench.py --help)"),
     (["--sections", "epoch", "--epoch-tasks", "cola,rte"], f"{GLUE}/RTE/train.tsv: file not found (task rte, GLUE "
                                                            "download layout)"),
     (["--presets", "minilm", "--seq-len", "1000"], "--seq-len 1000 > the minilm preset's 512 positions"),
@@ -122,13 +138,29 @@ def test_bad_inputs_are_one_line_before_anything_is_measured(tmp_path, argv, mes
     assert result.stdout == "" and list(tmp_path.iterdir()) == []  # nothing measured, nothing written
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--sections", "step"], "--sections: unknown step; expected some of overhead, attention, profile (see "
+                             "bench_diagnostics.py --help)"),
+    (["--out", "{tmp}"], "--out {tmp}: is a folder; expected the JSON file to write (see bench_diagnostics.py --help)"),
+    (["--checkpoint", "{tmp}/nope", "--sections", "overhead,profile"], "{tmp}/nope: checkpoint folder does not exist"),
+])
+def test_diagnostics_bad_inputs_are_one_line_before_anything_is_measured(tmp_path, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path))  # the last --sections given counts
+            for a in SMALL + ["--sections", "overhead", "--out", str(tmp_path / "d.json")] + argv]
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_diagnostics.py"), *argv],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and result.stderr == f"error: {message.replace('{tmp}', str(tmp_path))}\n", \
+        result.stderr[-2000:]
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []  # nothing measured, nothing written
+
+
 def test_a_failed_write_after_measuring_prints_the_measurements(tmp_path, monkeypatch, capsys):
     from harness.cli import run_main
 
     def full_disk(path, write):
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(bench, "write_file", full_disk)
+    monkeypatch.setattr(timing, "write_file", full_disk)
     out = tmp_path / "bench.json"
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: bench.main(SMALL + ["--out", str(out)]), bench.INTERRUPTED)
