@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch._functorch.config
 import torch.distributed as dist
 from tokenizers import Tokenizer
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -425,6 +426,10 @@ def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> 
     model, device = job.model, runtime.device
     inputs = model_inputs(model)
     model.to(device)
+    if runtime.compile and runtime.amp:
+        # under autocast the CMI term is backpropagated on its own through the same graph (cmi.loop.backward), which
+        # needs retain_graph; a compiled backward that donates its saved buffers refuses that
+        torch._functorch.config.donated_buffer = False
     compiled = torch.compile(model, dynamic=True) if runtime.compile else model
     if world_size() > 1:
         compiled = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None)

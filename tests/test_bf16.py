@@ -95,3 +95,17 @@ def test_fp16_autocast_trains_with_loss_scaling_and_checkpoints_the_scale(tiny_b
     assert scaler["scale"] > 1
     lines = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
     assert all(line["grad_norm"] is None or line["grad_norm"] > 0 for line in lines)
+
+
+def test_a_real_run_trains_under_bf16_autocast_and_torch_compile(tiny_bert, tmp_path):
+    """The path a GPU run takes by default (bf16 autocast, the CMI term's own backward, a compiled unpadded model
+    fed batches of varying token counts), end to end on CPU, so that it cannot rot unseen."""
+    out = tmp_path / "run"
+    result = run_cli(args_for(tiny_bert, out, "--mode", "min", "--lam", "1", "--amp", "bf16", "--compile", "on",
+                              "--epochs", "1"))
+    assert result.returncode == 0, result.stderr
+    assert "bfloat16 autocast, compile on" in result.stdout
+    [line] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert line["train_examples"] == 192 and 0 < line["train_cmi"] and -1 <= line["mcc"] <= 1
+    provenance = json.loads((out / "results.json").read_text())["provenance"]
+    assert (provenance["amp"], provenance["compile"], provenance["path"]) == ("bfloat16", True, "unpadded")
