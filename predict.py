@@ -26,7 +26,7 @@ from data.loading import Examples, load_file, load_split, load_test, test_files
 from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, file_task, get_task, metric_suffix
 from data.tokenization import encode, load_tokenizer
-from harness.cli import Parser, add_file_args, add_padded_arg, check_ranges, run_main
+from harness.cli import Parser, add_file_args, add_padded_arg, check_ranges, ranged, run_main
 from harness.runfiles import to_json
 from harness.training import align_head, check_fits, check_head, eval_pass, forward_of, setup
 from models.bert import BertForSequenceClassification
@@ -54,16 +54,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default="predictions", help="folder for the files (default: predictions)")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier call in --out")
     parser.add_argument("--cmi-feature", choices=FEATURES, default="pooled", help="h_s of the reported dev CMI")
-    parser.add_argument("--max-len", type=int, default=128, help="truncation length in tokens")
-    parser.add_argument("--eval-batch-size", type=int, default=128, help="examples per batch")
+    ranged(parser, "--max-len", "in [3, 512]", type=int, default=128, help="truncation length in tokens")
+    ranged(parser, "--eval-batch-size", "> 0", type=int, default=128, help="examples per batch")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--amp", choices=["auto", "on", "off", "bf16", "fp16"], default="auto",
                         help="autocast: on (= bf16), fp16, off (auto: bf16 on CUDA)")
     add_padded_arg(parser)
     parser.set_defaults(seed=0, compile="off", pad_multiple=None)  # what harness.training.setup reads
     args = parser.parse_args(argv)
-    check_ranges(args, parser, {"max_len": (lambda v: 3 <= v <= 512, "in [3, 512]"),
-                                "eval_batch_size": (lambda v: v > 0, "> 0")})
+    check_ranges(args, parser)
     if args.task is None and args.split != "dev":
         parser.error("--split applies to --task")
     if args.task is None and args.data_dir is not None:

@@ -1,5 +1,5 @@
 """The command line of train.py and distill.py: their options (sweep.py checks a grid against the same
-parsers before it launches anything), the ranges of every numeric flag, and `run_main`, which turns every
+parsers before it launches anything), each numeric flag with its range (`ranged`), and `run_main`, which turns every
 failure of a run into one line on stderr."""
 import argparse
 import functools
@@ -41,30 +41,34 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                                         "its distinct labels are the label names")
     g.add_argument("--validation-file", help="your own dev data, the --train-file's fields and labels")
     add_file_args(g, "--train-file and --validation-file")
-    g.add_argument("--max-len", type=int, default=128, help="truncation length in tokens, [CLS]/[SEP] included")
+    ranged(g, "--max-len", "in [3, 512]", type=int, default=128,
+           help="truncation length in tokens, [CLS]/[SEP] included")
     g.add_argument("--other-labels", action="store_true",
                    help="accept a checkpoint whose classifier was trained for other label names (same count); "
                         "names both have are always matched by name, the others in order")
-    g.add_argument("--max-train-samples", type=int, help="train on a fixed random subset of this size")
-    g.add_argument("--max-eval-samples", type=int, help="evaluate on a fixed random subset of this size")
-    g.add_argument("--group-batches", type=int, default=1,
+    ranged(g, "--max-train-samples", "> 0", type=int, help="train on a fixed random subset of this size")
+    ranged(g, "--max-eval-samples", "> 0", type=int, help="evaluate on a fixed random subset of this size")
+    ranged(g, "--group-batches", "> 0", type=int, default=1,
                    help=f"length grouping: sort each group of this many batches by length (1: plain shuffling; "
                         f"{GROUP_BATCHES} pads far less, but cost CoLA dev MCC in our runs: see README)")
-    g.add_argument("--pad-multiple", type=int, default=None,
+    ranged(g, "--pad-multiple", "> 0", type=int, default=None,
                    help="pad batches to a multiple of this many tokens (default: 8 on CUDA, none on CPU)")
     g = parser.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=5, help="training epochs (the paper: 5; distillation 10)")
-    g.add_argument("--batch-size", type=int, default=32,
+    ranged(g, "--epochs", "> 0", type=int, default=5, help="training epochs (the paper: 5; distillation 10)")
+    ranged(g, "--batch-size", "> 0", type=int, default=32,
                    help="training examples per forward pass (per step: this times --grad-accum)")
-    g.add_argument("--grad-accum", type=int, default=1,
+    ranged(g, "--grad-accum", "> 0", type=int, default=1,
                    help="accumulate the gradients of this many batches per optimisation step: the updates of one "
                         "batch this many times larger, in the memory of one batch")
-    g.add_argument("--eval-batch-size", type=int, default=128, help="examples per evaluation batch")
-    g.add_argument("--lr", type=float, default=2e-5, help="peak learning rate of AdamW")
-    g.add_argument("--warmup-ratio", type=float, default=0.0, help="fraction of the steps spent warming up")
-    g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (not on biases, LayerNorm)")
-    g.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping threshold (0: off)")
-    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, dropout and batch order")
+    ranged(g, "--eval-batch-size", "> 0", type=int, default=128, help="examples per evaluation batch")
+    ranged(g, "--lr", "> 0", type=float, default=2e-5, help="peak learning rate of AdamW")
+    ranged(g, "--warmup-ratio", "in [0, 1]", type=float, default=0.0,
+           help="fraction of the steps spent warming up")
+    ranged(g, "--weight-decay", ">= 0", type=float, default=0.01,
+           help="AdamW weight decay (not on biases, LayerNorm)")
+    ranged(g, "--clip", ">= 0", type=float, default=1.0, help="gradient-norm clipping threshold (0: off)")
+    ranged(g, "--seed", "in [0, 2**32)", type=int, default=0,
+           help="seed of initialisation, dropout and batch order")
     g.add_argument("--cmi-weighting", choices=WEIGHTINGS[:2], default="true",
                    help="how the CMI (logged as train_cmi, eval_cmi; train.py's term) weighs the classes: "
                         "true: I(X;Z|Y), by P(y); balanced: every class 1/C")
@@ -75,7 +79,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-last", action="store_true",
                    help="keep last.pt when the run finishes (by default it is deleted: it holds the model and AdamW's "
                         "two moments, 3x the model on disk, and a finished run needs none of it)")
-    g.add_argument("--log-every", type=int, default=10,
+    ranged(g, "--log-every", "> 0", type=int, default=10,
                    help="steps between the lines of steps.jsonl (loss, CE, batch CMI, lr, gradient norm)")
     g.add_argument("--tensorboard", action="store_true",
                    help="also write the steps.jsonl and metrics.jsonl values as TensorBoard events into OUT/tensorboard "
@@ -161,39 +165,29 @@ def _hash(path: Path, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def _positive(v):
-    return v > 0
-
-
-def _nonnegative(v):
-    return v >= 0
-
-
-def _fraction(v):
-    return 0 <= v <= 1
-
-
-# flag -> (the test, what it must be); NaN fails every test. Each script adds its own flags' ranges.
-RANGES = {
-    **{name: (_positive, "> 0") for name in ("epochs", "batch_size", "grad_accum", "eval_batch_size", "lr", "log_every",
-                                             "max_train_samples", "max_eval_samples", "pad_multiple",
-                                             "group_batches")},
-    **{name: (_nonnegative, ">= 0") for name in ("weight_decay", "clip")},
-    "warmup_ratio": (_fraction, "in [0, 1]"),
-    "max_len": (lambda v: 3 <= v <= 512, "in [3, 512]"),
-    "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),  # numpy's seed range
+# what a ranged flag's value must be -> the test (NaN fails every one)
+RANGE_TESTS = {
+    "> 0": lambda v: v > 0,
+    ">= 0": lambda v: v >= 0,
+    "in [0, 1]": lambda v: 0 <= v <= 1,
+    "in [3, 512]": lambda v: 3 <= v <= 512,
+    "in [0, 2**32)": lambda v: 0 <= v < 2**32,  # numpy's seed range
 }
-TRAIN_RANGES = {**RANGES, "lam": (_nonnegative, ">= 0"), "gamma": (_nonnegative, ">= 0"), "tau": (_positive, "> 0")}
-DISTILL_RANGES = {**RANGES, "alpha": (_fraction, "in [0, 1]"), "temperature": (_positive, "> 0")}
 
 
-def check_ranges(args: argparse.Namespace, parser: Parser, ranges: dict) -> None:
-    """Every numeric flag within its range and finite (inf passes `> 0`), and --device usable, or
-    parser.error (one line, exit code 2)."""
-    for name, (test, expected) in ranges.items():
-        value = getattr(args, name)
-        if value is not None and not test(value):
-            parser.error(f"--{name.replace('_', '-')} must be {expected}, got {value}")
+def ranged(group, flag: str, expected: str, **kwargs) -> None:
+    """group.add_argument(flag, **kwargs) for a numeric flag whose value must be `expected` (a key of RANGE_TESTS):
+    the range is declared with the flag, and check_ranges checks it once the options are parsed."""
+    group.add_argument(flag, **kwargs).expected = expected
+
+
+def check_ranges(args: argparse.Namespace, parser: Parser) -> None:
+    """Every ranged flag (ranged) within its range, every float flag finite (inf passes `> 0`), and --device
+    usable, or parser.error (one line, exit code 2)."""
+    for action in parser._actions:  # argparse keeps no other list of the options it parsed
+        value = getattr(args, action.dest, None)
+        if hasattr(action, "expected") and value is not None and not RANGE_TESTS[action.expected](value):
+            parser.error(f"--{action.dest.replace('_', '-')} must be {action.expected}, got {value}")
     for name, value in vars(args).items():
         if isinstance(value, float) and not math.isfinite(value):
             parser.error(f"--{name.replace('_', '-')} must be finite, got {value}")
@@ -218,8 +212,8 @@ def parse_train_args(argv=None, description: str | None = None) -> argparse.Name
     g = parser.add_argument_group("model and objective")
     g.add_argument("--model", default="bert-base-uncased", help="hub name or a local Hugging Face checkpoint folder")
     g.add_argument("--mode", choices=MODES, default="ce", help="ce: plain; min: +lambda*CMI; max: -lambda*CMI")
-    g.add_argument("--lam", type=float, default=0.1, help="lambda, weight of the CMI term (the paper: 0.05-1)")
-    g.add_argument("--gamma", type=float, default=0.0, help="weight of the masked-LM term L1 of eq. (7)")
+    ranged(g, "--lam", ">= 0", type=float, default=0.1, help="lambda, weight of the CMI term (the paper: 0.05-1)")
+    ranged(g, "--gamma", ">= 0", type=float, default=0.0, help="weight of the masked-LM term L1 of eq. (7)")
     g.add_argument("--centroids", choices=POLICIES, default=None,
                    help="centroid policy of eq. (14) (default: epoch for min, batch for max)")
     g.add_argument("--cmi-feature", choices=FEATURES, default="pooled",
@@ -228,11 +222,11 @@ def parse_train_args(argv=None, description: str | None = None) -> argparse.Name
                         "neither is 'the paper' without that caveat")
     g.add_argument("--cmi-scale", choices=SCALES, default="true",
                    help="true: lambda * I(X;Z|Y); paper: lambda / C, the per-sample weight of eqs. (12)-(14)")
-    g.add_argument("--tau", type=float, default=1.0, help="feature temperature: f_x = softmax(h_s / tau) "
+    ranged(g, "--tau", "> 0", type=float, default=1.0, help="feature temperature: f_x = softmax(h_s / tau) "
                                                           "(1 = the paper; an extension)")
     add_training_args(parser)
     args = parser.parse_args(argv)
-    check_ranges(args, parser, TRAIN_RANGES)
+    check_ranges(args, parser)
     check_data_args(args, parser)
     args.centroids = args.centroids or ("batch" if args.mode == "max" else "epoch")
     args.out = args.out or f"runs/{args.task}-{args.mode}-lam{args.lam}-seed{args.seed}"
@@ -272,17 +266,17 @@ def parse_distill_args(argv=None, description: str | None = None) -> argparse.Na
                    help="add the teacher's token-type-0 embedding to the student's position embeddings: exact for "
                         "single-sentence inputs, approximate for pairs (default: on; layer copy only)")
     g = parser.add_argument_group("distillation loss, eq. (8)")
-    g.add_argument("--alpha", type=float, default=0.5, help="weight of the soft (KL) term; 1 - alpha weighs the CE "
-                                                            "(the paper: 0.05-0.9)")
-    g.add_argument("--temperature", type=float, default=2.0, help="T of the softened distributions (the paper: 1-5); the KL is "
-                                                                   "multiplied by T^2 as in Hinton et al., which "
-                                                                   "eq. (8) of the paper does not write")
+    ranged(g, "--alpha", "in [0, 1]", type=float, default=0.5,
+           help="weight of the soft (KL) term; 1 - alpha weighs the CE (the paper: 0.05-0.9)")
+    ranged(g, "--temperature", "> 0", type=float, default=2.0,
+           help="T of the softened distributions (the paper: 1-5); the KL is multiplied by T^2 as in Hinton et al., "
+                "which eq. (8) of the paper does not write")
     g.add_argument("--live-teacher", action="store_true",
                    help="run the teacher on every batch instead of caching its logits once (same result, slower)")
     add_training_args(parser)
     parser.set_defaults(epochs=10)  # the paper trains students for 10 epochs
     args = parser.parse_args(argv)
-    check_ranges(args, parser, DISTILL_RANGES)
+    check_ranges(args, parser)
     check_data_args(args, parser)
     if args.student is not None:
         if args.fold_token_type is not None:

@@ -30,7 +30,7 @@ from common.files import write_file
 from data.loading import load_split
 from data.tasks import DataError, get_task
 from data.tokenization import Encoded, encode, load_tokenizer
-from harness.cli import Parser, check_ranges, parse_train_args
+from harness.cli import Parser, check_ranges, parse_train_args, ranged
 from harness.training import Runtime, forward_of, model_inputs
 from models.bert import BertConfig, BertForSequenceClassification, SelfAttention
 from models.checkpoint import read_config, resolve
@@ -298,8 +298,8 @@ def bench_parser(description: str, sections, out: str) -> Parser:
     g.add_argument("--max-len", type=int, default=train_defaults().max_len, help="truncation length of real examples")
     g.add_argument("--warmup", type=int, default=2, help="untimed calls of each contender first (compiles here)")
     g.add_argument("--repeats", type=int, default=5, help="timed calls of each contender (medians are reported)")
-    g.add_argument("--pad-multiple", type=int, default=None,
-                   help="pad batches of real examples to a multiple of this (default, as train.py: 8 on CUDA)")
+    ranged(g, "--pad-multiple", "> 0", type=int, default=None,
+           help="pad batches of real examples to a multiple of this (default, as train.py: 8 on CUDA)")
     g = parser.add_argument_group("data and hardware")
     g.add_argument("--glue-dir", default=str(SHARED / "glue"), help="folder in the GLUE download layout")
     g.add_argument("--checkpoint", default=str(SHARED / "models" / "all-MiniLM-L6-v2"),
@@ -328,7 +328,7 @@ def check_bench_args(args, parser: Parser, choices: dict[str, tuple], minimums: 
     for name, least in ({"batch_size": 1, "seq_len": 1, "max_len": 1, "repeats": 1, "warmup": 0} | minimums).items():
         if getattr(args, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be >= {least}, got {getattr(args, name)}")
-    check_ranges(args, parser, {"pad_multiple": (lambda v: v > 0, "> 0")})  # and --device: CUDA there?
+    check_ranges(args, parser)  # --pad-multiple, and --device: CUDA there?
     # the results are written after all the measuring: a place they cannot go must be refused now
     out = Path(args.out)
     if out.is_dir():
