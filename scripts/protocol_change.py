@@ -13,11 +13,13 @@ import sys
 from statistics import fmean as mean
 from pathlib import Path
 
-from data.tasks import primary_metric
-from study.markdown import table
-from study.reading import read_sweep
-from study.stats import paired_test
-from study.sweeps import num
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from data.tasks import primary_metric  # noqa: E402
+from study.markdown import table  # noqa: E402
+from study.reading import read_sweep  # noqa: E402
+from study.stats import paired_test  # noqa: E402
+from study.sweeps import num  # noqa: E402
 
 
 def by_seed(folder: Path, task: str, mode: str, lam: float | None) -> dict:
