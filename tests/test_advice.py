@@ -231,7 +231,8 @@ def test_training_advice(tiny_bert, tmp_path):
 
 
 def sweep_grid(out, model):
-    return ["--out", out, "--tasks", "cola", "--modes", "ce", "--seeds", "0", "--epochs", "4", "--alphas", "0.5",
+    # 30 short epochs: on an idle machine 4 finished before a SIGTERM sent after the first could stop the run
+    return ["--out", out, "--tasks", "cola", "--modes", "ce", "--seeds", "0", "--epochs", "30", "--alphas", "0.5",
             "--temperatures", "2", "--student-epochs", "1", "--student-layers", "0", "--model", model,
             "--data-dir", GLUE, "--max-train-samples", "64", "--max-eval-samples", "32", "--batch-size", "16",
             "--lr", "1e-3"]
