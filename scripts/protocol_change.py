@@ -22,10 +22,15 @@ from study.stats import paired_test  # noqa: E402
 from study.sweeps import num  # noqa: E402
 
 
-def by_seed(folder: Path, task: str, mode: str, lam: float | None) -> dict:
-    """{seed: RunFiles} of the finished runs of one arm of a sweep folder."""
-    return {r.seed: files for r, files in read_sweep(folder).runs.items()
-            if r.task == task and r.mode == mode and (lam is None or r.lam == lam) and not r.is_student}
+def by_seed(folders: list[Path], task: str, arms: dict[str, float | None]) -> dict:
+    """{mode: {seed: RunFiles}} of the finished runs of each arm (mode -> λ, None: any) in the sweep folders, each
+    folder read once; a seed in a later folder replaces the same seed of an earlier one."""
+    found = {mode: {} for mode in arms}
+    for folder in folders:
+        for r, files in read_sweep(folder).runs.items():
+            if r.task == task and r.mode in arms and arms[r.mode] in (None, r.lam) and not r.is_student:
+                found[r.mode][r.seed] = files
+    return found
 
 
 def main() -> None:
@@ -37,11 +42,8 @@ def main() -> None:
     parser.add_argument("--lam", type=float, default=1.0)
     args = parser.parse_args()
     metric = primary_metric(args.task)
-    new = {kind: by_seed(args.new, args.task, kind, lam) for kind, lam in (("ce", None), (args.mode, args.lam))}
-    old = {kind: {} for kind in new}
-    for folder in args.old:
-        for kind, lam in (("ce", None), (args.mode, args.lam)):
-            old[kind] |= by_seed(folder, args.task, kind, lam)
+    arms = {"ce": None, args.mode: args.lam}
+    new, old = by_seed([args.new], args.task, arms), by_seed(args.old, args.task, arms)
     seeds = sorted(set(new["ce"]) & set(new[args.mode]) & set(old["ce"]) & set(old[args.mode]))
     if len(seeds) < 2:
         sys.exit(f"error: {len(seeds)} seed(s) have both runs under both protocols; 2 are needed")
