@@ -83,7 +83,7 @@ class Heterogeneity:
 def heterogeneity(tests: list[PairedTest]) -> Heterogeneity:
     """Whether the tasks disagree beyond their own sampling error (every task's se > 0)."""
     w = [1 / test.se ** 2 for test in tests]
-    fixed = sum(x * test.mean for x, test in zip(w, tests)) / sum(w)
+    fixed = inverse_variance(tests).mean
     q = sum(x * (test.mean - fixed) ** 2 for x, test in zip(w, tests))
     df = len(tests) - 1
     tau2 = max(0.0, (q - df) / (sum(w) - sum(x * x for x in w) / sum(w)))
