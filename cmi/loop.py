@@ -117,7 +117,7 @@ def fit(step: "Step", epochs: Epochs, run) -> dict:
 
             metrics = epochs.evaluate()
             line = {"epoch": epoch, **epochs.record, **{f"train_{k}": v for k, v in means.items()},
-                    "train_cmi": train_stats.cmi(epochs.weighting), **metrics,
+                    "train_cmi": train_stats.cmi(epochs.weighting), **step.terms.record(), **metrics,
                     "epoch_seconds": seconds, "samples_per_s": seen / seconds}
             bad = [k for k, v in line.items() if isinstance(v, float) and not math.isfinite(v)]
             if bad:  # never save a broken model as the best, nor write NaN into a JSON file
@@ -149,6 +149,7 @@ def train_epoch(step: "Step", batches, desc: str, log_every: int = 10, on_log=No
     a non-finite loss raises TrainingError before the corrupted weights can be saved. There, `on_log(i, values)`
     gets the step number in the epoch and that step's values: loss, the objective's logs, lr, grad_norm."""
     step.model.train()
+    step.terms.start_epoch()
     totals, seen = {}, 0
     bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None if rank() == 0 else True)
     for i, batch in enumerate(bar, 1):
@@ -180,11 +181,55 @@ def train_epoch(step: "Step", batches, desc: str, log_every: int = 10, on_log=No
 
 
 @dataclass
+class TermBackward:
+    """Whether the objective's extra terms (the CMI term) are backpropagated on their own (`backward`).
+
+    In float32, never: one backward of the sum is exact. Under autocast the activations' gradients are bf16, which
+    keeps ~3 significant digits: a term whose gradient is ~1e-3 of CE's is rounded away in one backward of the sum,
+    one ~1e-2 of it arrives (docs/design.md, "Numerics"). So each epoch's first `probe_steps` steps backpropagate
+    the terms on their own and measure, per term, its gradient's norm over the first term's; if the smallest mean
+    is at least `joint_from`, the rest of the epoch takes one backward of the sum. Measured anew each epoch (CE's
+    gradient shrinks as training goes on) from the epoch's own steps, so a resumed run decides as the uninterrupted
+    one did. Under DDP the ratios are averaged over the processes: all of them take the same path."""
+
+    autocast: bool
+    probe_steps: int = 10
+    joint_from: float = 1e-2
+    ratios: list = field(default_factory=list)  # this epoch's probe steps: the smallest ratio over the terms
+    ratio: float | None = None  # their mean, once the probe steps are done
+
+    def start_epoch(self) -> None:
+        self.ratios, self.ratio = [], None
+
+    @property
+    def probing(self) -> bool:
+        return self.autocast and self.ratio is None
+
+    @property
+    def separate(self) -> bool:
+        return self.probing or (self.autocast and not self.ratio >= self.joint_from)  # NaN (fp16 overflow): apart
+
+    def observe(self, ratio: torch.Tensor) -> None:
+        """One probe step's ratio (a 0-d tensor, not read back); after the last, their mean over the steps and the
+        processes."""
+        self.ratios.append(ratio)
+        if len(self.ratios) == self.probe_steps:
+            self.ratio = all_reduce(torch.stack(self.ratios).mean()).item() / world_size()
+
+    def record(self) -> dict:
+        """The epoch's decision, for its metrics line (nothing in float32)."""
+        if not self.autocast or self.ratio is None:
+            return {}
+        return {"term_ratio": self.ratio, "term_backward": "separate" if self.separate else "joint"}
+
+
+@dataclass
 class Step:
     """The parts of one optimisation step. `model` is the uncompiled module (saved, checkpointed); `forward(batch)`
     runs it, or a compiled or DDP-wrapped version of it, on the batch fields it takes (harness.training.forward_of);
     `objective(forward, batch) -> (terms, logs)` (cmi.objectives); `ctx` is the autocast context, entered every
-    step; `accum`: the batch of a step is computed in this many chunks (gradient accumulation, for memory)."""
+    step; `accum`: the batch of a step is computed in this many chunks (gradient accumulation, for memory);
+    `terms`: whether the extra terms take their own backward (set from `ctx`)."""
 
     forward: Callable
     model: torch.nn.Module
@@ -195,6 +240,11 @@ class Step:
     clip: float = 1.0
     accum: int = 1
     scaler: torch.amp.GradScaler | None = None  # fp16: loss scaling
+    terms: TermBackward | None = None
+
+    def __post_init__(self):
+        if self.terms is None:
+            self.terms = TermBackward(autocast=isinstance(self.ctx, torch.autocast))
 
 
 def train_step(step: Step, batch: dict) -> tuple[torch.Tensor, dict, torch.Tensor]:
@@ -213,7 +263,9 @@ def train_step(step: Step, batch: dict) -> tuple[torch.Tensor, dict, torch.Tenso
             terms, chunk_logs = step.objective(step.forward, chunk)  # forward, then the loss's terms
         terms = tuple(share * t for t in terms)
         scaled = terms if step.scaler is None else tuple(step.scaler.scale(t) for t in terms)
-        backward(scaled, params, separate=isinstance(step.ctx, torch.autocast))
+        ratio = backward(scaled, params, separate=step.terms.separate, measure=step.terms.probing)
+        if ratio is not None:
+            step.terms.observe(ratio)
         loss = loss + sum(terms).detach()
         logs = {k: logs.get(k, 0.0) + share * v for k, v in chunk_logs.items()}
     if step.scaler is not None:
@@ -230,27 +282,40 @@ def train_step(step: Step, batch: dict) -> tuple[torch.Tensor, dict, torch.Tenso
     return loss, logs, grad_norm
 
 
-def backward(terms: tuple[torch.Tensor, ...], params: list[torch.nn.Parameter], separate: bool) -> None:
+def backward(terms: tuple[torch.Tensor, ...], params: list[torch.nn.Parameter], separate: bool,
+             measure: bool = False) -> torch.Tensor | None:
     """Accumulate the gradient of sum(terms) into the parameters' (float32) .grad.
 
-    separate=False: one backward of the sum. separate=True (bf16 autocast): one backward per term. Under
-    autocast the activations and their gradients are bf16, whose 8-bit mantissa resolves ~4e-3 of a value;
+    separate=False: one backward of the sum. separate=True (autocast, `TermBackward`): one backward per term.
+    Under autocast the activations and their gradients are bf16, whose 8-bit mantissa resolves ~4e-3 of a value;
     the CMI term's gradient is ~1e-3 of CE's at the paper's lambdas (docs/design.md, "Numerics"), so flowing
     back as part of one sum it would be rounded away in every layer. Backpropagated alone, it is rounded
     relative to itself and joins CE's gradient only in the float32 .grad. The price is one more backward pass
-    per extra term.
+    per extra term. With `measure`, when separate and .grad was empty (a step's first chunk), returns the smallest
+    over the extra terms of the norm of its gradient over the first term's (`TermBackward`); None otherwise.
     The extra terms go through torch.autograd.grad, which DDP's hooks do not see: their gradients are averaged
     over the processes here, as DDP averages the first term's."""
     if not separate or len(terms) == 1:
         sum(terms).backward()
-        return
-    extra = [torch.autograd.grad(t, params, retain_graph=True, allow_unused=True) for t in terms[1:]]
+        return None
+    measure = measure and all(p.grad is None for p in params)
+    extra = [[None if g is None else all_reduce(g) / world_size()
+              for g in torch.autograd.grad(t, params, retain_graph=True, allow_unused=True)] for t in terms[1:]]
     terms[0].backward()
+    ratio = None
+    if measure:  # .grad holds the first term's gradient alone
+        first = norm([p.grad for p in params])
+        ratio = torch.stack([norm(grads) / first for grads in extra]).min()
     for grads in extra:
         for p, g in zip(params, grads):
             if g is not None:
-                g = all_reduce(g) / world_size()
                 p.grad = g if p.grad is None else p.grad.add_(g)
+    return ratio
+
+
+def norm(grads) -> torch.Tensor:
+    """The 2-norm of a list of gradients (None: unused, zero)."""
+    return torch.nn.utils.get_total_norm([g for g in grads if g is not None], foreach=True).float()
 
 
 def chunks(batch: dict, k: int) -> list[dict]:

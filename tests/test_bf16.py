@@ -7,9 +7,10 @@ import json
 from contextlib import nullcontext
 
 import numpy as np
+import pytest
 import torch
 
-from cmi.loop import Step, backward, predict, train_step
+from cmi.loop import Step, TermBackward, backward, predict, train_step
 from cmi.objectives import CMIObjective, EpochCentroids, FeatureMap
 from conftest import GLUE, MINILM, args_for, run_cli
 from data.batching import collate
@@ -83,6 +84,73 @@ def test_cmi_gradient_reaches_the_parameters_under_bf16_autocast():
           f"one backward of the sum: projection {old_projection:.3f}, relative error {old_error:.3f}")
     assert projection >= 0.9 and error <= 0.3
     assert not (old_projection >= 0.9 and old_error <= 0.3)  # the test can tell the two apart
+
+
+def test_the_term_takes_one_backward_exactly_where_one_backward_keeps_it():
+    """TermBackward's rule, against what reaches the parameters on real MiniLM batches: where the measured ratio of
+    the term's gradient to CE's is at least joint_from, one backward of the sum keeps >= 95% of the term (the
+    projection on its float32 gradient); where one backward would lose more, the ratio is below joint_from."""
+    torch.manual_seed(0)
+    model = BertForSequenceClassification.from_pretrained(MINILM, num_labels=2).eval()
+    batch = cola_batch(MINILM, n=16)
+    features, d = FeatureMap(), model.config.hidden_size
+    forward = lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+    stats = predict(forward, model, [{**batch, "index": torch.arange(16)}], features, 2, 16, ctx=nullcontext())[1]
+    centroids = EpochCentroids(2, d)
+    centroids.refresh(stats)
+    params = list(model.parameters())
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+
+    def gradient(objective, ctx, separate):
+        model.zero_grad(set_to_none=True)
+        with ctx:
+            terms, _ = objective(forward, batch)
+        ratio = backward(terms, params, separate=separate, measure=True)
+        return torch.cat([p.grad.flatten() for p in params if p.grad is not None]), ratio
+
+    rule = TermBackward(autocast=True)
+    seen = set()
+    for lam in (0.05, 2.0):
+        objectives = {mode: CMIObjective(mode, lam, 2, centroids, features) for mode in ("ce", "min")}
+        ref = gradient(objectives["min"], nullcontext(), False)[0] - gradient(objectives["ce"], nullcontext(), False)[0]
+        ratio = gradient(objectives["min"], bf16, True)[1].item()
+        one = gradient(objectives["min"], bf16, False)[0] - gradient(objectives["ce"], bf16, False)[0]
+        kept = (one @ ref / (ref @ ref)).item()
+        print(f"lambda {lam}: ratio {ratio:.1e}, one backward keeps {kept:.3f}")
+        joint = ratio >= rule.joint_from
+        assert joint == (kept >= 0.95)  # at these two weights, far from the threshold on either side
+        seen.add(joint)
+    assert seen == {True, False}  # both sides of the rule were tested
+
+
+def test_term_backward_decides_from_each_epochs_probe_steps():
+    rule = TermBackward(autocast=True, probe_steps=3)
+    rule.start_epoch()
+    for r in (0.02, 0.03):
+        assert rule.separate and rule.probing
+        rule.observe(torch.tensor(r))
+    rule.observe(torch.tensor(0.004))  # the mean, 0.018, decides
+    assert not rule.separate and rule.record() == {"term_ratio": pytest.approx(0.018), "term_backward": "joint"}
+    rule.start_epoch()  # a new epoch measures again
+    assert rule.separate and rule.record() == {}
+    for r in (0.005, 0.004, float("nan")):
+        rule.observe(torch.tensor(r))
+    assert rule.separate and rule.record()["term_backward"] == "separate"
+    assert not TermBackward(autocast=False).separate and TermBackward(autocast=False).record() == {}
+
+
+def test_a_bf16_run_records_which_backward_the_term_took(tiny_bert, tmp_path):
+    """12 steps per epoch: 10 probe steps, then the decision, in metrics.jsonl; a weight far too small for bf16
+    keeps the separate backward, a large one takes one backward of the sum."""
+    taken = {}
+    for lam in ("1e-4", "100"):
+        out = tmp_path / lam
+        result = run_cli(args_for(tiny_bert, out, "--mode", "min", "--lam", lam, "--amp", "bf16", "--epochs", "1"))
+        assert result.returncode == 0, result.stderr
+        [line] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        taken[lam] = line["term_backward"], line["term_ratio"]
+    assert taken["1e-4"][0] == "separate" and taken["1e-4"][1] < 1e-2
+    assert taken["100"][0] == "joint" and taken["100"][1] >= 1e-2
 
 
 def test_fp16_autocast_trains_with_loss_scaling_and_checkpoints_the_scale(tiny_bert, tmp_path):
