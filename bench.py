@@ -33,9 +33,10 @@ from cmi.loop import predict
 from cmi.objectives import CMIObjective, DistillationObjective, EpochCentroids, FeatureMap
 from data.batching import eval_batches, num_train_batches, padding_fraction, train_batches
 from data.tasks import TASKS
-from harness.cli import run_main
+from harness.cli import ranged, run_main
 from harness.timing import (INTERRUPTED, Contender, Preset, Section, alternate, batch_forward, bench_parser,
-                            check_bench_args, check_presets, compiled_graphs, epoch_figures, matmul, measure,
+                            check_bench_args, check_presets, compiled_graphs, cross_entropy, epoch_figures, matmul,
+                            measure,
                             paired_ratio, peak_memory_mib, rates, sdpa_kernels, step_flops, synchronize, time_epochs,
                             train_defaults, train_split)
 from harness.training import Batches, setup
@@ -59,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="epoch: at most this many training examples of each task, a fixed subset (default: CoLA's "
                         "size: all of CoLA and MRPC, 8,551 of SST-2's 67,349)")
     g.add_argument("--chunk", type=int, default=5, help="batches per turn when alternating")
+    ranged(g, "--epoch-lam", "> 0", type=float, default=None,
+           help="epoch: also time ours trained with --mode min at this lambda (epoch centroids)")
     args = parser.parse_args(argv)
     moved = [x for x in args.sections.split(",") if x in DIAGNOSTICS]
     if moved:
@@ -201,55 +204,82 @@ def cmi_table(rows: list[dict]) -> str:
 
 def bench_epoch(p: Preset) -> list[dict]:
     """Training on each --epoch-tasks' real examples: the same shuffled batches (train.py's default) for ours
-    unpadded, ours padded and transformers', each from the same weights, compiled as train.py compiles."""
+    unpadded, ours padded and transformers', each from the same weights, compiled as train.py compiles; with
+    --amp both each of them (padded aside) in float32 and in bf16 autocast; with --epoch-lam also ours trained
+    with the min-CMI objective (train.py's epoch centroids, from an untimed pass)."""
     return [epoch_row(p, task, train) for task, train in p.data["epoch"].items()]
 
 
 def epoch_row(p: Preset, task: str, train) -> dict:
-    args, runtime, device, pad_multiple = p.args, p.runtime, p.runtime.device, p.runtime.pad_multiple
+    args, device, pad_multiple = p.args, p.runtime.device, p.runtime.pad_multiple
     batches = train_batches(train.lengths, args.batch_size, args.seed, epoch=0, group_batches=1)
     batches = batches[:args.epoch_batches or None]
-    mode = "default" if runtime.compile else None  # as train.py compiles: default mode, dynamic shapes
+    mode = "default" if p.runtime.compile else None  # as train.py compiles: default mode, dynamic shapes
     torch._dynamo.reset()
     graphs = compiled_graphs()
-    contenders = {name: Contender(copy.deepcopy(model), runtime, len(batches), mode, dynamic=True, unpad=unpad)
-                  for name, (model, unpad) in p.contenders().items()}
+    precisions = p.precisions()
+    models = {name: m for name, m in p.contenders().items() if len(precisions) == 1 or name != "padded"}
+    if args.epoch_lam is not None:
+        models["ours_min"] = (p.ours, True)
+    contenders, objectives = {}, {}
+    for suffix, runtime in precisions.items():
+        for name, (model, unpad) in models.items():
+            c = contenders[name + suffix] = Contender(copy.deepcopy(model), runtime, len(batches), mode, dynamic=True,
+                                                      unpad=unpad)
+            objectives[name + suffix] = min_objective(c, train, batches, runtime, args.epoch_lam) if name == "ours_min" else \
+                cross_entropy
+    reference = "ours" + next(reversed(precisions))  # ours; in bf16 when both precisions are timed
     longest = next(iter(Batches(train, [max(batches, key=lambda b: train.lengths[b].max())], device, pad_multiple)))
     peaks = {}
     for name, c in contenders.items():  # warm-up (and compilation) on one batch, then the peak of the widest batch
-        c.epoch(Batches(train, batches[:1], device, pad_multiple))
-        peaks[name] = peak_memory_mib(lambda c=c: c.step(longest), device)
-    runs = {name: (lambda b, c=c: c.epoch(Batches(train, b, device, pad_multiple)), batches)
+        c.epoch(Batches(train, batches[:1], device, pad_multiple), objectives[name])
+        peaks[name] = peak_memory_mib(lambda c=c, o=objectives[name]: c.step(longest, o), device)
+    runs = {name: (lambda b, c=c, o=objectives[name]: c.epoch(Batches(train, b, device, pad_multiple), o), batches)
             for name, c in contenders.items()}
     seconds = time_epochs(runs, args.chunk, device)
     row = {"preset": p.name, "task": task, "compile": mode or "eager", "batch_size": args.batch_size,
            "max_len": args.max_len, "train_examples": len(train), "graphs_compiled": compiled_graphs() - graphs,
-           "padding": padding_fraction(train.lengths, batches, pad_multiple)}
+           "padding": padding_fraction(train.lengths, batches, pad_multiple), "reference": reference,
+           "contenders": list(contenders), "lam": args.epoch_lam}
     for name in contenders:
         row[name] = epoch_figures(seconds[name], batches, len(train)) | {"peak_mib": peaks[name]}
-    for name in ("padded", "transformers"):
-        if name in contenders:  # the same batches in the same turns: a paired ratio
-            row[f"speedup_{name}"], row[f"speedup_{name}_quartiles"] = paired_ratio(seconds[name], seconds["ours"])
-    print(f"  epoch {p.name} {task}: speedup {fmt(row.get('speedup_transformers'), '.2f')} over transformers, "
-          f"{row['speedup_padded']:.2f} over padded", flush=True)
+    for name in contenders:
+        if name != reference:  # the same batches in the same turns: a paired ratio
+            row[f"speedup_{name}"], row[f"speedup_{name}_quartiles"] = paired_ratio(seconds[name], seconds[reference])
+    print(f"  epoch {p.name} {task}: " + ", ".join(f"{row[f'speedup_{n}']:.2f} over {n}" for n in contenders
+                                                    if n != reference), flush=True)
     return row
 
 
+def min_objective(c: Contender, train, batches, runtime, lam: float) -> CMIObjective:
+    """train.py's min-CMI objective at --epoch-lam, its epoch centroids from a pass over the timed examples under
+    the contender's initial weights (eq. 14)."""
+    C, d = c.model.config.num_labels, c.model.classifier.in_features
+    index = np.concatenate(batches)
+    passes = [index[b] for b in eval_batches(train.lengths[index], train_defaults().eval_batch_size)]
+    stats = predict(c.forward, c.model, Batches(train, passes, runtime.device, runtime.pad_multiple), FeatureMap(), C,
+                    len(train), ctx=runtime.ctx, desc="centroids")[1]
+    centroids = EpochCentroids(C, d, runtime.device)
+    centroids.refresh(stats)
+    return CMIObjective(mode="min", lam=lam, num_classes=C, centroids=centroids, features=FeatureMap())
+
+
 def epoch_table(rows: list[dict]) -> str:
-    names = [n for n in ("ours", "padded", "transformers") if n in rows[0]]
+    names, reference = rows[0]["contenders"], rows[0]["reference"]
+    others = [n for n in names if n != reference]
     return captioned(
-        f"Training epochs on real data, the same shuffled batches of each task for {' / '.join(names)}; epoch seconds "
-        "= the task's examples at the timed rate; speedup = the other's time / ours over the same turns, median "
-        "(quartiles); peak memory of a step on the widest batch",
+        f"Training epochs on real data, the same shuffled batches of each task for {' / '.join(names)}"
+        + (f" (ours_min: --mode min, lambda {rows[0]['lam']:g})" if rows[0]["lam"] is not None else "")
+        + f"; epoch seconds = the task's examples at the timed rate; speedup over X = X's time / {reference}'s "
+        "over the same turns, median (quartiles); peak memory of a step on the widest batch",
         ["preset", "task", "compile", "batches timed", "padding", "samples/s", "epoch s", "peak MiB",
-         "speedup over transformers", "speedup over padded"],
+         *[f"speedup over {n}" for n in others]],
         [[r["preset"], r["task"], r["compile"],
-          f"{r['ours']['batches']} of {num_train_batches(r['train_examples'], r['batch_size'])}",
+          f"{r[reference]['batches']} of {num_train_batches(r['train_examples'], r['batch_size'])}",
           f"{r['padding']:.0%}", " / ".join(f"{r[n]['samples_per_s']:.4g}" for n in names),
           " / ".join(f"{r[n]['epoch_seconds']:.4g}" for n in names),
           " / ".join(fmt(r[n]["peak_mib"], ".0f") for n in names),
-          spread(r.get("speedup_transformers"), r.get("speedup_transformers_quartiles")),
-          spread(r["speedup_padded"], r["speedup_padded_quartiles"])] for r in rows])
+          *[spread(r[f"speedup_{n}"], r[f"speedup_{n}_quartiles"]) for n in others]] for r in rows])
 
 
 # -----------------------------------------------------------------------------

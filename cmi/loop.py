@@ -108,6 +108,7 @@ def fit(step: "Step", epochs: Epochs, run) -> dict:
                     epochs.on_step({**line, "epoch_steps": steps, "seconds": time.perf_counter() - t0})
 
             # eq. (14), first line: G fixed, the parameters take an epoch of steps against it
+            step.terms.start_epoch()
             means, seen = train_epoch(step, batches, f"epoch {epoch}/{epochs.count}", epochs.log_every, on_log)
             seconds = time.perf_counter() - t0
             # eq. (14), second line: G = the class means of f_x under the new parameters (the policy says how)
@@ -149,7 +150,6 @@ def train_epoch(step: "Step", batches, desc: str, log_every: int = 10, on_log=No
     a non-finite loss raises TrainingError before the corrupted weights can be saved. There, `on_log(i, values)`
     gets the step number in the epoch and that step's values: loss, the objective's logs, lr, grad_norm."""
     step.model.train()
-    step.terms.start_epoch()
     totals, seen = {}, 0
     bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None if rank() == 0 else True)
     for i, batch in enumerate(bar, 1):

@@ -14,7 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.profiler._memory_profiler import MemoryProfileTimeline  # no public API gives the CPU timeline
 
-from cmi.loop import Step, linear_schedule, make_optimizer, train_epoch, train_step
+from cmi.loop import Step, autocast_context, linear_schedule, make_optimizer, train_epoch, train_step
 from common.files import write_file
 from data.loading import load_split
 from data.tasks import DataError, get_task
@@ -233,9 +233,14 @@ class Contender:
         warmup = int(d.warmup_ratio * steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: linear_schedule(step, steps, warmup))
+        self.steps = {}  # objective -> its Step, kept over calls as over a run's epoch (cmi.loop.TermBackward)
 
     def parts(self, objective) -> Step:
-        return Step(self.forward, self.model, objective, self.optimizer, self.scheduler, self.ctx, train_defaults().clip)
+        if objective not in self.steps:
+            self.steps[objective] = Step(forward=self.forward, model=self.model, objective=objective,
+                                         optimizer=self.optimizer, scheduler=self.scheduler, ctx=self.ctx,
+                                         clip=train_defaults().clip)
+        return self.steps[objective]
 
     def step(self, batch, objective=cross_entropy) -> None:
         train_step(self.parts(objective), batch)
@@ -261,6 +266,14 @@ class Preset:
         """name -> (model, unpadded): ours unpadded (train.py's default), a copy of ours padded, transformers'."""
         models = {"ours": (self.ours, True), "padded": (copy.deepcopy(self.ours), False)}
         return models | ({"transformers": (self.theirs, False)} if self.theirs is not None else {})
+
+    def precisions(self) -> dict[str, Runtime]:
+        """name suffix -> runtime: the run's own, or with --amp both float32 ("") and bf16 autocast ("_bf16")."""
+        if self.args.amp != "both":
+            return {"": self.runtime}
+        bf16 = torch.bfloat16
+        return {"": replace(self.runtime, amp=False, amp_dtype=None, ctx=autocast_context(self.runtime.device, None)),
+                "_bf16": replace(self.runtime, amp=True, amp_dtype=bf16, ctx=autocast_context(self.runtime.device, bf16))}
 
     @functools.cached_property
     def batch(self) -> dict:
@@ -305,7 +318,9 @@ def bench_parser(description: str, sections, out: str) -> Parser:
     g.add_argument("--checkpoint", default=str(SHARED / "models" / "all-MiniLM-L6-v2"),
                    help="the minilm preset's checkpoint, whose tokenizer also encodes the real examples")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    g.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on for CUDA)")
+    g.add_argument("--amp", choices=["auto", "on", "off", "both"], default="auto",
+                   help="bf16 autocast (auto: on for CUDA); both: the epoch section times every contender in float32 "
+                        "and in bf16 autocast, side by side, the other sections run in float32")
     g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="also measure torch.compile (auto: on for CUDA)")
     g.add_argument("--compile-modes", default=None,
@@ -395,7 +410,8 @@ def measure(args, runtime: Runtime, sections: dict[str, Section], data, script: 
     results = {"meta": {
         "date": datetime.date.today().isoformat(), "command": " ".join([f"python {script}", *sys.argv[1:]]),
         "device": device_name(runtime.device), "threads": torch.get_num_threads(),
-        "precision": "bf16 autocast" if runtime.amp else "float32", "torch": torch.__version__,
+        "precision": "float32 and bf16 autocast" if args.amp == "both" else "bf16 autocast" if runtime.amp else "float32",
+        "torch": torch.__version__,
         "transformers": transformers.__version__ if transformers is not None else None,
         "compile_modes": [v or "eager" for v in variants], "args": vars(args)}}
     results |= {name: [] for name in sections}

@@ -72,7 +72,12 @@ def setup(args: argparse.Namespace) -> Runtime:
         torch.backends.cudnn.allow_tf32 = True
     dtype = {"on": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16,
              "auto": torch.bfloat16 if cuda else None}.get(args.amp)
+    if dtype == torch.bfloat16 and not cuda and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        print(f"warning: --amp {args.amp}: this CPU has no native bf16 (avx512_bf16 or AMX), so bf16 autocast is "
+              "emulated and slower than float32; --amp off is faster here", file=sys.stderr)
     return Runtime(device=device, amp=dtype is not None, amp_dtype=dtype,
+                   # compile pays back its 40-60 s within a run on CUDA, not on CPU, where it gains 3-10% of an
+                   # epoch (docs/design.md, "Performance")
                    compile=args.compile == "on" or (args.compile == "auto" and cuda),
                    # 8 on CUDA: tensor-core friendly widths, fewer shapes to compile; none on CPU
                    pad_multiple=args.pad_multiple or (8 if cuda else None), unpad=not args.padded,

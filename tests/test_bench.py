@@ -64,6 +64,26 @@ def test_smallest_run_writes_every_section(tmp_path):
                     distill["cached"]["epoch_seconds"], distill["live"]["epoch_seconds"])
 
 
+def test_epochs_in_both_precisions_and_with_the_cmi_term(tmp_path):
+    """--amp both times every contender in float32 and bf16 autocast on the same batches (padded aside), against
+    ours in bf16; --epoch-lam adds ours trained with min-CMI, whose Step persists over the turns as over an epoch."""
+    out = tmp_path / "bench.json"
+    argv = ["--presets", "tiny", "--sections", "epoch", "--epoch-tasks", "cola", "--epoch-batches", "12", "--chunk",
+            "4", "--amp", "both", "--epoch-lam", "1", "--device", "cpu", "--compile", "off", "--out", str(out)]
+    result = subprocess.run([sys.executable, str(ROOT / "bench.py"), *argv], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["meta"]["precision"] == "float32 and bf16 autocast"
+    (epoch,) = r["epoch"]
+    names = ["ours", "transformers", "ours_min", "ours_bf16", "transformers_bf16", "ours_min_bf16"]
+    assert epoch["contenders"] == names and epoch["reference"] == "ours_bf16" and epoch["lam"] == 1
+    for name in names:
+        assert epoch[name]["batches"] == 12 and positive(epoch[name]["epoch_seconds"], epoch[name]["peak_mib"])
+        if name != "ours_bf16":
+            assert positive(epoch[f"speedup_{name}"])
+    assert "speedup over transformers_bf16" in result.stdout
+
+
 def test_smallest_diagnostics_run_writes_every_section(tmp_path):
     out = tmp_path / "diagnostics.json"
     argv = ["--presets", "tiny", "--batch-size", "4", "--seq-len", "16", "--repeats", "2", "--warmup", "1",

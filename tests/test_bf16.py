@@ -17,6 +17,8 @@ from data.batching import collate
 from data.loading import load_split
 from data.tasks import get_task
 from data.tokenization import encode, load_tokenizer
+from harness.cli import parse_train_args
+from harness.training import setup
 from models.bert import BertForSequenceClassification
 
 LAM = 0.05
@@ -177,3 +179,15 @@ def test_a_real_run_trains_under_bf16_autocast_and_torch_compile(tiny_bert, tmp_
     assert line["train_examples"] == 192 and 0 < line["train_cmi"] and -1 <= line["mcc"] <= 1
     provenance = json.loads((out / "results.json").read_text())["provenance"]
     assert (provenance["amp"], provenance["compile"], provenance["path"]) == ("bfloat16", True, "unpadded")
+
+
+def test_bf16_on_a_cpu_without_native_bf16_says_it_is_slower(monkeypatch, capsys):
+    """Where the CPU has no bf16 instructions, autocast emulates them, slower than float32: one line says so."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    runtime = setup(parse_train_args(["--task", "cola", "--amp", "bf16", "--device", "cpu"]))
+    assert runtime.amp_dtype == torch.bfloat16  # still done as asked
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("warning: --amp bf16: this CPU has no native bf16") and "--amp off" in line
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    setup(parse_train_args(["--task", "cola", "--amp", "bf16", "--device", "cpu"]))
+    assert capsys.readouterr().err == ""
