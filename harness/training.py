@@ -77,7 +77,7 @@ def setup(args: argparse.Namespace) -> Runtime:
               "emulated and slower than float32; --amp off is faster here", file=sys.stderr)
     return Runtime(device=device, amp=dtype is not None, amp_dtype=dtype,
                    # compile pays back its 40-60 s within a run on CUDA, not on CPU, where it gains 3-10% of an
-                   # epoch (docs/design.md, "Performance")
+                   # epoch (docs/results.md, "Performance")
                    compile=args.compile == "on" or (args.compile == "auto" and cuda),
                    # 8 on CUDA: tensor-core friendly widths, fewer shapes to compile; none on CPU
                    pad_multiple=args.pad_multiple or (8 if cuda else None), unpad=not args.padded,
