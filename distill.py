@@ -10,7 +10,7 @@ The run files are train.py's (docs/usage.md, "distill.py"). The options are belo
 import argparse
 from pathlib import Path
 
-from cmi.loop import predict
+from cmi.loop import Step, fit, linear_scheduler, make_optimizer, predict
 from cmi.objectives import DistillationObjective, FeatureMap
 from cmi.selection import select_teacher
 from common.errors import TrainingError
@@ -18,8 +18,8 @@ from data.tasks import Task
 from data.tokenization import load_tokenizer
 from harness.cli import parse_distill_args, run_main
 from harness.runfiles import RunFiles
-from harness.training import (Job, check_fits, eval_pass, forward_of, load_classifier, load_data, name_labels, setup,
-                              task_of, train_model)
+from harness.training import (RunLog, check_fits, epoch_batches, eval_pass, evaluation, forward_of, grad_scaler,
+                              load_classifier, load_data, name_labels, prepare, setup, task_of)
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError
 from models.distilbert import DistilBertForSequenceClassification
@@ -96,13 +96,23 @@ def main(argv=None) -> None:
             objective = DistillationObjective(alpha=args.alpha, temperature=args.temperature, teacher_logits=logits)
             del teacher, teacher_forward
 
-        # loop
+        # optimiser and schedule: AdamW, the learning rate warmed up linearly, then decayed linearly to 0
+        forward = prepare(student, runtime)  # the student on the device, compiled on CUDA, under torchrun in DDP
+        epochs = epoch_batches(args, data.train, runtime)
+        total_steps = sum(len(batches) for batches in epochs)
+        optimizer = make_optimizer(student, args.lr, args.weight_decay)
+        scheduler = linear_scheduler(optimizer, total_steps, int(args.warmup_ratio * total_steps))
+
+        # one optimisation step (cmi.loop.train_step), and the loop, evaluated after each epoch
+        step = Step(forward=forward, model=student, objective=objective, optimizer=optimizer, scheduler=scheduler,
+                    ctx=runtime.ctx, clip=args.clip, accum=args.grad_accum, scaler=grad_scaler(runtime))
         record = {"task": task.name, "mode": "distill", "alpha": args.alpha, "temperature": args.temperature,
                   "seed": args.seed, "train_examples": len(data.train),
                   "eval_examples": len(next(iter(data.evals.values())))}
-        train_model(args, Job(task=task, model=student, objective=objective, features=features, record=record), data,
-                    runtime, run)
-
+        log = RunLog(args, run, student, task, data, runtime, total_steps)
+        results = fit(step, run, epochs=epochs, evaluation=evaluation(args, task, data, runtime, features),
+                      primary=task.primary_metric, record=record, log_every=args.log_every, on_step=log.on_step)
+        log.done(results)
 
 if __name__ == "__main__":
     run_main(main)

@@ -5,10 +5,12 @@
 --mode ce is plain fine-tuning, min adds +lambda * CMI (a better standalone model), max adds -lambda * CMI
 (a better teacher for distill.py). The options are below; the files a run writes: docs/usage.md.
 """
+from cmi.loop import Step, fit, linear_scheduler, make_optimizer
 from cmi.objectives import CENTROIDS, CMIObjective, FeatureMap, MaskedLM
 from harness.cli import parse_train_args, run_main
 from harness.runfiles import RunFiles
-from harness.training import Job, check_fits, load_classifier, load_data, name_labels, setup, task_of, train_model
+from harness.training import (RunLog, check_fits, epoch_batches, evaluation, grad_scaler, load_classifier, load_data,
+                              name_labels, prepare, setup, task_of)
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError
 
@@ -44,12 +46,22 @@ def main(argv=None) -> None:
         objective = CMIObjective(mode=args.mode, lam=args.lam, num_classes=task.num_labels, centroids=centroids,
                                  features=features, scale=args.cmi_scale, weighting=args.cmi_weighting, mlm=mlm)
 
-        # loop
+        # optimiser and schedule: AdamW, the learning rate warmed up linearly, then decayed linearly to 0
+        forward = prepare(model, runtime)  # the model on the device, compiled on CUDA, under torchrun in DDP
+        epochs = epoch_batches(args, data.train, runtime)
+        total_steps = sum(len(batches) for batches in epochs)
+        optimizer = make_optimizer(model, args.lr, args.weight_decay)
+        scheduler = linear_scheduler(optimizer, total_steps, int(args.warmup_ratio * total_steps))
+
+        # one optimisation step (cmi.loop.train_step), and the loop: epochs of eq. (14), evaluated after each
+        step = Step(forward=forward, model=model, objective=objective, optimizer=optimizer, scheduler=scheduler,
+                    ctx=runtime.ctx, clip=args.clip, accum=args.grad_accum, scaler=grad_scaler(runtime))
         record = {"task": task.name, "mode": args.mode, "lam": args.lam, "seed": args.seed,
                   "train_examples": len(data.train), "eval_examples": len(next(iter(data.evals.values())))}
-        train_model(args, Job(task=task, model=model, objective=objective, features=features, record=record), data,
-                    runtime, run)
-
+        log = RunLog(args, run, model, task, data, runtime, total_steps)
+        results = fit(step, run, epochs=epochs, evaluation=evaluation(args, task, data, runtime, features),
+                      primary=task.primary_metric, record=record, log_every=args.log_every, on_step=log.on_step)
+        log.done(results)
 
 if __name__ == "__main__":
     run_main(main)

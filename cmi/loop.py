@@ -2,9 +2,10 @@
 optimisation step (`train_step`: forward and loss, backward, clipping, AdamW, the schedule), and an eval-mode pass
 (`predict`).
 
-It takes the model, the batches and the objective as arguments and knows nothing of BERT or GLUE:
-`forward(batch)` runs the model, `objective(forward, batch)` gives the loss's terms, `evaluate()` gives the dev
-metrics; the run's files are written through the `run` that `fit` is handed (harness.runfiles.RunFiles).
+It takes the model, the batches and the objective as values and knows nothing of BERT or GLUE: `forward(batch)`
+runs the model, `objective(forward, batch)` gives the loss's terms, an `Evaluation` holds the eval-mode passes and
+how a dev split is scored; the run's files are written through the `run` that `fit` is handed
+(harness.runfiles.RunFiles).
 """
 import json
 import math
@@ -46,6 +47,11 @@ def linear_schedule(step: int, total_steps: int, warmup_steps: int) -> float:
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
+def linear_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
+    """The optimiser's LR times linear_schedule, stepped once per optimisation step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, total_steps, warmup_steps))
+
+
 def autocast_context(device: torch.device, dtype: torch.dtype | None):
     """Autocast in `dtype` (bf16, fp16) when given, nothing otherwise; built once and re-entered every step."""
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
@@ -56,33 +62,42 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
 
 
 @dataclass
-class Epochs:
-    """What `fit` does around the steps of each epoch, and how many epochs.
+class Evaluation:
+    """The eval-mode passes `fit` makes around the epochs, as values: `train`, the training set in evaluation
+    batches (its exact CMI, and the class means G of eq. 14), and `dev`, each dev split's; each (batches, number of
+    examples). f_x by `features` over `num_classes` classes; `score(split, logits, stats)` -> the split's metrics by
+    name (the task's, and its CMI); `weighting`: how train_cmi weighs the classes (cmi.core.WEIGHTINGS)."""
 
-    batches(epoch) -> the epoch's training batches (a sized iterable, same order for the same epoch);
-    measure_train() -> CMIStats of the training set under the current model (an eval-mode pass);
-    evaluate() -> the dev metrics by name, including `primary` and `eval_cmi`;
-    record: the constant fields of every metrics.jsonl line (task, mode, lam, seed, ...);
-    weighting: how train_cmi weighs the classes (cmi.core.WEIGHTINGS);
-    log_every: steps between the lines of steps.jsonl; on_step(line), if given, sees each of them too."""
-
-    count: int
-    batches: Callable[[int], Iterable]
-    measure_train: Callable[[], CMIStats]
-    evaluate: Callable[[], dict]
-    primary: str
-    record: dict = field(default_factory=dict)
+    train: tuple[Iterable, int]
+    dev: dict[str, tuple[Iterable, int]]
+    features: Callable
+    num_classes: int
+    score: Callable[[str, torch.Tensor, CMIStats], dict]
     weighting: str = "true"
-    log_every: int = 10
-    on_step: Callable[[dict], None] | None = None
 
 
-def fit(step: "Step", epochs: Epochs, run) -> dict:
-    """Train for `epochs.count` epochs, evaluating after each; keep the best epoch by `epochs.primary` in best/.
-    Each metrics.jsonl line holds the record, train_loss and train_K for every value K the objective logs (the
-    epoch's means), the exact train_cmi, the dev metrics and the timings. `run`: the run's files
-    (harness.runfiles.RunFiles), which a killed run resumes from."""
+def fit(step: "Step", run, *, epochs: list[Iterable], evaluation: Evaluation, primary: str, record: dict,
+        log_every: int = 10, on_step: Callable[[dict], None] | None = None) -> dict:
+    """Train on `epochs` (each epoch's batches), evaluating after each; keep the best epoch by the dev metric
+    `primary` in best/. Each metrics.jsonl line holds `record` (task, mode, lam, seed, ...), train_loss and
+    train_K for every value K the objective logs (the epoch's means), the exact train_cmi, the dev metrics and
+    the timings. `run`: the run's files (harness.runfiles.RunFiles), which a killed run resumes from. Every
+    `log_every` steps a line goes to steps.jsonl, and to `on_step` (rank 0) with the epoch's steps and seconds."""
     model, centroids = step.model, step.objective.centroids  # G of eq. (14); None without a CMI term
+
+    def measure_train() -> CMIStats:  # the training set's CMI statistics under the current parameters
+        batches, n = evaluation.train
+        return predict(step.forward, model, batches, evaluation.features, evaluation.num_classes, n, ctx=step.ctx,
+                       desc="train CMI")[1]
+
+    def evaluate() -> dict:
+        metrics = {}
+        for split, (batches, n) in evaluation.dev.items():
+            logits, stats = predict(step.forward, model, batches, evaluation.features, evaluation.num_classes, n,
+                                    ctx=step.ctx, desc=f"eval {split}")
+            metrics.update(evaluation.score(split, logits, stats))
+        return metrics
+
     best, start = None, 1
     with run.started() as ckpt:
         if ckpt is not None:
@@ -95,36 +110,36 @@ def fit(step: "Step", epochs: Epochs, run) -> dict:
                 step.scaler.load_state_dict(ckpt["scaler"])
             best, start = ckpt["best"], ckpt["epoch"] + 1
         elif centroids is not None and centroids.needs_initial_stats:
-            centroids.refresh(epochs.measure_train())  # eq. (14): the first G, from the initial model
+            centroids.refresh(measure_train())  # eq. (14): the first G, from the initial model
 
-        for epoch in range(start, epochs.count + 1):
+        for epoch in range(start, len(epochs) + 1):
             t0 = time.perf_counter()
-            batches = epochs.batches(epoch)
+            batches = epochs[epoch - 1]
 
             def on_log(i, values, epoch=epoch, steps=len(batches)):
                 line = {"epoch": epoch, "step": (epoch - 1) * steps + i, **values}
                 run.log_step(line)
-                if epochs.on_step is not None and rank() == 0:
-                    epochs.on_step({**line, "epoch_steps": steps, "seconds": time.perf_counter() - t0})
+                if on_step is not None and rank() == 0:
+                    on_step({**line, "epoch_steps": steps, "seconds": time.perf_counter() - t0})
 
             # eq. (14), first line: G fixed, the parameters take an epoch of steps against it
             step.terms.start_epoch()
-            means, seen = train_epoch(step, batches, f"epoch {epoch}/{epochs.count}", epochs.log_every, on_log)
+            means, seen = train_epoch(step, batches, f"epoch {epoch}/{len(epochs)}", log_every, on_log)
             seconds = time.perf_counter() - t0
             # eq. (14), second line: G = the class means of f_x under the new parameters (the policy says how)
-            train_stats = epochs.measure_train()  # the exact train CMI of the epoch, too
+            train_stats = measure_train()  # the exact train CMI of the epoch, too
             if centroids is not None:
                 centroids.refresh(train_stats)
 
-            metrics = epochs.evaluate()
-            line = {"epoch": epoch, **epochs.record, **{f"train_{k}": v for k, v in means.items()},
-                    "train_cmi": train_stats.cmi(epochs.weighting), **step.terms.record(), **metrics,
+            metrics = evaluate()
+            line = {"epoch": epoch, **record, **{f"train_{k}": v for k, v in means.items()},
+                    "train_cmi": train_stats.cmi(evaluation.weighting), **step.terms.record(), **metrics,
                     "epoch_seconds": seconds, "samples_per_s": seen / seconds}
             bad = [k for k, v in line.items() if isinstance(v, float) and not math.isfinite(v)]
             if bad:  # never save a broken model as the best, nor write NaN into a JSON file
                 raise TrainingError(f"epoch {epoch}: {', '.join(bad)} not finite (a learning rate too high?); "
                                     "the model is not saved, the last checkpoint of the run is intact")
-            if best is None or metrics[epochs.primary] > best["metrics"][epochs.primary]:
+            if best is None or metrics[primary] > best["metrics"][primary]:
                 run.save_best(model)
                 best = {"epoch": epoch, "metrics": metrics}
             run.log_epoch(line)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.profiler._memory_profiler import MemoryProfileTimeline  # no public API gives the CPU timeline
 
-from cmi.loop import Step, autocast_context, linear_schedule, make_optimizer, train_epoch, train_step
+from cmi.loop import Step, autocast_context, linear_scheduler, make_optimizer, train_epoch, train_step
 from common.files import write_file
 from data.loading import load_split
 from data.tasks import DataError, get_task
@@ -230,9 +230,7 @@ class Contender:
         d = train_defaults()
         self.model, self.ctx, self.forward = model, runtime.ctx, batch_forward(model, mode, dynamic, unpad)
         self.optimizer = make_optimizer(model, d.lr, d.weight_decay)
-        warmup = int(d.warmup_ratio * steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: linear_schedule(step, steps, warmup))
+        self.scheduler = linear_scheduler(self.optimizer, steps, int(d.warmup_ratio * steps))
         self.steps = {}  # objective -> its Step, kept over calls as over a run's epoch (cmi.loop.TermBackward)
 
     def parts(self, objective) -> Step:

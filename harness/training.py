@@ -1,6 +1,6 @@
-"""What train.py and distill.py do between parsing their options and the loop: set-up (seeds, device,
-precision, processes), the data of a run, every input checked against every other before the run folder
-changes, and the wiring of model, batches and objective into cmi.loop.fit."""
+"""What train.py and distill.py build their recipes from: set-up (seeds, device, precision, processes), the data of
+a run, every input checked against every other before the run folder changes, loading a classifier, and the
+pieces cmi.loop.fit takes (the model prepared to run, each epoch's batches, the evaluation passes, the run's log)."""
 import argparse
 import inspect
 import json
@@ -22,9 +22,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from cmi.core import CMIStats
 from cmi.distributed import rank, world_size
-from cmi.loop import Epochs, Step, autocast_context, fit, linear_schedule, make_optimizer, predict
-from cmi.objectives import FeatureMap, Objective
-from data.batching import batch_width, collate, eval_batches, num_train_batches, train_batches
+from cmi.loop import Evaluation, autocast_context
+from cmi.objectives import FeatureMap
+from data.batching import batch_width, collate, eval_batches, train_batches
 from data.loading import Examples, load_file, load_split, subset
 from data.metrics import compute_metrics
 from data.tasks import DataError, Task, file_task, get_task, metric_suffix
@@ -289,51 +289,47 @@ def forward_of(model: torch.nn.Module, inputs: tuple[str, ...] | None = None, un
     return lambda batch: model(*(batch[k] for k in inputs), token_index=real_tokens(batch["attention_mask"]))
 
 
-@dataclass
-class Job:
-    """What train.py or distill.py hands to the loop once everything is built."""
+def prepare(model: torch.nn.Module, runtime: Runtime):
+    """The model on the run's device, and forward(batch) that runs it as the steps do: compiled (CUDA), and under
+    torchrun wrapped in DDP, so that backward averages the gradients over the processes."""
+    inputs = model_inputs(model)
+    model.to(runtime.device)
+    if runtime.compile and runtime.amp:
+        # under autocast the CMI term may be backpropagated on its own through the same graph (cmi.loop.backward),
+        # which needs retain_graph; a compiled backward that donates its saved buffers refuses that
+        torch._functorch.config.donated_buffer = False
+    compiled = torch.compile(model, dynamic=True) if runtime.compile else model
+    if world_size() > 1:
+        device = runtime.device
+        compiled = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None)
+    return forward_of(compiled, inputs, runtime.unpad)
 
-    task: Task
-    model: torch.nn.Module    # uncompiled: saved, checkpointed, evaluated
-    objective: Objective
-    features: FeatureMap      # the h_s of the logged train and dev CMI
-    record: dict              # the constant fields of every metrics.jsonl line
+
+def epoch_batches(args, train: Encoded, runtime: Runtime) -> list[Batches]:
+    """Each epoch's training batches of --batch-size x --grad-accum examples (shuffled, fixed by the seed and the
+    epoch), this process's share."""
+    return [Batches(train, train_batches(train.lengths, args.batch_size * args.grad_accum, seed=args.seed, epoch=epoch,
+                                         group_batches=args.group_batches, rank=rank(), world_size=world_size()),
+                    runtime.device, runtime.pad_multiple)
+            for epoch in range(1, args.epochs + 1)]
 
 
-class Passes:
-    """The passes over a run's data that the loop asks for (cmi.loop.Epochs): each epoch's training batches, the
-    training set in eval mode (the exact train CMI, and the class means G of eq. 14), the dev sets. `forward`
-    runs the model as the steps do (compiled, under DDP)."""
+def evaluation(args, task: Task, data: Data, runtime: Runtime, features: FeatureMap) -> Evaluation:
+    """The eval-mode passes of cmi.loop.fit: the training set, and every dev split scored by the task's metrics
+    (MNLI mismatched with the _mm suffix) and its CMI (f_x against the split's own class means)."""
+    def score(split: str, logits: torch.Tensor, stats: CMIStats) -> dict:
+        return {**compute_metrics(task, logits.argmax(-1).cpu().numpy(), data.evals[split].labels, split),
+                "eval_cmi" + metric_suffix(split): stats.cmi(args.cmi_weighting)}
 
-    def __init__(self, args, job: Job, data: Data, runtime: Runtime, forward):
-        self.args, self.job, self.data, self.runtime, self.forward = args, job, data, runtime, forward
-        self.train_pass = eval_pass(args, data.train, runtime)
+    return Evaluation(train=(eval_pass(args, data.train, runtime), len(data.train)),
+                      dev={split: (eval_pass(args, enc, runtime), len(enc)) for split, enc in data.evals.items()},
+                      features=features, num_classes=task.num_labels, score=score, weighting=args.cmi_weighting)
 
-    def batches(self, epoch: int) -> Batches:
-        """The epoch's training batches of --batch-size x --grad-accum examples, this process's share."""
-        args, train = self.args, self.data.train
-        index = train_batches(train.lengths, args.batch_size * args.grad_accum, seed=args.seed, epoch=epoch,
-                              group_batches=args.group_batches, rank=rank(), world_size=world_size())
-        return Batches(train, index, self.runtime.device, self.runtime.pad_multiple)
 
-    def measure_train(self) -> CMIStats:
-        """The CMI statistics of the training set under the current model."""
-        return self._predict(self.train_pass, len(self.data.train), "train CMI")[1]
-
-    def evaluate(self) -> dict:
-        """The dev metrics of every dev split (MNLI mismatched with the _mm suffix) and the dev CMI (f_x of the
-        dev set against the dev set's own class means)."""
-        metrics = {}
-        for split, enc in self.data.evals.items():
-            logits, stats = self._predict(eval_pass(self.args, enc, self.runtime), len(enc), f"eval {split}")
-            metrics.update(compute_metrics(self.job.task, logits.argmax(-1).cpu().numpy(), enc.labels, split))
-            metrics["eval_cmi" + metric_suffix(split)] = stats.cmi(self.args.cmi_weighting)
-        return metrics
-
-    def _predict(self, batches: Batches, num_examples: int, desc: str):
-        job = self.job
-        return predict(self.forward, job.model, batches, features=job.features, num_classes=job.task.num_labels,
-                       num_examples=num_examples, ctx=self.runtime.ctx, desc=desc)
+def grad_scaler(runtime: Runtime) -> torch.amp.GradScaler | None:
+    """fp16's 5-bit exponent underflows small gradients: the loss is scaled up before backward (and the step
+    skipped when the scaled gradients overflow); bf16 has float32's range and needs none of it."""
+    return torch.amp.GradScaler(runtime.device.type) if runtime.amp_dtype == torch.float16 else None
 
 
 HEARTBEAT_SECONDS = 30
@@ -425,53 +421,30 @@ def settings(runtime: Runtime, data: Data) -> dict:
             "data": {name: enc.fingerprint() for name, enc in {"train": data.train, **data.evals}.items()}}
 
 
-def train_model(args, job: Job, data: Data, runtime: Runtime, run: RunFiles) -> dict:
-    """Compile, optimiser, schedule and the loop: what train.py and distill.py do once everything is built."""
-    # the model: compiled (CUDA), and under DDP wrapped so that backward averages the gradients over processes
-    model, device = job.model, runtime.device
-    inputs = model_inputs(model)
-    model.to(device)
-    if runtime.compile and runtime.amp:
-        # under autocast the CMI term is backpropagated on its own through the same graph (cmi.loop.backward), which
-        # needs retain_graph; a compiled backward that donates its saved buffers refuses that
-        torch._functorch.config.donated_buffer = False
-    compiled = torch.compile(model, dynamic=True) if runtime.compile else model
-    if world_size() > 1:
-        compiled = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None)
-    forward = forward_of(compiled, inputs, runtime.unpad)
+class RunLog:
+    """What a run says as it goes: the start line (and its settings into results.json), TensorBoard and the
+    heartbeat of each logged step (`on_step`, for cmi.loop.fit), and the done line."""
 
-    # optimiser and schedule: total steps from the data, never typed in
-    optimizer = make_optimizer(model, args.lr, args.weight_decay)
-    step_batch = args.batch_size * args.grad_accum  # the examples of one optimisation step
-    total_steps = args.epochs * num_train_batches(len(data.train), step_batch, world_size())
-    warmup = int(args.warmup_ratio * total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, total_steps, warmup))
-    # fp16's 5-bit exponent underflows small gradients: the loss is scaled up before backward (and the step
-    # skipped when the scaled gradients overflow); bf16 has float32's range and needs none of it
-    scaler = torch.amp.GradScaler(device.type) if runtime.amp_dtype == torch.float16 else None
+    def __init__(self, args, run: RunFiles, model: torch.nn.Module, task: Task, data: Data, runtime: Runtime,
+                 steps: int):
+        self.args, self.run, self.task = args, run, task
+        run.settings = settings(runtime, data)
+        self.board = tensorboard(args, run)
+        step_batch = args.batch_size * args.grad_accum  # the examples of one optimisation step
+        self.on_step = step_logger(args.epochs, step_batch, self.board)
+        if rank() == 0:  # what a log under nohup or a scheduler should say first
+            params = sum(p.numel() for p in model.parameters())
+            precision = str(runtime.amp_dtype).removeprefix("torch.") + " autocast" if runtime.amp else "float32"
+            print(f"start: {type(model).__name__} ({params / 1e6:.1f}M parameters), task {task.name}: "
+                  f"{len(data.train)} train / {len(data.evals[task.eval_splits[0]])} dev examples; "
+                  f"{args.epochs} epochs x {steps // args.epochs} steps of {step_batch} examples; {runtime.device}, "
+                  f"{precision}, compile {'on' if runtime.compile else 'off'}, {world_size()} process(es); "
+                  f"out {run.out}", flush=True)
 
-    # the loop
-    run.settings = settings(runtime, data)
-    step = Step(forward=forward, model=model, objective=job.objective, optimizer=optimizer, scheduler=scheduler,
-                ctx=runtime.ctx, clip=args.clip, accum=args.grad_accum, scaler=scaler)
-    passes = Passes(args=args, job=job, data=data, runtime=runtime, forward=forward)
-    board = tensorboard(args, run)
-    epochs = Epochs(count=args.epochs, batches=passes.batches, measure_train=passes.measure_train,
-                    evaluate=passes.evaluate, primary=job.task.primary_metric, record=job.record,
-                    weighting=args.cmi_weighting, log_every=args.log_every,
-                    on_step=step_logger(args.epochs, step_batch, board))
-    if rank() == 0:  # what a log under nohup or a scheduler should say first
-        params = sum(p.numel() for p in model.parameters())
-        print(f"start: {type(model).__name__} ({params / 1e6:.1f}M parameters), task {job.task.name}: "
-              f"{len(data.train)} train / {len(data.evals[job.task.eval_splits[0]])} dev examples; "
-              f"{args.epochs} epochs x {total_steps // args.epochs} steps of {step_batch} examples; "
-              f"{runtime.device}, {str(runtime.amp_dtype).removeprefix('torch.') + ' autocast' if runtime.amp else 'float32'}, "
-              f"compile {'on' if runtime.compile else 'off'}, {world_size()} process(es); out {run.out}", flush=True)
-    results = fit(step, epochs, run)
-    if board is not None:
-        board.close()
-    if rank() == 0:
-        metrics = ", ".join(f"{k} {100 * results[k]:.1f}" for k in job.task.metrics if k in results)
-        print(f"done: best epoch {results['best_epoch']} of {args.epochs}: {metrics} (%), dev CMI "
-              f"{results['eval_cmi']:.3g}; the model: {run.best}", flush=True)
-    return results
+    def done(self, results: dict) -> None:
+        if self.board is not None:
+            self.board.close()
+        if rank() == 0:
+            metrics = ", ".join(f"{k} {100 * results[k]:.1f}" for k in self.task.metrics if k in results)
+            print(f"done: best epoch {results['best_epoch']} of {self.args.epochs}: {metrics} (%), dev CMI "
+                  f"{results['eval_cmi']:.3g}; the model: {self.run.best}", flush=True)

@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from cmi.loop import Step, linear_schedule, predict, train_step
+from cmi.loop import Step, linear_scheduler, predict, train_step
 from cmi.objectives import CENTROIDS, CMIObjective, FeatureMap, OnlineCentroids
 from data.batching import eval_batches
 from models.bert import BertConfig, BertForSequenceClassification
@@ -65,7 +65,7 @@ def one_step(name, stats, rank=None):
     objective = CMIObjective(mode, 0.5, 2, CENTROIDS[policy](2, 16), FEATURES)
     objective.centroids.refresh(stats)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)  # Adam's first step ~ sign(g) would amplify rounding
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, 10, 0))
+    scheduler = linear_scheduler(optimizer, 10, 0)
     forward = forward_of(model if rank is None else DDP(model))
     batch = batch_of(range(6) if rank is None else range(3 * rank, 3 * rank + 3))
     ctx = torch.autocast("cpu", dtype=torch.bfloat16) if amp else torch.enable_grad()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from cmi.core import class_centroids, conditional_mutual_information, feature_distribution
-from cmi.loop import Epochs, Step, fit, linear_schedule, make_optimizer, predict
+from cmi.loop import Evaluation, Step, fit, linear_scheduler, make_optimizer, predict
 from cmi.objectives import (CENTROIDS, CMIObjective, DistillationObjective, EpochCentroids, FeatureMap, MaskedLM,
                             kd_loss, mask_tokens)
 from harness.runfiles import RunFiles
@@ -80,10 +80,16 @@ class Recorder:
     def __call__(self, forward, batch):
         return self.objective(forward, batch)
 
-    def batches(self, epoch):
-        G = self.objective.centroids.G
-        self.seen.append((None if G is None else G.clone(), copy.deepcopy(self.model)))
-        return synthetic_batches()
+    def epoch(self):
+        """An epoch's batches, which record when the loop starts on them."""
+        recorder = self
+
+        class Batches(list):
+            def __iter__(self):
+                G = recorder.objective.centroids.G
+                recorder.seen.append((None if G is None else G.clone(), copy.deepcopy(recorder.model)))
+                return super().__iter__()
+        return Batches(synthetic_batches())
 
 
 def run_tiny(tmp_path, objective, epochs=3, lr=0.05):
@@ -92,11 +98,13 @@ def run_tiny(tmp_path, objective, epochs=3, lr=0.05):
     recorder = Recorder(objective, model)
     opt = make_optimizer(model, lr, 0.01)
     total = epochs * len(synthetic_batches())
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_schedule(s, total, 0))
+    sched = linear_scheduler(opt, total, 0)
+    evaluation = Evaluation(train=(synthetic_batches(), 40), dev={"validation": (synthetic_batches(), 40)},
+                            features=FeatureMap(), num_classes=2,
+                            score=lambda split, logits, stats: {"accuracy": 0.5, "eval_cmi": 0.0})
     with RunFiles(tmp_path, {}) as run:
-        fit(Step(forward_of(model), model, recorder, opt, sched),
-            Epochs(epochs, recorder.batches, lambda: train_stats(model, synthetic_batches()),
-                   lambda: {"accuracy": 0.5, "eval_cmi": 0.0}, "accuracy"), run)
+        fit(Step(forward=forward_of(model), model=model, objective=recorder, optimizer=opt, scheduler=sched), run,
+            epochs=[recorder.epoch() for _ in range(epochs)], evaluation=evaluation, primary="accuracy", record={})
     return recorder.seen
 
 
