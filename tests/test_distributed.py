@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from cmi.loop import Step, linear_scheduler, predict, train_step
+from cmi.loop import Step, TermBackward, linear_scheduler, predict, train_step
 from cmi.objectives import CENTROIDS, CMIObjective, FeatureMap, OnlineCentroids
 from data.batching import eval_batches
 from models.bert import BertConfig, BertForSequenceClassification
@@ -90,9 +90,13 @@ def worker(rank, port, out):
         centroids.refresh(stats)  # after the epoch: the all-reduced class means of what the ranks observed
         # one DDP step of each objective of STEPS, each rank on half of a batch of 6
         weights = {name: one_step(name, stats, rank) for name in STEPS}
+        # the term-backward decision: each rank measures its own ratios, all take the mean over ranks and steps
+        rule = TermBackward(autocast=True, probe_steps=2)
+        for ratio in ((0.002, 0.004), (0.038, 0.004))[rank]:
+            rule.observe(torch.tensor(ratio))
         if rank == 0:
             torch.save({"logits": logits, "cmi": stats.cmi(), "centroids": stats.centroids(),
-                        "online": centroids.G, "weights": weights}, out)
+                        "online": centroids.G, "weights": weights, "rule": (rule.ratio, rule.separate)}, out)
     finally:
         dist.destroy_process_group()
 
@@ -119,6 +123,12 @@ def test_gathered_evaluation_equals_a_single_process_pass(two_processes):
     assert (logits.abs().sum(-1) > 0).all()
     torch.testing.assert_close(two_processes["centroids"], stats.centroids())
     assert two_processes["cmi"] == pytest.approx(stats.cmi(), rel=1e-6)  # float32 features, other batches
+
+
+def test_every_process_takes_the_term_backward_the_mean_ratio_decides(two_processes):
+    ratio, separate = two_processes["rule"]
+    assert ratio == pytest.approx((0.002 + 0.004 + 0.038 + 0.004) / 4)  # 0.012; rank 0 alone: 0.003
+    assert not separate  # one backward of the sum on both ranks, though rank 0's own ratios would keep it apart
 
 
 def test_online_centroids_are_all_reduced(two_processes):
