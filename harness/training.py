@@ -56,6 +56,10 @@ class Runtime:
 def setup(args: argparse.Namespace) -> Runtime:
     """Seed everything; pick the device, whether to autocast and compile, and the padding. Started by torchrun
     (WORLD_SIZE set), join the process group: NCCL on CUDA (one GPU per process, cuda:LOCAL_RANK), Gloo on CPU."""
+    # CPU tensors of 2 MB or more on transparent huge pages (c10's allocator reads this at its first allocation):
+    # the word embeddings' dense gradient (30522 x 384 floats in MiniLM) is allocated afresh every step, and on
+    # 4 kB pages its first touch costs ~11,000 page faults, 20-25 ms a step (docs/results.md, "Performance")
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)  # the same on every process: DDP also broadcasts rank 0's weights
