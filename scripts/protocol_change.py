@@ -3,10 +3,11 @@
     python scripts/protocol_change.py results/cola-minilm-5ep results/cola-minilm results/cola-minilm-prereg
 
 NEW holds a study under the new protocol (e.g. 5 epochs), the OLD folders the same task's runs of the same seeds
-under the old one (3 epochs). For every seed that has the ce run and the arm's run in NEW and in one of the OLD
-folders: the dev metric of each, the arm's paired difference against ce under each protocol (best and last
-epoch), and the paired t-test of the differences' change (new minus old), which says whether the new protocol
-moved the arm's effect; and the same for ce's own value, which says what the new protocol did to the baseline.
+under the old one (3 epochs, or float32 against bf16). For every seed that has the ce run and the arm's run in NEW
+and in one of the OLD folders: the dev metric of each, the arm's paired difference against ce under each protocol
+(best and last epoch), and the paired t-test of the differences' change (new minus old), which says whether the
+new protocol moved the arm's effect; and the same for ce's own value and the arm's, at the best and the last
+epoch, which say what the new protocol did to each run.
 """
 import argparse
 import sys
@@ -60,13 +61,17 @@ def main() -> None:
     print("\n".join(table(["seed", "ce old", f"{arm} old", "ce new", f"{arm} new", "Δ best old", "Δ best new",
                            "Δ last old", "Δ last new"], rows)))
     deltas = {last: [[delta(runs, s, last) for s in seeds] for runs in (old, new)] for last in (False, True)}
-    ce = [[runs["ce"][s].value(metric) for s in seeds] for runs in (old, new)]
+    values = {(kind, last): [[runs[kind][s].value(metric, last) for s in seeds] for runs in (old, new)]
+              for kind in ("ce", args.mode) for last in (False, True)}
     lines = []
     for what, (before, after) in ((f"{arm} − ce at the best epoch", deltas[False]),
-                                  (f"{arm} − ce at the last epoch", deltas[True]), ("ce at the best epoch", ce)):
+                                  (f"{arm} − ce at the last epoch", deltas[True]),
+                                  *((f"{name} at the {'last' if last else 'best'} epoch", values[kind, last])
+                                    for kind, name in (("ce", "ce"), (args.mode, f"{arm} itself"))
+                                    for last in (False, True))):
         change = paired_test([b - a for a, b in zip(before, after)])
         moved = "moved" if change.low > 0 or change.high < 0 else "no change shown"
-        sign = "+" if what.startswith(arm) else ""
+        sign = "+" if " − " in what else ""  # a difference of arms is signed, a value is not
         lines.append(f"- {what}: old {100 * mean(before):{sign}.1f}, new {100 * mean(after):{sign}.1f}; new − old "
                      f"{100 * change.mean:+.1f} ± {100 * change.se:.1f}, 95% interval {100 * change.low:+.1f} to "
                      f"{100 * change.high:+.1f}, p {change.p:.2g}: {moved}.")
