@@ -1,8 +1,9 @@
-"""The CMI term's gradient under bf16 autocast (CPU emulation), through the training step's own backward.
+"""bf16 autocast on CPU: what of the CMI term's gradient reaches the parameters, the rule that gives the term its own
+backward only where it needs one (cmi.loop.TermBackward), real runs with autocast and torch.compile, fp16's loss
+scaling, and the set-up's lines about the CPU.
 
 bf16 resolves ~4e-3 of a value; at lambda 0.05 the term's gradient is ~1e-3 of CE's (docs/design.md,
-"Numerics"), so as part of one sum it is rounded away in every layer. cmi.loop.backward backpropagates it on
-its own under autocast; this test measures what reaches the parameters."""
+"Numerics"), so as part of one sum it is rounded away in every layer; backpropagated on its own it arrives."""
 import json
 import os
 from contextlib import nullcontext
