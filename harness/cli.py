@@ -90,8 +90,8 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                         "auto: bf16 on CUDA, off on CPU (float32: a run repeats bit for bit; bf16 is faster only on a "
                         "CPU with native bf16, and says so where it is not)")
     g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
-                   help="torch.compile the model (auto: on for CUDA; off on CPU, where its 40-60 s of compiling "
-                        "cost more than it saves in a GLUE run)")
+                   help="torch.compile the model (auto: on for CUDA; off on CPU, where compiling costs more than "
+                        "it saves in a GLUE run)")
     add_padded_arg(g)
 
 

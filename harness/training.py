@@ -57,8 +57,8 @@ def setup(args: argparse.Namespace) -> Runtime:
     """Seed everything; pick the device, whether to autocast and compile, and the padding. Started by torchrun
     (WORLD_SIZE set), join the process group: NCCL on CUDA (one GPU per process, cuda:LOCAL_RANK), Gloo on CPU."""
     # CPU tensors of 2 MB or more on transparent huge pages (c10's allocator reads this at its first allocation):
-    # the word embeddings' dense gradient (30522 x 384 floats in MiniLM) is allocated afresh every step, and on
-    # 4 kB pages its first touch costs ~11,000 page faults, 20-25 ms a step (docs/results.md, "Performance")
+    # the word embeddings' dense gradient is allocated afresh every step, and on 4 kB pages its first touch is a
+    # page fault every 4 kB (docs/results.md, "Performance")
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -80,8 +80,7 @@ def setup(args: argparse.Namespace) -> Runtime:
         print(f"warning: --amp {args.amp}: this CPU has no native bf16 (avx512_bf16 or AMX), so bf16 autocast is "
               "emulated and slower than float32; --amp off is faster here", file=sys.stderr)
     return Runtime(device=device, amp=dtype is not None, amp_dtype=dtype,
-                   # compile pays back its 40-60 s within a run on CUDA, not on CPU, where it gains 3-10% of an
-                   # epoch (docs/results.md, "Performance")
+                   # compiling pays back within a run on CUDA, not on CPU (docs/results.md, "Performance")
                    compile=args.compile == "on" or (args.compile == "auto" and cuda),
                    # 8 on CUDA: tensor-core friendly widths, fewer shapes to compile; none on CPU
                    pad_multiple=args.pad_multiple or (8 if cuda else None), unpad=not args.padded,
