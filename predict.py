@@ -24,14 +24,12 @@ from cmi.objectives import FEATURES, FeatureMap
 from common.files import write_folder
 from data.loading import Examples, load_file, load_split, load_test, test_files
 from data.metrics import compute_metrics
-from data.tasks import TASKS, DataError, file_task, get_task, metric_suffix
+from data.tasks import TASKS, DataError, Task, file_task, get_task, metric_suffix
 from data.tokenization import encode, load_tokenizer
 from harness.cli import Parser, add_file_args, add_padded_arg, check_ranges, ranged, run_main
 from harness.runfiles import to_json
-from harness.training import align_head, check_fits, check_head, eval_pass, forward_of, setup
-from models.bert import BertForSequenceClassification
-from models.checkpoint import CheckpointError, read_json, resolve
-from models.distilbert import DistilBertForSequenceClassification
+from harness.training import check_fits, eval_pass, forward_of, load_classifier, setup
+from models.checkpoint import CheckpointError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,19 +66,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.task is None and args.data_dir is not None:
         parser.error("--data-dir applies to --task")
     return args
-
-
-def load_model(path: str):
-    """The fine-tuned classifier in `path` (BERT or DistilBERT, by config.json's model_type), and its folder."""
-    folder = resolve(path)
-    config = read_json(folder / "config.json", CheckpointError)
-    architectures = config.get("architectures") or []
-    if not any(a.endswith("ForSequenceClassification") for a in architectures):
-        raise CheckpointError(f"{folder}: not a fine-tuned classifier (architectures {architectures}); "
-                              "pass the best/ folder of a train.py or distill.py run")
-    distil = config.get("model_type") == "distilbert"
-    cls = DistilBertForSequenceClassification if distil else BertForSequenceClassification
-    return cls.from_pretrained(folder), folder
 
 
 def read_texts(texts: list[str]) -> list[list[str]]:
@@ -161,9 +146,12 @@ class Predictor:
     """A fine-tuned classifier ready to label examples: its label names, the fields it reads, its tokenizer, where
     it computes."""
 
-    def __init__(self, args):
+    def __init__(self, args, task: Task | None):
+        """`task`: the model's outputs in the task's label order, matched by name (a head listing them in another
+        order is reordered), so that output i is the task's label i everywhere; None: the head's own labels."""
         self.args, self.runtime = args, setup(args)
-        self.model, self.folder = load_model(args.model)
+        self.model, self.folder = load_classifier(None, args.model, task, other_labels=args.other_labels,
+                                                  fine_tuned=True, training=False)
         self.model.to(self.runtime.device)
         id2label = self.model.config.id2label or {}
         self.label_names = tuple(str(id2label.get(i, f"LABEL_{i}")) for i in range(self.model.config.num_labels))
@@ -275,18 +263,14 @@ def main(argv=None) -> None:
     out = Path(args.out)
     if not args.text:
         check_out(out, args.overwrite)
-    predictor = Predictor(args)
+    task = None if args.text or args.file else get_task(args.task)
+    predictor = Predictor(args, task)
     if args.text:
         label_texts(predictor, args.text)
         return
     if args.file:
         files = label_file(predictor, args)
     else:
-        task = get_task(args.task)
-        # the model's outputs in the task's label order, matched by name (a head listing them in another
-        # order is reordered), so that output i is the task's label i everywhere below
-        _, rows = check_head(predictor.folder, task, args.other_labels, training=False)
-        align_head(predictor.model, rows)
         files = (evaluate_dev if args.split == "dev" else write_submission)(predictor, task, args)
     save(out, files)
 

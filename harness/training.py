@@ -30,7 +30,9 @@ from data.metrics import compute_metrics
 from data.tasks import DataError, Task, file_task, get_task, metric_suffix
 from data.tokenization import Encoded, encode, load_tokenizer
 from harness.runfiles import RunFiles
+from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError, read_json, resolve
+from models.distilbert import DistilBertForSequenceClassification
 from models.unpadded import real_tokens
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the batch fields a model may take
@@ -169,6 +171,9 @@ def load_data(args, task: Task, checkpoint_dir: Path, vocab_size: int) -> Data:
     return Data(train, evals, tokenizer)
 
 
+CLASSIFIERS = {"bert": BertForSequenceClassification, "distilbert": DistilBertForSequenceClassification}
+
+
 # -----------------------------------------------------------------------------
 # checks of every input against every other, before the run folder changes
 
@@ -238,16 +243,29 @@ def match_labels(names: list[str], task: Task, where: str, other_labels: bool = 
     return rows
 
 
-def load_classifier(model_class, path: str, task: Task, *, other_labels: bool = False, mlm: bool = True,
-                    fine_tuned: bool = False) -> tuple:
-    """A `model_class` classifier for `task` from a checkpoint (a folder or a hub name), and its folder: a fine-tuned
-    head checked against the task's labels (check_head) and its rows put in the task's order (align_head).
-    fine_tuned: the checkpoint must already be such a classifier (a teacher), not a model with a fresh head."""
+def load_classifier(model_class, path: str, task: Task | None, *, other_labels: bool = False, mlm: bool = True,
+                    fine_tuned: bool = False, training: bool = True) -> tuple:
+    """A classifier from a checkpoint (a folder or a hub name), and its folder. `model_class`: ours for BERT or
+    DistilBERT, or None for the one config.json's model_type names. With a `task`, a fine-tuned head is checked
+    against the task's labels (check_head) and its rows put in the task's order (align_head); without one
+    (predict.py on texts or a file) the head keeps its own labels. fine_tuned: the checkpoint must already be such
+    a classifier (a teacher, a model to predict with), not a model with a fresh head. training: the head is to be
+    fine-tuned (check_head's advice)."""
     folder = resolve(path)
-    architectures, rows = check_head(folder, task, other_labels)
-    model = model_class.from_pretrained(folder, num_labels=task.num_labels, mlm=mlm)
+    found = model_class is None or (folder / "config.json").is_file()  # config.json names the class, if not given
+    config = read_json(folder / "config.json", CheckpointError) if found else {}
+    if task is None:
+        architectures, rows = config.get("architectures") or [], None
+    else:
+        architectures, rows = check_head(folder, task, other_labels, training)
+    if fine_tuned and model_class is None and not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise CheckpointError(f"{folder}: not a fine-tuned classifier (architectures {architectures}); pass the best/ "
+                              "folder of a train.py or distill.py run")
+    named = model_class is not None
+    model_class = model_class or CLASSIFIERS.get(config.get("model_type"), BertForSequenceClassification)
+    model = model_class.from_pretrained(folder, num_labels=task.num_labels if task else None, mlm=mlm)
     align_head(model, rows)
-    if fine_tuned and model_class.__name__ not in architectures:
+    if fine_tuned and named and model_class.__name__ not in architectures:
         raise CheckpointError(f"{folder}: not a fine-tuned {model.config.model_type.upper()} classifier (architectures "
                               f"{architectures}); pass the best/ folder of a train.py run")
     return model, folder
