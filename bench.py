@@ -14,7 +14,9 @@ Contenders alternate in one process (harness/timing.py), so the figures to read 
   cmi       the CMI term's cost: a step with --mode min (epoch centroids from a pass) against --mode ce, and
             the two objectives alone on one forward's outputs (the term's own cost, robust to a noisy machine)
   epoch     training epochs on real data (--epoch-tasks: CoLA, MRPC's sentence pairs, a fixed subset of SST-2),
-            the same shuffled batches (train.py's default) for each: ours unpadded, ours padded, transformers'
+            the same shuffled batches (train.py's default) for each: ours unpadded, ours padded, transformers';
+            with --amp both each of them (padded aside) in float32 and in bf16 autocast, with --epoch-lam also
+            ours trained with min-CMI
   distill   distillation into a DistilBERT student with cached teacher logits against a live teacher
 
 Presets: bert-base, distilbert-base, minilm (--checkpoint's real weights), tiny (2 layers, d = 128). step and cmi
@@ -36,9 +38,8 @@ from data.tasks import TASKS
 from harness.cli import ranged, run_main
 from harness.timing import (INTERRUPTED, Contender, Preset, Section, alternate, batch_forward, bench_parser,
                             check_bench_args, check_presets, compiled_graphs, cross_entropy, epoch_figures, matmul,
-                            measure,
-                            paired_ratio, peak_memory_mib, rates, sdpa_kernels, step_flops, synchronize, time_epochs,
-                            train_defaults, train_split)
+                            measure, paired_ratio, peak_memory_mib, rates, sdpa_kernels, step_flops, synchronize,
+                            time_epochs, train_defaults, train_split)
 from harness.training import Batches, setup
 from models.bert import BertForSequenceClassification
 from models.distilbert import DistilBertForSequenceClassification
