@@ -97,6 +97,7 @@ def worker(rank, port, out):
         if rank == 0:
             torch.save({"logits": logits, "cmi": stats.cmi(), "centroids": stats.centroids(),
                         "online": centroids.G, "weights": weights, "rule": (rule.ratio, rule.separate)}, out)
+        dist.barrier()  # both leave the group together: one that exits while the other still uses it may abort
     finally:
         dist.destroy_process_group()
 
