@@ -225,10 +225,10 @@ def epoch_row(p: Preset, task: str, train) -> dict:
     contenders, objectives = {}, {}
     for suffix, runtime in precisions.items():
         for name, (model, unpad) in models.items():
-            c = contenders[name + suffix] = Contender(copy.deepcopy(model), runtime, len(batches), mode, dynamic=True,
-                                                      unpad=unpad)
-            objectives[name + suffix] = min_objective(c, train, batches, runtime, args.epoch_lam) if name == "ours_min" else \
-                cross_entropy
+            c = Contender(copy.deepcopy(model), runtime, len(batches), mode, dynamic=True, unpad=unpad)
+            contenders[name + suffix] = c
+            objectives[name + suffix] = (min_objective(c, train, batches, runtime, args.epoch_lam)
+                                         if name == "ours_min" else cross_entropy)
     reference = "ours" + next(reversed(precisions))  # ours; in bf16 when both precisions are timed
     longest = next(iter(Batches(train, [max(batches, key=lambda b: train.lengths[b].max())], device, pad_multiple)))
     peaks = {}

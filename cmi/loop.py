@@ -221,8 +221,8 @@ class TermBackward:
         return self.autocast and self.ratio is None
 
     @property
-    def separate(self) -> bool:
-        return self.probing or (self.autocast and not self.ratio >= self.joint_from)  # NaN (fp16 overflow): apart
+    def separate(self) -> bool:  # `not >=`: a NaN ratio (fp16 overflow) keeps the terms apart
+        return self.autocast and (self.ratio is None or not self.ratio >= self.joint_from)
 
     def observe(self, ratio: torch.Tensor) -> None:
         """One probe step's ratio (a 0-d tensor, not read back); after the last, their mean over the steps and the

@@ -252,8 +252,7 @@ def load_classifier(model_class, path: str, task: Task | None, *, other_labels: 
     a classifier (a teacher, a model to predict with), not a model with a fresh head. training: the head is to be
     fine-tuned (check_head's advice)."""
     folder = resolve(path)
-    found = model_class is None or (folder / "config.json").is_file()  # config.json names the class, if not given
-    config = read_json(folder / "config.json", CheckpointError) if found else {}
+    config = read_json(folder / "config.json", CheckpointError) if model_class is None else {}  # names the class
     if task is None:
         architectures, rows = config.get("architectures") or [], None
     else:
