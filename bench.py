@@ -6,18 +6,13 @@ CMI term's cost, cached against live teacher logits. Figures and how they were m
 
 Contenders alternate in one process (harness/timing.py), so the figures to read are the ratios. Sections:
 
-  step      a training step (forward, loss, backward, clipping, AdamW) of our classifier, unpadded and padded,
-            and of transformers' with the same config, weights, batch and precision, eager and compiled:
-            samples/s, tokens/s, peak memory, and the attention kernel SDPA chose
-  mfu       model FLOPs utilisation of those steps: FLOPs per step (6 N tokens + 12 L T d tokens) over the rate of
-            a large matrix product timed in the same rotation, on the same device and dtype (needs step)
-  cmi       the CMI term's cost: a step with --mode min (epoch centroids from a pass) against --mode ce, and
-            the two objectives alone on one forward's outputs (the term's own cost, robust to a noisy machine)
-  epoch     training epochs on real data (--epoch-tasks: CoLA, MRPC's sentence pairs, a fixed subset of SST-2),
-            the same shuffled batches (train.py's default) for each: ours unpadded, ours padded, transformers';
-            with --amp both each of them (padded aside) in float32 and in bf16 autocast, with --epoch-lam also
-            ours trained with min-CMI
-  distill   distillation into a DistilBERT student with cached teacher logits against a live teacher
+  step      a training step of ours, unpadded (train.py's default) and padded, and of transformers' on the same
+            batch, weights and precision, eager and compiled: samples/s, tokens/s, peak memory, SDPA's kernel
+  mfu       model FLOPs utilisation of those steps, over a large matrix product's rate (needs step)
+  cmi       the CMI term's cost: a step with --mode min against --mode ce, and the two objectives alone
+  epoch     training epochs on real data (--epoch-tasks), the same shuffled batches for each contender; with --amp
+            both in float32 and in bf16 autocast, with --epoch-lam also ours trained with min-CMI
+  distill   a DistilBERT student trained against cached teacher logits and against a live teacher
 
 Presets: bert-base, distilbert-base, minilm (--checkpoint's real weights), tiny (2 layers, d = 128). step and cmi
 use a synthetic batch (real lengths drawn from [T/2, T]); epoch and distill time --epoch-batches batches of an
@@ -26,21 +21,19 @@ epoch and give the epoch time from the examples per second.
 import argparse
 import copy
 import statistics
-import time
 
-import numpy as np
 import torch
 
 from cmi.loop import predict
 from cmi.objectives import CMIObjective, DistillationObjective, EpochCentroids, FeatureMap
-from data.batching import eval_batches, num_train_batches, padding_fraction, train_batches
+from data.batching import num_train_batches, padding_fraction
 from data.tasks import TASKS
 from harness.cli import ranged, run_main
 from harness.timing import (INTERRUPTED, Contender, Preset, Section, alternate, batch_forward, bench_parser,
-                            check_bench_args, check_presets, compiled_graphs, cross_entropy, epoch_figures, matmul,
-                            measure, paired_ratio, peak_memory_mib, rates, sdpa_kernels, step_flops, synchronize,
-                            time_epochs, train_defaults, train_split)
-from harness.training import Batches, setup
+                            check_bench_args, check_presets, compiled_graphs, cross_entropy, epoch_figures, epoch_order,
+                            examples_pass, matmul, measure, paired_ratio, peak_memory_mib, race, rates, sdpa_kernels,
+                            step_flops, timed, train_defaults, train_split)
+from harness.training import setup
 from models.bert import BertForSequenceClassification
 from models.distilbert import DistilBertForSequenceClassification
 from models.student import student_config
@@ -54,21 +47,20 @@ KD = {"alpha": 0.5, "temperature": 2.0}  # distill.py's defaults (see its --help
 def parse_args(argv=None) -> argparse.Namespace:
     parser = bench_parser(__doc__, [*SECTIONS, "mfu"], "bench.json")
     g = parser.add_argument_group("epochs of real data (epoch, distill)")
-    g.add_argument("--epoch-batches", type=int, default=0,
-                   help="time this many batches of the epoch's order (0: the whole epoch)")
+    ranged(g, "--epoch-batches", ">= 0", type=int, default=0,
+           help="time this many batches of the epoch's order (0: the whole epoch)")
     g.add_argument("--epoch-tasks", default="cola,mrpc,sst2", help="epoch: the GLUE tasks whose training split is timed")
-    g.add_argument("--epoch-examples", type=int, default=8551,
-                   help="epoch: at most this many training examples of each task, a fixed subset (default: CoLA's "
-                        "size: all of CoLA and MRPC, 8,551 of SST-2's 67,349)")
-    g.add_argument("--chunk", type=int, default=5, help="batches per turn when alternating")
+    ranged(g, "--epoch-examples", "> 0", type=int, default=8551,
+           help="epoch: at most this many training examples of each task, a fixed subset (default: CoLA's size: all "
+                "of CoLA and MRPC, 8,551 of SST-2's 67,349)")
+    ranged(g, "--chunk", "> 0", type=int, default=5, help="batches per turn when alternating")
     ranged(g, "--epoch-lam", "> 0", type=float, default=None,
            help="epoch: also time ours trained with --mode min at this lambda (epoch centroids)")
     args = parser.parse_args(argv)
     moved = [x for x in args.sections.split(",") if x in DIAGNOSTICS]
     if moved:
         parser.error(f"--sections: {', '.join(moved)}: measured by scripts/bench_diagnostics.py now")
-    check_bench_args(args, parser, {"sections": [*SECTIONS, "mfu"], "epoch_tasks": TASKS},
-                     {"chunk": 1, "epoch_examples": 1, "epoch_batches": 0})
+    check_bench_args(args, parser, {"sections": [*SECTIONS, "mfu"], "epoch_tasks": TASKS})
     if "mfu" in args.sections and "step" not in args.sections:
         parser.error("--sections: mfu is measured within step; add step")
     return args
@@ -153,8 +145,8 @@ def bench_cmi(p: Preset) -> list[dict]:
     args, runtime, batch, ours, ctx = p.args, p.runtime, p.batch, p.ours, p.runtime.ctx
     C, d = ours.config.num_labels, ours.classifier.in_features
     features = FeatureMap()
-    objectives = {mode: CMIObjective(mode, train_defaults().lam, C, EpochCentroids(C, d, runtime.device), features)
-                  for mode in ("ce", "min")}
+    objectives = {mode: CMIObjective(mode=mode, lam=train_defaults().lam, num_classes=C, features=features,
+                                     centroids=EpochCentroids(C, d, runtime.device)) for mode in ("ce", "min")}
     rows = []
     for mode in p.variants:
         torch._dynamo.reset()
@@ -212,42 +204,32 @@ def bench_epoch(p: Preset) -> list[dict]:
 
 
 def epoch_row(p: Preset, task: str, train) -> dict:
-    args, device, pad_multiple = p.args, p.runtime.device, p.runtime.pad_multiple
-    batches = train_batches(train.lengths, args.batch_size, args.seed, epoch=0, group_batches=1)
-    batches = batches[:args.epoch_batches or None]
-    mode = "default" if p.runtime.compile else None  # as train.py compiles: default mode, dynamic shapes
+    args = p.args
+    batches = epoch_order(args, train, args.epoch_batches or None)
     torch._dynamo.reset()
     graphs = compiled_graphs()
     precisions = p.precisions()
     models = {name: m for name, m in p.contenders().items() if len(precisions) == 1 or name != "padded"}
     if args.epoch_lam is not None:
         models["ours_min"] = (p.ours, True)
-    contenders, objectives = {}, {}
+    runs = {}
     for suffix, runtime in precisions.items():
         for name, (model, unpad) in models.items():
-            c = Contender(copy.deepcopy(model), runtime, len(batches), mode, dynamic=True, unpad=unpad)
-            contenders[name + suffix] = c
-            objectives[name + suffix] = (min_objective(c, train, batches, runtime, args.epoch_lam)
-                                         if name == "ours_min" else cross_entropy)
+            c = Contender(copy.deepcopy(model), runtime, len(batches), p.train_mode, dynamic=True, unpad=unpad)
+            runs[name + suffix] = (c, min_objective(c, train, batches, runtime, args.epoch_lam)
+                                   if name == "ours_min" else cross_entropy)
     reference = "ours" + next(reversed(precisions))  # ours; in bf16 when both precisions are timed
-    longest = next(iter(Batches(train, [max(batches, key=lambda b: train.lengths[b].max())], device, pad_multiple)))
-    peaks = {}
-    for name, c in contenders.items():  # warm-up (and compilation) on one batch, then the peak of the widest batch
-        c.epoch(Batches(train, batches[:1], device, pad_multiple), objectives[name])
-        peaks[name] = peak_memory_mib(lambda c=c, o=objectives[name]: c.step(longest, o), device)
-    runs = {name: (lambda b, c=c, o=objectives[name]: c.epoch(Batches(train, b, device, pad_multiple), o), batches)
-            for name, c in contenders.items()}
-    seconds = time_epochs(runs, args.chunk, device)
-    row = {"preset": p.name, "task": task, "compile": mode or "eager", "batch_size": args.batch_size,
+    seconds, peaks = race(runs, train, batches, p.runtime, args.chunk)
+    row = {"preset": p.name, "task": task, "compile": p.train_mode or "eager", "batch_size": args.batch_size,
            "max_len": args.max_len, "train_examples": len(train), "graphs_compiled": compiled_graphs() - graphs,
-           "padding": padding_fraction(train.lengths, batches, pad_multiple), "reference": reference,
-           "contenders": list(contenders), "lam": args.epoch_lam}
-    for name in contenders:
+           "padding": padding_fraction(train.lengths, batches, p.runtime.pad_multiple), "reference": reference,
+           "contenders": list(runs), "lam": args.epoch_lam}
+    for name in runs:
         row[name] = epoch_figures(seconds[name], batches, len(train)) | {"peak_mib": peaks[name]}
-    for name in contenders:
+    for name in runs:
         if name != reference:  # the same batches in the same turns: a paired ratio
             row[f"speedup_{name}"], row[f"speedup_{name}_quartiles"] = paired_ratio(seconds[name], seconds[reference])
-    print(f"  epoch {p.name} {task}: " + ", ".join(f"{row[f'speedup_{n}']:.2f} over {n}" for n in contenders
+    print(f"  epoch {p.name} {task}: " + ", ".join(f"{row[f'speedup_{n}']:.2f} over {n}" for n in runs
                                                     if n != reference), flush=True)
     return row
 
@@ -256,12 +238,8 @@ def min_objective(c: Contender, train, batches, runtime, lam: float) -> CMIObjec
     """train.py's min-CMI objective at --epoch-lam, its epoch centroids from a pass over the timed examples under
     the contender's initial weights (eq. 14)."""
     C, d = c.model.config.num_labels, c.model.classifier.in_features
-    index = np.concatenate(batches)
-    passes = [index[b] for b in eval_batches(train.lengths[index], train_defaults().eval_batch_size)]
-    stats = predict(c.forward, c.model, Batches(train, passes, runtime.device, runtime.pad_multiple), FeatureMap(), C,
-                    len(train), ctx=runtime.ctx, desc="centroids")[1]
     centroids = EpochCentroids(C, d, runtime.device)
-    centroids.refresh(stats)
+    centroids.refresh(examples_pass(c.forward, c.model, train, batches, runtime, "centroids")[1])
     return CMIObjective(mode="min", lam=lam, num_classes=C, centroids=centroids, features=FeatureMap())
 
 
@@ -293,38 +271,27 @@ def bench_distill(p: Preset) -> list[dict]:
     if not isinstance(p.ours, BertForSequenceClassification):
         return []
     args, runtime, cola = p.args, p.runtime, p.data["cola"]
-    device, ctx, pad_multiple = runtime.device, runtime.ctx, runtime.pad_multiple
     teacher = copy.deepcopy(p.ours).eval().requires_grad_(False)
     # half the teacher's layers (bert-base -> distilbert-base's 6)
     student = DistilBertForSequenceClassification(student_config(teacher, max(1, teacher.config.num_hidden_layers // 2)))
-    student.to(device)
-    mode = "default" if runtime.compile else None  # as train.py compiles: default mode, dynamic shapes
+    student.to(runtime.device)
     torch._dynamo.reset()
-    live_forward = batch_forward(teacher, mode, dynamic=True, unpad=runtime.unpad)
-    batches = train_batches(cola.lengths, args.batch_size, args.seed, epoch=0)[:args.epoch_batches or None]
-    # the cache: one eval-mode pass over the examples trained on, longest first as predict is run
-    index = np.concatenate(batches)
-    passes = [index[b] for b in eval_batches(cola.lengths[index], train_defaults().eval_batch_size)]
-    predict(live_forward, teacher, Batches(cola, passes[:1], device, pad_multiple), FeatureMap(),
-            teacher.config.num_labels, len(cola), ctx=ctx)  # warm-up
-    synchronize(device)
-    t0 = time.perf_counter()
-    logits = predict(live_forward, teacher, Batches(cola, passes, device, pad_multiple), FeatureMap(),
-                     teacher.config.num_labels, len(cola), ctx=ctx, desc="teacher logits")[0]
-    synchronize(device)
-    cache_seconds = (time.perf_counter() - t0) * len(cola) / len(index)  # extrapolated to the whole split
-    objectives = {"cached": DistillationObjective(KD["alpha"], KD["temperature"], teacher_logits=logits),
-                  "live": DistillationObjective(KD["alpha"], KD["temperature"], teacher_forward=live_forward)}
-    c = Contender(student, runtime, 2 * len(batches), mode, dynamic=True, unpad=runtime.unpad)
-    for objective in objectives.values():
-        c.epoch(Batches(cola, batches[:1], device, pad_multiple), objective)  # warm-up
-    runs = {name: (lambda b, o=o: c.epoch(Batches(cola, b, device, pad_multiple), o), batches)
-            for name, o in objectives.items()}
-    seconds = time_epochs(runs, args.chunk, device)
-    row = {"teacher": p.name, "student_layers": student.config.n_layers, "compile": mode or "eager",
-           "batch_size": args.batch_size, "train_examples": len(cola), "teacher_pass_seconds": cache_seconds}
-    for name in objectives:
-        row[name] = epoch_figures(seconds[name], batches, len(cola))
+    live_forward = batch_forward(teacher, p.train_mode, dynamic=True, unpad=runtime.unpad)
+    batches = epoch_order(args, cola, args.epoch_batches or None)
+    # the cache: one pass over the examples trained on (after a warm-up on one batch's), timed
+    examples_pass(live_forward, teacher, cola, batches[:1], runtime, "warm-up")
+    (logits, _), seconds = timed(lambda: examples_pass(live_forward, teacher, cola, batches, runtime, "teacher logits"),
+                                 runtime.device)
+    cache_seconds = seconds * len(cola) / sum(map(len, batches))  # extrapolated to the whole split
+    c = Contender(student, runtime, 2 * len(batches), p.train_mode, dynamic=True, unpad=runtime.unpad)
+    runs = {"cached": (c, DistillationObjective(KD["alpha"], KD["temperature"], teacher_logits=logits)),
+            "live": (c, DistillationObjective(KD["alpha"], KD["temperature"], teacher_forward=live_forward))}
+    seconds, peaks = race(runs, cola, batches, runtime, args.chunk)
+    row = {"teacher": p.name, "student_layers": student.config.n_layers, "compile": p.train_mode or "eager",
+           "batch_size": args.batch_size, "train_examples": len(cola), "teacher_pass_seconds": cache_seconds,
+           "padding": padding_fraction(cola.lengths, batches, runtime.pad_multiple)}
+    for name in runs:
+        row[name] = epoch_figures(seconds[name], batches, len(cola)) | {"peak_mib": peaks[name]}
     row["speedup"], row["speedup_quartiles"] = paired_ratio(seconds["live"], seconds["cached"])  # same batches
     # over the paper's 10 student epochs, the cache costs one teacher pass
     live, cached = row["live"]["epoch_seconds"], row["cached"]["epoch_seconds"]
@@ -338,9 +305,9 @@ def distill_table(rows: list[dict]) -> str:
         "Distillation on CoLA, a DistilBERT student: cached teacher logits / live teacher (epoch s extrapolated from "
         "the batches timed; speedup = live / cached time of the same batches, median over turns; over 10 epochs the "
         "cache costs one teacher pass)",
-        ["teacher", "student layers", "compile", "batches timed", "epoch s cached / live", "teacher pass s",
+        ["teacher", "student layers", "compile", "batches timed", "padding", "epoch s cached / live", "teacher pass s",
          "speedup", "over 10 epochs"],
-        [[r["teacher"], r["student_layers"], r["compile"], f"{r['cached']['batches']}",
+        [[r["teacher"], r["student_layers"], r["compile"], f"{r['cached']['batches']}", f"{r['padding']:.0%}",
           f"{r['cached']['epoch_seconds']:.4g} / {r['live']['epoch_seconds']:.4g}", f"{r['teacher_pass_seconds']:.3g}",
           spread(r["speedup"], r["speedup_quartiles"]), f"{r['speedup_10_epochs']:.2f}"] for r in rows])
 

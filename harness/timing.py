@@ -25,13 +25,15 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.profiler._memory_profiler import MemoryProfileTimeline  # no public API gives the CPU timeline
 
-from cmi.loop import Step, autocast_context, linear_scheduler, make_optimizer, train_epoch, train_step
+from cmi.loop import Step, autocast_context, linear_scheduler, make_optimizer, predict, train_epoch, train_step
+from cmi.objectives import FeatureMap
 from common.files import write_file
+from data.batching import eval_batches, train_batches
 from data.loading import load_split
 from data.tasks import DataError, get_task
 from data.tokenization import Encoded, encode, load_tokenizer
 from harness.cli import Parser, check_ranges, parse_train_args, ranged
-from harness.training import Runtime, forward_of, model_inputs
+from harness.training import Batches, Runtime, forward_of, model_inputs
 from models.bert import BertConfig, BertForSequenceClassification, SelfAttention
 from models.checkpoint import read_config, resolve
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
@@ -57,15 +59,20 @@ def alternate(contenders: dict, repeats: int, warmup: int, device: torch.device)
     for _ in range(warmup):
         for name in names:
             contenders[name]()
-    synchronize(device)
     seconds = {name: [] for name in names}
     for r in range(repeats):
         for name in names if r % 2 == 0 else reversed(names):
-            t0 = time.perf_counter()
-            contenders[name]()
-            synchronize(device)
-            seconds[name].append(time.perf_counter() - t0)
+            seconds[name].append(timed(contenders[name], device)[1])
     return seconds
+
+
+def timed(call, device: torch.device):
+    """call()'s result and the wall seconds it took, the device's queue drained before and after."""
+    synchronize(device)
+    t0 = time.perf_counter()
+    result = call()
+    synchronize(device)
+    return result, time.perf_counter() - t0
 
 
 def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[float, list[float]]:
@@ -144,12 +151,11 @@ def rates(seconds: list[float], examples: int, tokens: int, slots: int) -> dict:
             "repeats": len(seconds), "all_seconds": seconds}
 
 
-def time_epochs(runs: dict, chunk: int, device) -> dict[str, list[float]]:
-    """runs: name -> (run(batches) that trains on a list of index batches, the index batches, as many for each
-    run). The batches are taken in turns of `chunk`, alternating as in `alternate`; returns each turn's seconds."""
-    turns = {name: [batches[i:i + chunk] for i in range(0, len(batches), chunk)] for name, (_, batches) in runs.items()}
-    calls = {name: (lambda run=run, turns=iter(turns[name]): run(next(turns))) for name, (run, _) in runs.items()}
-    return alternate(calls, len(next(iter(turns.values()))), 0, device)
+def epoch_order(args, encoded: Encoded, count: int | None = None) -> list[np.ndarray]:
+    """The first `count` (None: all) batches of example indices of train.py's first epoch, drawn as it draws them
+    (--batch-size, --seed, its default --group-batches)."""
+    return train_batches(encoded.lengths, args.batch_size, args.seed, epoch=1,
+                         group_batches=train_defaults().group_batches)[:count]
 
 
 def epoch_figures(turns: list[float], batches: list[np.ndarray], num_train: int) -> dict:
@@ -247,6 +253,32 @@ class Contender:
         train_epoch(self.parts(objective), batches, desc="bench")
 
 
+def race(runs: dict, encoded: Encoded, batches: list[np.ndarray], runtime: Runtime, chunk: int) -> tuple[dict, dict]:
+    """runs: name -> (Contender, objective), each trained on the same index `batches` of `encoded`, taken in turns
+    of `chunk` alternating as in `alternate`, after one untimed batch (torch.compile compiles there). Returns each
+    run's seconds per turn, and the peak memory of one step on the widest batch."""
+    def loader(index_batches):
+        return Batches(encoded, index_batches, runtime.device, runtime.pad_multiple)
+
+    widest = next(iter(loader([max(batches, key=lambda b: encoded.lengths[b].max())])))
+    peaks = {}
+    for name, (c, objective) in runs.items():
+        c.epoch(loader(batches[:1]), objective)
+        peaks[name] = peak_memory_mib(lambda: c.step(widest, objective), runtime.device)
+    turns = [batches[i:i + chunk] for i in range(0, len(batches), chunk)]
+    calls = {name: (lambda c=c, o=o, t=iter(turns): c.epoch(loader(next(t)), o)) for name, (c, o) in runs.items()}
+    return alternate(calls, len(turns), 0, runtime.device), peaks
+
+
+def examples_pass(forward, model, encoded: Encoded, batches: list[np.ndarray], runtime: Runtime, desc: str):
+    """An eval-mode pass of `model` over the examples of the index `batches`, longest first as train.py's passes
+    run: predict's (logits, CMI stats)."""
+    index = np.concatenate(batches)
+    passes = [index[b] for b in eval_batches(encoded.lengths[index], train_defaults().eval_batch_size)]
+    return predict(forward, model, Batches(encoded, passes, runtime.device, runtime.pad_multiple), FeatureMap(),
+                   model.config.num_labels, len(encoded), ctx=runtime.ctx, desc=desc)
+
+
 class Preset:
     """What a section measures on one preset: our model (seeded), transformers' twin and the synthetic batch (both
     built when a section first asks), the options, the runtime, the compile variants and the script's real data."""
@@ -264,6 +296,11 @@ class Preset:
         """name -> (model, unpadded): ours unpadded (train.py's default), a copy of ours padded, transformers'."""
         models = {"ours": (self.ours, True), "padded": (copy.deepcopy(self.ours), False)}
         return models | ({"transformers": (self.theirs, False)} if self.theirs is not None else {})
+
+    @property
+    def train_mode(self) -> str | None:
+        """torch.compile's mode for training on real examples, as train.py compiles (dynamic shapes); None: eager."""
+        return "default" if self.runtime.compile else None
 
     def precisions(self) -> dict[str, Runtime]:
         """name suffix -> runtime: the run's own, or with --amp both float32 ("") and bf16 autocast ("_bf16")."""
@@ -303,12 +340,12 @@ def bench_parser(description: str, sections, out: str) -> Parser:
     g.add_argument("--presets", default=",".join(PRESETS), help=f"comma-separated, from {', '.join(PRESETS)}")
     g.add_argument("--out", default=out, help="JSON file the results are written to")
     g = parser.add_argument_group("sizes")
-    g.add_argument("--batch-size", type=int, default=train_defaults().batch_size, help="examples per step")
-    g.add_argument("--seq-len", type=int, default=train_defaults().max_len,
-                   help="padded length of the synthetic batch")
-    g.add_argument("--max-len", type=int, default=train_defaults().max_len, help="truncation length of real examples")
-    g.add_argument("--warmup", type=int, default=2, help="untimed calls of each contender first (compiles here)")
-    g.add_argument("--repeats", type=int, default=5, help="timed calls of each contender (medians are reported)")
+    ranged(g, "--batch-size", "> 0", type=int, default=train_defaults().batch_size, help="examples per step")
+    ranged(g, "--seq-len", "> 0", type=int, default=train_defaults().max_len,
+           help="padded length of the synthetic batch")
+    ranged(g, "--max-len", "> 0", type=int, default=train_defaults().max_len, help="truncation length of real examples")
+    ranged(g, "--warmup", ">= 0", type=int, default=2, help="untimed calls of each contender first (compiles here)")
+    ranged(g, "--repeats", "> 0", type=int, default=5, help="timed calls of each contender (medians are reported)")
     ranged(g, "--pad-multiple", "> 0", type=int, default=None,
            help="pad batches of real examples to a multiple of this (default, as train.py: 8 on CUDA)")
     g = parser.add_argument_group("data and hardware")
@@ -329,19 +366,16 @@ def bench_parser(description: str, sections, out: str) -> Parser:
     return parser
 
 
-def check_bench_args(args, parser: Parser, choices: dict[str, tuple], minimums: dict[str, int]) -> None:
+def check_bench_args(args, parser: Parser, choices: dict[str, tuple]) -> None:
     """The options bench_parser adds and the script's own: the comma-separated ones split into lists of their
-    `choices` (--presets always), the integers at least their `minimums`; or parser.error (one line, exit code 2)."""
+    `choices` (--presets always), the ranged ones in range; or parser.error (one line, exit code 2)."""
     for name, known in ({"presets": PRESETS} | choices).items():
         given = getattr(args, name).split(",")
         unknown = [x for x in given if x not in known]
         if unknown:
             parser.error(f"--{name.replace('_', '-')}: unknown {', '.join(unknown)}; expected some of {', '.join(known)}")
         setattr(args, name, given)
-    for name, least in ({"batch_size": 1, "seq_len": 1, "max_len": 1, "repeats": 1, "warmup": 0} | minimums).items():
-        if getattr(args, name) < least:
-            parser.error(f"--{name.replace('_', '-')} must be >= {least}, got {getattr(args, name)}")
-    check_ranges(args, parser)  # --pad-multiple, and --device: CUDA there?
+    check_ranges(args, parser)  # and --device: CUDA there?
     # the results are written after all the measuring: a place they cannot go must be refused now
     out = Path(args.out)
     if out.is_dir():

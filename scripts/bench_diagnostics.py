@@ -29,10 +29,9 @@ from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from data.batching import train_batches  # noqa: E402
 from harness.cli import run_main  # noqa: E402
 from harness.timing import (INTERRUPTED, Contender, Preset, Section, alternate, bench_parser,  # noqa: E402
-                            check_bench_args, check_presets, measure, synthetic_batch, train_split)
+                            check_bench_args, check_presets, epoch_order, measure, synthetic_batch, train_split)
 from harness.training import Batches, setup  # noqa: E402
 from models.bert import key_padding_mask  # noqa: E402
 from models.unpadded import Tokens, real_tokens  # noqa: E402
@@ -198,15 +197,14 @@ SECTIONS = {"overhead": Section(bench_overhead, overhead_table), "attention": Se
 def main(argv=None) -> dict:
     parser = bench_parser(__doc__, list(SECTIONS), "bench_diagnostics.json")
     args = parser.parse_args(argv)
-    check_bench_args(args, parser, {"sections": list(SECTIONS)}, {})
+    check_bench_args(args, parser, {"sections": list(SECTIONS)})
     real = bool({"attention", "profile"} & set(args.sections))
     check_presets(args, real=real, synthetic="overhead" in args.sections)
     runtime = setup(args)
     batch = None
     if real:  # the first of an epoch's shuffled batches, as train.py draws them
         cola = train_split(args, "cola")
-        order = train_batches(cola.lengths, args.batch_size, args.seed, epoch=0, group_batches=1)
-        batch = next(iter(Batches(cola, order[:1], runtime.device, runtime.pad_multiple)))
+        batch = next(iter(Batches(cola, epoch_order(args, cola, 1), runtime.device, runtime.pad_multiple)))
     return measure(args, runtime, SECTIONS, batch, "scripts/bench_diagnostics.py")
 
 

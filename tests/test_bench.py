@@ -4,12 +4,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 import bench
-from harness import timing
+from harness import timing, training
 from models.bert import BertConfig, BertForSequenceClassification
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,18 @@ def test_smallest_run_writes_every_section(tmp_path):
     (distill,) = r["distill"]
     assert distill["teacher"] == "tiny" and distill["student_layers"] == 1
     assert positive(distill["speedup"], distill["speedup_10_epochs"], distill["teacher_pass_seconds"],
-                    distill["cached"]["epoch_seconds"], distill["live"]["epoch_seconds"])
+                    distill["cached"]["epoch_seconds"], distill["live"]["epoch_seconds"],
+                    distill["cached"]["peak_mib"], distill["live"]["peak_mib"])
+    assert distill["padding"] == r["epoch"][0]["padding"]  # CoLA's batches, as the epoch section (train.py) draws them
+
+
+def test_the_batches_timed_are_train_pys():
+    """The batches a section times are the first of train.py's first epoch: what is timed is what a run trains on."""
+    encoded = SimpleNamespace(lengths=torch.randint(1, 60, (1000,)).numpy())
+    args = timing.train_defaults()
+    first = training.epoch_batches(args, encoded, SimpleNamespace(device="cpu", pad_multiple=None))[0]
+    timed = timing.epoch_order(SimpleNamespace(batch_size=args.batch_size, seed=args.seed), encoded, 5)
+    assert [b.tolist() for b in timed] == [b.tolist() for b in first.index_batches[:5]]
 
 
 def test_epochs_in_both_precisions_and_with_the_cmi_term(tmp_path):
