@@ -21,7 +21,7 @@ import numpy as np
 
 from cmi.loop import predict
 from cmi.objectives import FEATURES, FeatureMap
-from common.files import write_folder
+from common.files import holds_working_folder, write_folder
 from data.loading import Examples, load_file, load_split, load_test, test_files
 from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, Task, file_task, get_task, metric_suffix
@@ -113,6 +113,9 @@ def check_out(out: Path, overwrite: bool) -> None:
     an earlier call (without --overwrite), or anything else, which replacing the folder as a whole would remove."""
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out}: exists and is not a folder")
+    if holds_working_folder(out):
+        raise DataError(f"--out {out}: is the working folder or one above it; the files go into a folder of their "
+                        "own, which a later call replaces as a whole: choose a new or empty --out")
     held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     others = [name for name in held if name not in RESULT_FILES]
     if others:

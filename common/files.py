@@ -27,8 +27,17 @@ def write_file(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def holds_working_folder(path: Path) -> bool:
+    """Whether `path` is the working folder or one above it: a folder that is not to be replaced as a whole."""
+    path, cwd = Path(os.path.abspath(path)), Path.cwd()
+    return path == cwd or path in cwd.parents
+
+
 def write_folder(path: Path, files: dict[str, bytes]) -> None:
     """Write the folder `path` holding `files` (name -> bytes) atomically, replacing any folder there."""
+    if holds_working_folder(path):
+        raise OSError(errno.EBUSY, "the working folder, or one above it, is not replaced as a whole", str(path))
+    path = Path(os.path.abspath(path))  # "dir/.." has a name to put the sibling beside
     tmp = path.with_name(f".{path.name}.tmp")  # one writer per folder: a killed write's leftover is reused
     try:
         shutil.rmtree(tmp, ignore_errors=True)

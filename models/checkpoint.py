@@ -95,8 +95,13 @@ class Pretrained(nn.Module):
         """Write config.json, model.safetensors (transformers' names, tied weights once) and the tokenizer files of
         `tokenizer_dir`, or those of the folder the model was loaded from. A temporary sibling folder is written and
         fsynced, then swapped into place, so an interrupted save leaves the old folder or the new one; a failed
-        one (a full disk) raises CheckpointError and leaves the old folder."""
+        one (a full disk) raises CheckpointError and leaves the old folder. So a folder holding anything else (not
+        a saved model's files) is refused: the swap would remove it."""
         path = Path(path)
+        others = sorted(p.name for p in path.iterdir() if not is_model_file(p.name)) if path.is_dir() else []
+        if others:
+            raise CheckpointError(f"{path}: holds {others[0]!r}, not a file of a saved model; a save replaces the folder "
+                                  "as a whole, so it goes into a folder of its own")
         state = {self.layout.hf_name(k): v.contiguous() for k, v in self.state_dict().items()}
         files = {
             "config.json": (json.dumps(config_dict(self.config, type(self).__name__), indent=2, sort_keys=True) + "\n").encode(),
@@ -136,6 +141,12 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
             "offline, pass a local checkpoint folder"
         ) from None
     return folder
+
+
+def is_model_file(name: str) -> bool:
+    """A file of a saved model's folder: config.json, weights (their shards and indexes included), tokenizer files."""
+    return (name in ("config.json", *WEIGHT_FILES, *TOKENIZER_FILES)
+            or re.fullmatch(r"(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)", name) is not None)
 
 
 def read_tokenizer_files(folder: Path) -> dict[str, bytes]:

@@ -415,6 +415,22 @@ def test_an_out_holding_anything_else_or_a_file_is_refused_and_left_as_it_was(tm
                                  *overwrite)) == f"error: --out {mine / 'notes.txt'}: exists and is not a folder"
 
 
+def test_an_out_that_is_the_working_folder_or_above_it_is_refused_before_anything_is_computed(tmp_path):
+    """The files' folder is replaced as a whole: never the folder the call runs in (its name would be swapped away
+    under the caller) nor one above it."""
+    model = task_model(tmp_path / "model", get_task("cola"))
+    path = tmp_path / "t.csv"
+    path.write_text(csv_text([(s,) for s in SENTENCES], ("text",)))
+    here = tmp_path / "here"
+    here.mkdir()
+    for out in (".", "..", str(here), str(here / "sub" / ".." / "..")):
+        result = predict_cli("--model", str(model), "--file", str(path), "--out", out, cwd=here)
+        assert one_error(result) == (f"error: --out {out}: is the working folder or one above it; the files go into a "
+                                     "folder of their own, which a later call replaces as a whole: choose a new or "
+                                     "empty --out")
+    assert list(here.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["here", "model", "t.csv"]
+
+
 # ----------------------------------------------------------------------------- 6. a config that disagrees with its weights
 
 

@@ -17,7 +17,7 @@ from data.tokenization import load_tokenizer
 
 def predict_cli(*argv, **kwargs):
     return subprocess.run([sys.executable, str(ROOT / "predict.py"), *argv], capture_output=True, text=True,
-                          cwd=ROOT, **kwargs)
+                          **{"cwd": ROOT, **kwargs})
 
 
 # -----------------------------------------------------------------------------

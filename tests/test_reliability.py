@@ -144,6 +144,26 @@ def test_a_full_disk_while_saving_a_model_keeps_the_previous_save(tiny_bert, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
 
 
+def test_a_save_never_removes_what_else_its_folder_holds(tiny_bert, tmp_path, monkeypatch):
+    """A save swaps its folder in whole: into one holding other files (transformers' save_pretrained would leave them
+    there) it is refused; into the working folder, which the swap would rename away, too."""
+    model = BertForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    mine = tmp_path / "mine"
+    model.save_pretrained(mine)
+    (mine / "notes.txt").write_text("mine\n")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    with pytest.raises(CheckpointError, match=r"mine: holds 'notes.txt', not a file of a saved model; a save replaces "
+                                              r"the folder as a whole, so it goes into a folder of its own"):
+        model.save_pretrained(mine)
+    (mine / "notes.txt").unlink()
+    monkeypatch.chdir(mine)
+    with pytest.raises(CheckpointError, match=r"saving the model failed \(the working folder, or one above it, is not "
+                                              r"replaced as a whole\); the previous save there is kept"):
+        model.save_pretrained(".")
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == {k: v for k, v in before.items() if k != "notes.txt"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
 def test_a_damaged_checkpoint_is_refused_on_resume(tiny_bert, tmp_path, capsys):
     out = tmp_path / "run"
     argv = args_for(tiny_bert, out, "--epochs", "1", "--keep-last")
