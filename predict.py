@@ -22,7 +22,7 @@ import numpy as np
 from cmi.loop import predict
 from cmi.objectives import FEATURES, FeatureMap
 from common.files import holds_working_folder, write_folder
-from data.loading import Examples, load_file, load_split, load_test, test_files
+from data.loading import Examples, load_file, load_split, load_test, test_files, text_lines
 from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, Task, file_task, get_task, metric_suffix
 from data.tokenization import encode, load_tokenizer
@@ -81,7 +81,7 @@ def read_texts(texts: list[str]) -> list[list[str]]:
             inputs.append((f"--text #{n}", text))
             continue
         try:  # decoded here, not by sys.stdin: a bad byte is then a line naming it, not an unexpected failure
-            lines = sys.stdin.buffer.read().decode("utf-8-sig").splitlines()
+            lines = text_lines(sys.stdin.buffer.read().decode("utf-8-sig"))
         except UnicodeDecodeError as e:
             raise DataError(f"--text -: standard input is not UTF-8 text (byte {e.start}: {e.reason})") from None
         inputs += [(f"--text -: line {i}", line) for i, line in enumerate(lines, 1) if line.strip()]

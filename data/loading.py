@@ -211,6 +211,12 @@ def _unique_keys(pairs: list[tuple]) -> dict:
     return dict(pairs)
 
 
+def text_lines(text: str) -> list[str]:
+    """The lines of a text, split at "\n" only (a "\r" before it dropped): str.splitlines also splits at U+2028,
+    U+0085 and form feeds, which JSON writers leave raw inside strings and which a sentence may hold."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def _records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     """The field names and the (line, record) pairs of a .csv, .tsv or .jsonl/.json (JSON Lines) file. CSV uses
     standard quoting; TSV none, as the GLUE files (a '"' is part of the text)."""
@@ -220,7 +226,7 @@ def _records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
             raise DataError(f"{path}: file not found")
         records, fields = [], {}
         try:
-            lines = path.read_text(encoding="utf-8-sig").splitlines()
+            lines = text_lines(path.read_text(encoding="utf-8-sig"))
         except UnicodeDecodeError as e:
             raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
         for line, text in enumerate(lines, start=1):
@@ -268,6 +274,9 @@ def _label_name(path: Path, line: int, field: str, value) -> str:
     if isinstance(value, bool) or not NUMBER.fullmatch(text):  # JSON true/false are names, as written
         return text
     number = Decimal(text)
+    if number.adjusted() >= 18:  # int() of 1e10000000 would not end
+        raise DataError(f"{path}:{line}: field {field!r} holds {text}, a number too large for a class label; "
+                        "classification needs integer or named labels")
     if number != number.to_integral_value():
         raise DataError(f"{path}:{line}: field {field!r} holds {text}, a number that is not an integer: a "
                         "regression target, not a class label; classification needs integer or named labels")
@@ -336,6 +345,12 @@ def load_file(path: str | Path, text_fields: tuple[str, ...] | None = None, labe
             raise DataError(f"{path}:{line}: field {label_field!r} is empty; expected a label")
     if label_names is None:
         label_names = tuple(_label_order(set(raw)))
+        spellings = {}
+        for name in label_names:  # 'pos' and 'POS' are one class written two ways, far likelier than two classes
+            other = spellings.setdefault(name.casefold(), name)
+            if other != name:
+                raise DataError(f"{path}: labels {other!r} and {name!r} differ only in case; expected one spelling "
+                                "per class")
         if len(label_names) < 2:
             raise DataError(f"{path}: {len(label_names)} distinct label(s) {list(label_names)}; "
                             "classification needs at least two")

@@ -19,7 +19,7 @@ import predict
 import train
 from conftest import GLUE, ROOT, cola_rows, metric_lines, write_own
 from data.loading import Examples, load_split, load_test
-from data.tasks import get_task
+from data.tasks import DataError, get_task
 from models.checkpoint import CheckpointError
 from models.bert import BertForSequenceClassification
 from test_predict import predict_cli, task_model, transformers_predictions
@@ -368,6 +368,41 @@ def test_equal_numbers_are_one_class_however_written(tmp_path):
                              ("text", "label")))
     examples, names, _ = load_file(path)
     assert names == ("0", "1") and examples.labels.tolist() == [1, 1, 1, 1, 1, 0, 0, 0] * 5
+
+
+@pytest.mark.parametrize("labels, message", [
+    (["neg", "pos", "NEG"] * 10, "t.csv: labels 'NEG' and 'neg' differ only in case; expected one spelling per class"),
+    (["0", "1", "1e5000"] * 10, "t.csv:4: field 'label' holds 1e5000, a number too large for a class label; "
+                                "classification needs integer or named labels"),
+    (["0", "1", "-1e10000000"] * 10, "t.csv:4: field 'label' holds -1e10000000, a number too large for a class "
+                                     "label; classification needs integer or named labels"),
+])
+def test_one_class_written_two_ways_or_a_huge_number_is_one_line(tmp_path, labels, message):
+    """'NEG' beside 'neg' made four classes of two; 1e5000 was an unexpected failure, 1e10000000 never ended."""
+    from data.loading import load_file
+
+    path = tmp_path / "t.csv"
+    path.write_text(csv_text([(s, y) for s, y in zip(SENTENCES, labels)], ("text", "label")))
+    with pytest.raises(DataError) as error:
+        load_file(path)
+    assert str(error.value) == f"{tmp_path}/{message}"
+
+
+def test_json_lines_and_standard_input_split_at_newlines_only(tmp_path):
+    """U+2028, U+0085 and form feeds, which json.dumps(ensure_ascii=False) leaves raw inside a string, are text: a
+    record (or a --text - line) is never cut at them."""
+    from data.loading import load_file
+
+    texts = ["One\u2028line.", "Another\x85one.", "A\x0cthird.", "Fourth."]
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": str(i % 2)}, ensure_ascii=False) + "\r\n"
+                            for i, t in enumerate(texts)), encoding="utf-8")
+    examples, names, _ = load_file(path)
+    assert list(examples.texts[0]) == texts and examples.labels.tolist() == [0, 1, 0, 1]
+    model = task_model(tmp_path / "model", get_task("cola"))
+    result = predict_cli("--model", str(model), "--text", "-", input="\n".join(texts) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t", 2)[2] for line in result.stdout.split("\n")[:-1]] == texts
 
 
 # ----------------------------------------------------------------------------- 5. an --out holds one call's files
