@@ -75,8 +75,11 @@ class Teachers:
             if waiting:
                 raise NotReady(f"waiting for {len(waiting)} of {len(candidates)} {student.teacher} teacher runs "
                                f"(e.g. {waiting[0]}): {unfinished(self.out / waiting[0])}")
+            # among the grid's runs only: their arguments are this sweep's (check_identities); a run the folder
+            # holds from another sweep (another --model, other data) is not
             selection = select_teacher(self.out / student.task / student.teacher, student.task,
-                                       primary_metric(student.task, self.own_files), kind=student.teacher)
+                                       primary_metric(student.task, self.own_files), kind=student.teacher,
+                                       among={Path(r.folder).name for r in candidates})
             self.chosen[key] = selection.chosen.run
             print(f"{student.task}: the {student.teacher} teacher is {selection.chosen.run.relative_to(self.out)}: "
                   f"{selection.summary()}", file=sys.stderr)

@@ -56,14 +56,15 @@ class Selection:
 
 
 def select_teacher(sweep: str | Path, task: str, metric: str, need_model: bool = True, *, kind: str = "max",
-                   read: dict[Path, dict] | None = None) -> Selection:
+                   read: dict[Path, dict] | None = None, among: set[str] | None = None) -> Selection:
     """The teacher of `kind` among the runs under `sweep` with args.mode == kind and args.task == `task`: for max
     the highest results[metric] / results["eval_cmi"], for ce the highest results[metric]. Runs without
     results.json or (need_model: a teacher to distil from) best/, with an unreadable results.json, or whose
     metric is missing or (max) whose CMI is not positive (the ratio means nothing) are left out with a note; a tie
     goes to the first run by folder name, also noted. TrainingError (one line) when no run is usable.
     need_model=False: which run the rule picks, from the run files alone (a committed study keeps no best/).
-    `read`: the results.json of runs already read (a report's), by resolved folder; the others are read here."""
+    `read`: the results.json of runs already read (a report's), by resolved folder; the others are read here.
+    `among`: the names of the sub-folders to choose from (a sweep's grid); None: all of them."""
     if kind not in RULES:
         raise ValueError(f"teacher kind must be one of {tuple(RULES)}, got {kind!r}")
     sweep, read = Path(sweep), read or {}
@@ -71,6 +72,9 @@ def select_teacher(sweep: str | Path, task: str, metric: str, need_model: bool =
         raise TrainingError(f"{sweep}: not a folder")
     candidates, notes = [], []
     for run in sorted(p for p in sweep.iterdir() if p.is_dir()):
+        if among is not None and run.name not in among:
+            notes.append(f"{run.name}: skipped, not a run of this sweep's grid")
+            continue
         try:
             results = read.get(run.resolve()) or json.loads((run / "results.json").read_text())
         except FileNotFoundError:

@@ -87,12 +87,13 @@ class TaskRuns:
         # the teachers as sweep.py chooses them, and those the students were distilled from (their --teacher)
         self.chosen = {kind: None for kind in TEACHERS}
         self.selection, self.selection_error = None, None
-        for kind in TEACHERS:  # cmi.selection's rules, on the results read with the sweep: one place for them
-            if not any(r.task == name and r.mode == kind for r in sweep.runs):
+        for kind in TEACHERS:  # cmi.selection's rules, on the runs read with the sweep: one place for them
+            among = {Path(r.folder).name for r in sweep.runs if r.task == name and r.mode == kind}
+            if not among:
                 continue
             try:
                 selection = select_teacher(sweep.folder / name / kind, name, self.metric, need_model=False,
-                                           kind=kind, read=self.read)
+                                           kind=kind, read=self.read, among=among)
                 self.chosen[kind] = selection.chosen.run
                 if kind == "max":
                     self.selection = selection
@@ -220,7 +221,7 @@ def pool_runs(sweep: SweepFiles, pool: SweepFiles) -> tuple[dict[Run, RunFiles],
         both = sorted({r.seed for r in runs} & {r.seed for r in mine[arm]})
         if both:
             raise ValueError(f"{label}: seeds {', '.join(map(str, both))} are in both folders")
-        pooling.only_one |= {key: sorted((a | b)[key]) for key in a.keys() ^ b.keys()}
+        pooling.only_one |= {key: sorted((a | b)[key]) for key in sorted(a.keys() ^ b.keys())}  # a fixed order
         pooling.added[label] = sorted(r.seed for r in runs)
         merged |= runs
     return merged, pooling

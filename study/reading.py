@@ -55,13 +55,24 @@ def epochs_of(folder: Path) -> list[dict]:
     return epochs
 
 
-def read_run(folder: Path, metric: str) -> RunFiles:
-    """A finished run's files, or TrainingError saying which is missing, damaged or lacks what the report needs."""
+def read_run(folder: Path, metric: str, named: Run) -> RunFiles:
+    """A finished run's files, or TrainingError saying which is missing, damaged or lacks what the report needs, or
+    that its arguments are not those of the run its folder is `named` for."""
     run = RunFiles(folder, results_of(folder), epochs_of(folder))
     lacking = [f"results.json {key}" for key in (metric, "eval_cmi", "args") if key not in run.results]
     lacking += [f"metrics.jsonl (last epoch) {key}" for key in (metric, *EPOCH_KEYS) if key not in run.epochs[-1]]
     if lacking:
         raise TrainingError("lacks " + ", ".join(lacking))
+    recorded = dict(run.results["args"]) if isinstance(run.results["args"], dict) else {}
+    if recorded.get("train_file"):
+        recorded["task"] = own_task_name(recorded["train_file"])
+    if "alpha" in recorded:  # distill.py's arguments
+        recorded["mode"] = "student"
+    setting = ("alpha", "temperature") if named.is_student else () if named.mode == "ce" else ("lam",)
+    other = [f"{key} {recorded[key]} (the folder's: {getattr(named, key)})"  # what a run does not record is not compared
+             for key in ("task", "mode", *setting, "seed") if key in recorded and recorded[key] != getattr(named, key)]
+    if other:  # a copied or renamed folder: reported under its name, it would be another arm's or seed's run
+        raise TrainingError("results.json args name another run than its folder: " + ", ".join(other))
     return run
 
 
@@ -82,7 +93,7 @@ def read_sweep(sweep: Path) -> SweepFiles:
                 read.unfinished.append(name)
             continue
         try:
-            read.runs[run] = read_run(folder, primary_metric(run.task, run.task in own))
+            read.runs[run] = read_run(folder, primary_metric(run.task, run.task in own), run)
         except TrainingError as e:
             read.unreadable[name] = str(e).replace(f"{folder}/", "")  # the file's name, not its whole path
     return read

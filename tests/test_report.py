@@ -290,6 +290,27 @@ def test_a_run_with_a_damaged_results_json_and_no_args_json_is_listed_and_left_o
     assert snapshot(sweep) == before
 
 
+def test_a_run_whose_arguments_name_another_folder_is_listed_and_left_out(tmp_path, capsys):
+    """A copied or renamed folder: a max run in ce/ would be the baseline, a seed-0 run in seed3's folder a fourth
+    seed. The folder name says which arm and seed a run is reported as; its results.json must agree."""
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1, 2):
+        fake_run(sweep, f"cola/ce/seed{seed}", CE[seed], task="cola", mode="ce", lam=0.1, seed=seed)
+        fake_run(sweep, f"cola/min/lam1-seed{seed}", MIN[seed], task="cola", mode="min", lam=1.0, seed=seed)
+    fake_run(sweep, "cola/ce/seed3", CE[0], task="cola", mode="max", lam=1.0, seed=3)
+    fake_run(sweep, "cola/min/lam1-seed3", MIN[3], task="cola", mode="min", lam=0.5, seed=0)
+    fake_run(sweep, "cola/student-max/alpha0.5-T2-seed0", CE[1], task="mrpc", seed=0, alpha=0.5, temperature=4.0)
+    assert exit_code([str(sweep), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert ("Left out, files that cannot be read (3):\n\n"
+            "- `cola/ce/seed3`: results.json args name another run than its folder: mode max (the folder's: ce)\n"
+            "- `cola/min/lam1-seed3`: results.json args name another run than its folder: lam 0.5 (the folder's: "
+            "1.0), seed 0 (the folder's: 3)\n"
+            "- `cola/student-max/alpha0.5-T2-seed0`: results.json args name another run than its folder: task mrpc "
+            "(the folder's: cola), temperature 4.0 (the folder's: 2.0)\n") in out
+    assert "| ce | 3 |" in out and "| min λ=1 | 3 |" in out  # the runs that are what their folders say
+
+
 def test_a_partial_read_only_copy_without_metrics_jsonl_is_listed_and_left_out(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     for seed in CE:

@@ -135,6 +135,19 @@ def test_students_get_the_shared_options_and_wait_for_their_teachers(capsys, tmp
         assert "--cmi-feature" not in command  # train.py's own option: not distill.py's
 
 
+def test_a_teacher_is_chosen_among_the_grids_runs_only(capsys, tmp_path):
+    """A max run the folder holds from another sweep (lam1, another --model, say), with the better ratio, was chosen;
+    only the grid's runs, whose arguments are this sweep's, are candidates."""
+    for setting, accuracy, cmi in (("lam0.5-seed0", 0.6, 0.1), ("lam1-seed0", 0.9, 0.01)):
+        folder = tmp_path / "rte" / "max" / setting
+        (folder / "best").mkdir(parents=True)
+        results = {"args": {"task": "rte", "mode": "max"}, "accuracy": accuracy, "eval_cmi": cmi}
+        (folder / "results.json").write_text(json.dumps(results))
+    ((_, command),) = dry_run(capsys, "--out", str(tmp_path), "--tasks", "rte", "--modes", "max", "--lams", "0.5",
+                              "--seeds", "0", "--alphas", "0.5", "--temperatures", "2", "--stage", "distill")
+    assert f"--teacher {tmp_path / 'rte/max/lam0.5-seed0/best'} " in command
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 60])
 def test_shards_split_the_grid_with_no_overlap(capsys, tmp_path, n):
     grid_args = ["--out", str(tmp_path), "--tasks", "cola,rte", "--lams", "0.1,0.5", "--seeds", "0,1",
