@@ -47,9 +47,16 @@ def load_teacher(path, task: Task, other_labels: bool) -> tuple[BertForSequenceC
     order. A checkpoint that is not one is refused: its classifier would be freshly initialised, and a student
     would learn noise from it."""
     try:
-        return load_classifier(BertForSequenceClassification, path, task, other_labels=other_labels, fine_tuned=True)
+        teacher, folder = load_classifier(BertForSequenceClassification, path, task, other_labels=other_labels,
+                                          fine_tuned=True)
     except CheckpointError as e:
         raise CheckpointError(f"--teacher: {e}") from None
+    reads = teacher.config.extra.get("text_fields")  # recorded by train.py: a pair model fed single texts is noise
+    if isinstance(reads, list) and reads and len(reads) != len(task.text_fields):
+        raise CheckpointError(f"--teacher {path}: it reads {len(reads)} text(s) per input ({', '.join(reads)}, its "
+                              f"config.json text_fields), the data has {len(task.text_fields)} "
+                              f"({', '.join(task.text_fields)})")
+    return teacher, folder
 
 
 def main(argv=None) -> None:

@@ -26,7 +26,7 @@ from data.loading import Examples, load_file, load_split, load_test, test_files,
 from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, Task, file_task, get_task, metric_suffix
 from data.tokenization import encode, load_tokenizer
-from harness.cli import Parser, add_file_args, add_padded_arg, check_ranges, ranged, run_main
+from harness.cli import Parser, add_file_args, add_padded_arg, check_field_args, check_ranges, ranged, run_main
 from harness.runfiles import to_json
 from harness.training import check_fits, eval_pass, forward_of, load_classifier, setup
 from models.checkpoint import CheckpointError
@@ -65,6 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--split applies to --task")
     if args.task is None and args.data_dir is not None:
         parser.error("--data-dir applies to --task")
+    check_field_args(args, parser, own_files=args.task is None)
     return args
 
 
@@ -217,8 +218,9 @@ def label_file(predictor: Predictor, args) -> dict[str, bytes]:
     if args.text_fields:
         predictor.check_texts(f"--text-fields {','.join(args.text_fields)}", len(args.text_fields))
     own = not args.text_fields and bool(predictor.text_fields)
+    # an unlabelled file is labelled, unless --label-field says which field holds its labels
     examples, _, fields = load_file(args.file, args.text_fields or predictor.text_fields or None, label_field, names,
-                                    labelled=False, model_fields=own)
+                                    labelled=args.label_field is not None, model_fields=own)
     if not args.text_fields and not own:
         check_not_labels(args.file, examples, fields, names)
     probs, stats = predictor(examples, "predict")
@@ -268,6 +270,8 @@ def main(argv=None) -> None:
         check_out(out, args.overwrite)
     task = None if args.text or args.file else get_task(args.task)
     predictor = Predictor(args, task)
+    if task is not None:
+        predictor.check_texts(f"--task {task.name}", len(task.text_fields))
     if args.text:
         label_texts(predictor, args.text)
         return

@@ -105,9 +105,23 @@ def add_padded_arg(group) -> None:
 def text_fields(text: str) -> tuple[str, ...]:
     """"premise,hypothesis" -> ("premise", "hypothesis"): one or two field names."""
     fields = tuple(text.split(","))
-    if len(fields) not in (1, 2) or not all(fields):
-        raise argparse.ArgumentTypeError(f"expected one or two comma-separated field names, got {text!r}")
+    if len(fields) not in (1, 2) or not all(fields) or len(set(fields)) < len(fields):
+        raise argparse.ArgumentTypeError(f"expected one or two different comma-separated field names, got {text!r}")
     return fields
+
+
+def check_field_args(args: argparse.Namespace, parser: Parser, own_files: bool) -> None:
+    """--text-fields and --label-field read the user's own files: for a GLUE task, whose fields are fixed, they would
+    be ignored (and the label field still recorded in the model); a text field that is the label field would have
+    the model read its own answers. Either is parser.error."""
+    if not own_files:
+        given = [flag for flag, on in (("--text-fields", args.text_fields is not None),
+                                       ("--label-field", args.label_field not in (None, "label"))) if on]
+        if given:
+            parser.error(f"{given[0]} is for your own files; a GLUE task's fields are fixed")
+    if args.text_fields and args.label_field in args.text_fields:
+        parser.error(f"--text-fields {','.join(args.text_fields)}: names the label field {args.label_field!r}; the "
+                     "model would read its own answers")
 
 
 def add_file_args(group, files: str, label_default: str | None = "label") -> None:
@@ -131,6 +145,7 @@ def check_data_args(args: argparse.Namespace, parser: Parser) -> None:
         if args.data_dir is not None:
             parser.error("--data-dir is for GLUE tasks; with --train-file the files say where the data is")
         args.task = own_task_name(args.train_file)
+    check_field_args(args, parser, own_files=args.train_file is not None)
     args.data = data_identity(args)
 
 

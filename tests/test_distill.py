@@ -158,13 +158,19 @@ def test_pretrained_distilbert_student(teacher_run, tmp_path):
     (["--teacher", "{run}/best", "--student", "{run}/best"], "model_type is 'bert', expected 'distilbert'"),
     (["--teacher", "{run}/best", "--student", "{distil}"], "--student {distil}: its vocabulary differs from the teacher's"),
     (["--teacher-sweep", "{run}"], "--teacher-sweep {run}: no usable max-CMI run of task cola"),
+    (["--teacher", "{pair}"], "--teacher {pair}: it reads 2 text(s) per input (premise, hypothesis, its config.json "
+                              "text_fields), the data has 1 (sentence)"),
 ])
 def test_bad_input_is_one_clear_line(teacher_run, tmp_path, capsys, extra, message):
     distil = tmp_path / "distil"  # a DistilBERT with its own 8-word vocabulary
     DistilBertForSequenceClassification(DistilBertConfig(vocab_size=8, dim=8, n_layers=1, n_heads=2, hidden_dim=16)) \
         .save_pretrained(distil)
     (distil / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c"]) + "\n")
-    fill = {"run": str(teacher_run), "distil": str(distil)}
+    pair = tmp_path / "pair"  # the teacher as if trained on sentence pairs
+    shutil.copytree(teacher_run / "best", pair)
+    config = json.loads((pair / "config.json").read_text())
+    (pair / "config.json").write_text(json.dumps(config | {"text_fields": ["premise", "hypothesis"]}))
+    fill = {"run": str(teacher_run), "distil": str(distil), "pair": str(pair)}
     with pytest.raises(SystemExit) as exit_info:
         distill.run_main(lambda: distill.main(distill_args(tmp_path / "out", *(a.format(**fill) for a in extra))))
     assert exit_info.value.code == 2

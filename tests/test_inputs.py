@@ -388,6 +388,37 @@ def test_one_class_written_two_ways_or_a_huge_number_is_one_line(tmp_path, label
     assert str(error.value) == f"{tmp_path}/{message}"
 
 
+@pytest.mark.parametrize("fields", ["label", "text,label"])
+def test_the_label_field_as_a_text_field_is_one_line(tiny_bert, finished, tmp_path, capsys, fields):
+    """The model would read its own answers: trained on them, its dev metric would say nothing."""
+    path = tmp_path / "t.csv"
+    path.write_text(csv_text(ROWS))
+    error = bad_run(own_args(path, path, tiny_bert, finished) + ["--text-fields", fields], finished, capsys)
+    assert error.startswith(f"error: --text-fields {fields}: names the label field 'label'; the model would read its "
+                            "own answers (see ")
+
+
+def test_predict_refuses_what_it_would_ignore_or_read_wrongly(tmp_path):
+    """A model of one text on a task of pairs (or --text-fields for a GLUE task) wrote metrics of the first texts
+    alone; --label-field naming a field the file lacks left the file unevaluated without a word."""
+    model = recorded_model(tmp_path / "model", text_fields=("text",))
+    path = tmp_path / "t.csv"
+    path.write_text(csv_text([(s, "acceptable") for s in SENTENCES], ("text", "label")))
+    out = tmp_path / "out"
+    single = task_model(tmp_path / "single", get_task("mrpc"))  # MRPC's labels, trained on single texts
+    config = json.loads((single / "config.json").read_text())
+    (single / "config.json").write_text(json.dumps(config | {"text_fields": ["text"], "label_field": "label"}))
+    assert one_error(predict_cli("--model", str(single), "--task", "mrpc", "--data-dir", str(GLUE), "--out", str(out))) \
+        == "error: --task mrpc: 2 text(s) per input, but the model reads one text (text, its config.json text_fields)"
+    assert one_error(predict_cli("--model", str(model), "--task", "cola", "--data-dir", str(GLUE), "--text-fields",
+                                 "text", "--out", str(out))) == (
+        "error: --text-fields is for your own files; a GLUE task's fields are fixed (see predict.py --help)")
+    assert one_error(predict_cli("--model", str(model), "--file", str(path), "--label-field", "target",
+                                 "--text-fields", "text", "--out", str(out))) == (
+        f"error: {path}: no field 'target' (fields: ['text', 'label']); name the label field with --label-field")
+    assert not out.exists()
+
+
 def test_json_lines_and_standard_input_split_at_newlines_only(tmp_path):
     """U+2028, U+0085 and form feeds, which json.dumps(ensure_ascii=False) leaves raw inside a string, are text: a
     record (or a --text - line) is never cut at them."""

@@ -248,6 +248,9 @@ FLAGS = [  # (the bad flags, the message), one per flag range check
     (["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
     (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
     (["--gamma", "0.5"], "has no masked-LM head (cls.predictions.*)"),
+    (["--text-fields", "foo"], "--text-fields is for your own files; a GLUE task's fields are fixed"),
+    (["--label-field", "bar"], "--label-field is for your own files; a GLUE task's fields are fixed"),
+    (["--text-fields", "a,a"], "argument --text-fields: expected one or two different comma-separated field names"),
 ]
 DATA = [  # (train.tsv, dev.tsv, the message)
     (None, "missing", "CoLA/dev.tsv: file not found"),
