@@ -42,8 +42,11 @@ from common.errors import TrainingError
 from data.tasks import TASKS, own_task_name, primary_metric
 from harness.cli import Parser, add_training_args, parse_distill_args, parse_train_args, run_main
 from harness.runfiles import differences
-from study.sweeps import TRAIN_MODES, Run, expand, finished, num, results_of, shard, teacher_runs
+from study.sweeps import TEACHERS, TRAIN_MODES, Run, expand, finished, num, results_of, shard, teacher_runs
 from harness.training import check_data
+from models.bert import BertConfig
+from models.checkpoint import read_config
+from models.student import check_layers
 
 ROOT = Path(__file__).resolve().parent
 STAGES = ("train", "distill", "all")
@@ -258,15 +261,28 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     task = task_option(args.tasks[0], args)
     for lam in args.lams:
         parse_train_args([*task, "--out", "unused", "--lam", str(lam), *train_extra])
+    model = parse_train_args([*task, "--out", "unused", *train_extra]).model
     for alpha, temperature in itertools.product(args.alphas, args.temperatures):
-        parse_distill_args([*task, "--teacher", "unused", "--out", "unused", "--alpha", str(alpha),
-                            "--temperature", str(temperature), *student_options(args), *student_extra])
+        student = parse_distill_args([*task, "--teacher", "unused", "--out", "unused", "--alpha", str(alpha),
+                                      "--temperature", str(temperature), *student_options(args), *student_extra])
+        if any(mode in TEACHERS for mode in args.modes):  # the grid has students
+            check_student_layers(student, model, parser)
     # the data too, once per task: a file of one class should fail now, not in each run after its folder exists
     for task in args.tasks:
         check_data(parse_train_args([*task_option(task, args), "--out", "unused", *train_extra]))
     if Path(args.out).exists() and not Path(args.out).is_dir():
         parser.error(f"--out {args.out}: exists and is not a folder")
     return args, train_extra, student_extra
+
+
+def check_student_layers(student: argparse.Namespace, model: str, parser: Parser) -> None:
+    """The students' layer copy against the layers of the local --model their teachers are fine-tuned from, before
+    any run: else every student fails once all the fine-tuning is done."""
+    if student.student is None and Path(model).is_dir():
+        try:
+            check_layers(student.student_layers, read_config(Path(model), BertConfig).num_hidden_layers)
+        except ValueError as e:
+            parser.error(f"--student-layers {','.join(map(str, student.student_layers))}: {e} (--model {model})")
 
 
 def check_identities(grid: list[Run], out: Path, args, train_extra: list[str], student_extra: list[str]) -> None:

@@ -16,7 +16,7 @@ import pytest
 import report
 import sweep
 from cmi.selection import select_teacher
-from conftest import GLUE, ROOT, cola_rows, write_own
+from conftest import GLUE, MINILM, ROOT, cola_rows, write_own
 from study import sweeps
 
 
@@ -204,6 +204,8 @@ def test_a_run_locked_by_another_process_is_left_alone(capsys, tmp_path):
     (["--lams", "inf"], "--lam must be finite, got inf"),
     (["--alphas", "2"], "--alpha must be in [0, 1], got 2.0"),
     (["--temperatures", "0"], "--temperature must be > 0, got 0.0"),
+    (["--model", str(MINILM)], f"--student-layers 0,2,4,6,8,10: layer 6 does not exist: the teacher has 6 layers (0-5) "
+                               f"(--model {MINILM})"),
 ])
 def test_bad_options_are_one_line_before_any_run(argv, message, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "--out", str(tmp_path / "s"), *argv],
@@ -212,6 +214,12 @@ def test_bad_options_are_one_line_before_any_run(argv, message, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_student_layers_are_checked_only_when_the_grid_has_students(capsys, tmp_path):
+    lines = dry_run(capsys, "--out", str(tmp_path), "--tasks", "rte", "--modes", "min", "--lams", "0.1,1", "--seeds",
+                    "0", "--model", str(MINILM))  # no ce or max teacher: no student, whatever its layers
+    assert [folder for folder, _ in lines] == ["rte/min/lam0.1-seed0", "rte/min/lam1-seed0"]
 
 
 # -----------------------------------------------------------------------------
