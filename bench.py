@@ -14,9 +14,7 @@ Contenders alternate in one process (harness/timing.py), so the figures to read 
             both in float32 and in bf16 autocast, with --epoch-lam also ours trained with min-CMI
   distill   a DistilBERT student trained against cached teacher logits and against a live teacher
 
-Presets: bert-base, distilbert-base, minilm (--checkpoint's real weights), tiny (2 layers, d = 128). step and cmi
-use a synthetic batch (real lengths drawn from [T/2, T]); epoch and distill time --epoch-batches batches of an
-epoch and give the epoch time from the examples per second.
+step and cmi time a synthetic batch, epoch and distill real examples (their epoch time from the examples per second).
 """
 import argparse
 import copy
@@ -31,8 +29,8 @@ from data.tasks import TASKS
 from harness.cli import ranged, run_main
 from harness.timing import (INTERRUPTED, Contender, Preset, Section, alternate, batch_forward, bench_parser,
                             check_bench_args, check_presets, compiled_graphs, cross_entropy, epoch_figures, epoch_order,
-                            examples_pass, matmul, measure, paired_ratio, peak_memory_mib, race, rates, sdpa_kernels,
-                            step_flops, timed, train_defaults, train_split)
+                            examples_pass, matmul, measure, min_objective, paired_ratio, peak_memory_mib, race, rates,
+                            sdpa_kernels, step_flops, timed, train_defaults, train_split)
 from harness.training import setup
 from models.bert import BertForSequenceClassification
 from models.distilbert import DistilBertForSequenceClassification
@@ -166,9 +164,8 @@ def bench_cmi(p: Preset) -> list[dict]:
         calls.update({f"{name}_alone": (lambda o=o: objective_alone(o)) for name, o in objectives.items()})
         seconds = alternate(calls, args.repeats, args.warmup, runtime.device)
         ratio, quartiles = paired_ratio(seconds["min"], seconds["ce"])
-        # A call of microseconds is either undisturbed or loses whole time slices to other processes (on a loaded
-        # machine, a worker thread waking up); its rounds are spread over the section, and the fastest is its
-        # cost, as timeit reports.
+        # a call of microseconds is undisturbed or loses whole time slices to other processes: its fastest round
+        # is its cost, as timeit reports
         term = min(seconds["min_alone"]) - min(seconds["ce_alone"])
         rows.append({"preset": p.name, "compile": mode or "eager", "batch_size": len(batch["labels"]),
                      "seq_len": batch["input_ids"].shape[1], "ce_seconds": statistics.median(seconds["ce"]),
@@ -234,15 +231,6 @@ def epoch_row(p: Preset, task: str, train) -> dict:
     return row
 
 
-def min_objective(c: Contender, train, batches, runtime, lam: float) -> CMIObjective:
-    """train.py's min-CMI objective at --epoch-lam, its epoch centroids from a pass over the timed examples under
-    the contender's initial weights (eq. 14)."""
-    C, d = c.model.config.num_labels, c.model.classifier.in_features
-    centroids = EpochCentroids(C, d, runtime.device)
-    centroids.refresh(examples_pass(c.forward, c.model, train, batches, runtime, "centroids")[1])
-    return CMIObjective(mode="min", lam=lam, num_classes=C, centroids=centroids, features=FeatureMap())
-
-
 def epoch_table(rows: list[dict]) -> str:
     names, reference = rows[0]["contenders"], rows[0]["reference"]
     others = [n for n in names if n != reference]
@@ -293,8 +281,7 @@ def bench_distill(p: Preset) -> list[dict]:
     for name in runs:
         row[name] = epoch_figures(seconds[name], batches, len(cola)) | {"peak_mib": peaks[name]}
     row["speedup"], row["speedup_quartiles"] = paired_ratio(seconds["live"], seconds["cached"])  # same batches
-    # over the paper's 10 student epochs, the cache costs one teacher pass
-    live, cached = row["live"]["epoch_seconds"], row["cached"]["epoch_seconds"]
+    live, cached = row["live"]["epoch_seconds"], row["cached"]["epoch_seconds"]  # the cache costs one teacher pass
     row["speedup_10_epochs"] = STUDENT_EPOCHS * live / (STUDENT_EPOCHS * cached + cache_seconds)
     print(f"  distill {p.name}: speedup {row['speedup']:.2f}", flush=True)
     return [row]

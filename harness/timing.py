@@ -26,7 +26,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.profiler._memory_profiler import MemoryProfileTimeline  # no public API gives the CPU timeline
 
 from cmi.loop import Step, autocast_context, linear_scheduler, make_optimizer, predict, train_epoch, train_step
-from cmi.objectives import FeatureMap
+from cmi.objectives import CMIObjective, EpochCentroids, FeatureMap
 from common.files import write_file
 from data.batching import eval_batches, train_batches
 from data.loading import load_split
@@ -279,6 +279,16 @@ def examples_pass(forward, model, encoded: Encoded, batches: list[np.ndarray], r
                    model.config.num_labels, len(encoded), ctx=runtime.ctx, desc=desc)
 
 
+def min_objective(c: Contender, train: Encoded, batches: list[np.ndarray], runtime: Runtime,
+                  lam: float) -> CMIObjective:
+    """train.py's min-CMI objective at `lam`, its epoch centroids (eq. 14) from a pass over the examples of `batches`
+    under the contender's current weights."""
+    C, d = c.model.config.num_labels, c.model.classifier.in_features
+    centroids = EpochCentroids(C, d, runtime.device)
+    centroids.refresh(examples_pass(c.forward, c.model, train, batches, runtime, "centroids")[1])
+    return CMIObjective(mode="min", lam=lam, num_classes=C, centroids=centroids, features=FeatureMap())
+
+
 class Preset:
     """What a section measures on one preset: our model (seeded), transformers' twin and the synthetic batch (both
     built when a section first asks), the options, the runtime, the compile variants and the script's real data."""
@@ -337,12 +347,14 @@ def bench_parser(description: str, sections, out: str) -> Parser:
     parser = Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = parser.add_argument_group("what to measure")
     g.add_argument("--sections", default=",".join(sections), help=f"comma-separated, from {', '.join(sections)}")
-    g.add_argument("--presets", default=",".join(PRESETS), help=f"comma-separated, from {', '.join(PRESETS)}")
+    g.add_argument("--presets", default=",".join(PRESETS),
+                   help=f"comma-separated, from {', '.join(PRESETS)} (minilm: --checkpoint's real weights; tiny: 2 "
+                        "layers, d = 128; the others: random weights)")
     g.add_argument("--out", default=out, help="JSON file the results are written to")
     g = parser.add_argument_group("sizes")
     ranged(g, "--batch-size", "> 0", type=int, default=train_defaults().batch_size, help="examples per step")
     ranged(g, "--seq-len", "> 0", type=int, default=train_defaults().max_len,
-           help="padded length of the synthetic batch")
+           help="padded length of the synthetic batch (its real lengths drawn from [T/2, T])")
     ranged(g, "--max-len", "> 0", type=int, default=train_defaults().max_len, help="truncation length of real examples")
     ranged(g, "--warmup", ">= 0", type=int, default=2, help="untimed calls of each contender first (compiles here)")
     ranged(g, "--repeats", "> 0", type=int, default=5, help="timed calls of each contender (medians are reported)")
