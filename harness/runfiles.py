@@ -75,10 +75,12 @@ NOT_IDENTITY = {"resume", "overwrite", "out", "keep_last", "log_every", "tensorb
 
 def differences(saved: dict, args: dict, ignored=()) -> list[str]:
     """The arguments (but NOT_IDENTITY and `ignored`) in which a saved run (its args.json) and `args` differ,
-    compared as args.json holds them (a tuple as a list). A run saved before args.json recorded the data's
-    identity ("data": harness.cli.data_identity) is compared on the rest."""
+    compared as args.json holds them (a tuple as a list). The data is compared by its identity ("data":
+    harness.cli.data_identity, resolved paths and contents), not by how the flags spell its paths (tr.csv,
+    ./tr.csv); a run saved before args.json recorded it is compared on the rest."""
     args = json.loads(to_json(args))
-    skip = NOT_IDENTITY | set(ignored) | ({"data"} if "data" not in saved else set())
+    spelled = {"train_file", "validation_file", "data_dir"} if "data" in saved else {"data"}
+    skip = NOT_IDENTITY | set(ignored) | spelled
     return sorted(k for k in set(saved) | set(args) if k not in skip and saved.get(k) != args.get(k))
 
 
