@@ -18,8 +18,9 @@ from data.tasks import Task
 from data.tokenization import load_tokenizer
 from harness.cli import parse_distill_args, run_main
 from harness.runfiles import RunFiles
-from harness.training import (RunLog, check_fits, epoch_batches, eval_pass, evaluation, forward_of, grad_scaler,
-                              load_classifier, load_data, name_labels, prepare, setup, task_of)
+from harness.training import (RunLog, check_fits, check_text_count, epoch_batches, eval_pass, evaluation, forward_of,
+                              grad_scaler, load_classifier, load_data, model_fields, name_labels, prepare, setup,
+                              task_of)
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError
 from models.distilbert import DistilBertForSequenceClassification
@@ -51,11 +52,8 @@ def load_teacher(path, task: Task, other_labels: bool) -> tuple[BertForSequenceC
                                           fine_tuned=True)
     except CheckpointError as e:
         raise CheckpointError(f"--teacher: {e}") from None
-    reads = teacher.config.extra.get("text_fields")  # recorded by train.py: a pair model fed single texts is noise
-    if isinstance(reads, list) and reads and len(reads) != len(task.text_fields):
-        raise CheckpointError(f"--teacher {path}: it reads {len(reads)} text(s) per input ({', '.join(reads)}, its "
-                              f"config.json text_fields), the data has {len(task.text_fields)} "
-                              f"({', '.join(task.text_fields)})")
+    # the fields train.py recorded: a teacher of pairs fed single texts (or the reverse) gives noise as soft targets
+    check_text_count(f"--teacher {path}", len(task.text_fields), model_fields(folder, teacher.config)[0])
     return teacher, folder
 
 

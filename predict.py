@@ -28,8 +28,7 @@ from data.tasks import TASKS, DataError, Task, file_task, get_task, metric_suffi
 from data.tokenization import encode, load_tokenizer
 from harness.cli import Parser, add_file_args, add_padded_arg, check_field_args, check_ranges, ranged, run_main
 from harness.runfiles import to_json
-from harness.training import check_fits, eval_pass, forward_of, load_classifier, setup
-from models.checkpoint import CheckpointError
+from harness.training import check_fits, check_text_count, eval_pass, forward_of, load_classifier, model_fields, setup
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -135,17 +134,6 @@ def save(out: Path, files: dict[str, bytes]) -> None:
         print(f"wrote {out / name}")
 
 
-def model_fields(folder: Path, config) -> tuple[tuple[str, ...], str | None]:
-    """The text fields and the label field the model was trained on (config.json's text_fields, label_field, which
-    train.py and distill.py record); ((), None) for a model saved without them."""
-    text_fields, label_field = config.extra.get("text_fields", []), config.extra.get("label_field")
-    if (not isinstance(text_fields, list) or len(text_fields) > 2 or not all(isinstance(f, str) and f for f in text_fields)
-            or not isinstance(label_field, (str, type(None)))):
-        raise CheckpointError(f"{folder / 'config.json'}: text_fields must list one or two field names and "
-                              f"label_field name one, got {text_fields!r}, {label_field!r}")
-    return tuple(text_fields), label_field
-
-
 class Predictor:
     """A fine-tuned classifier ready to label examples: its label names, the fields it reads, its tokenizer, where
     it computes."""
@@ -171,13 +159,6 @@ class Predictor:
                                 len(self.label_names), len(encoded), ctx=self.runtime.ctx, desc=desc)
         return logits.softmax(-1).cpu().numpy(), stats
 
-    def check_texts(self, where: str, count: int) -> None:
-        """A DataError unless inputs of `count` texts are what the model reads (when it says): one text, or a pair."""
-        if self.text_fields and count != len(self.text_fields):
-            reads = "one text" if len(self.text_fields) == 1 else "a pair of texts"
-            raise DataError(f"{where}: {count} text(s) per input, but the model reads {reads} "
-                            f"({', '.join(self.text_fields)}, its config.json text_fields)")
-
 
 def tsv(header: list[str], rows) -> bytes:
     return "".join("\t".join(map(str, row)) + "\n" for row in [header, *rows]).encode()
@@ -193,7 +174,7 @@ def metrics_file(name: str, metrics: dict) -> bytes:
 def label_texts(predictor: Predictor, texts: list[str]) -> None:
     """--text: one line per input on stdout (label, probability, text); nothing is written."""
     pairs = read_texts(texts)
-    predictor.check_texts("--text", len(pairs[0]))
+    check_text_count("--text", len(pairs[0]), predictor.text_fields)
     examples = Examples(tuple(map(list, zip(*pairs))), np.zeros(len(pairs), dtype=np.int64), False)
     probs, _ = predictor(examples, "predict")
     for pair, p in zip(pairs, probs):
@@ -216,7 +197,7 @@ def label_file(predictor: Predictor, args) -> dict[str, bytes]:
     names = predictor.label_names
     label_field = args.label_field or predictor.label_field or "label"
     if args.text_fields:
-        predictor.check_texts(f"--text-fields {','.join(args.text_fields)}", len(args.text_fields))
+        check_text_count(f"--text-fields {','.join(args.text_fields)}", len(args.text_fields), predictor.text_fields)
     own = not args.text_fields and bool(predictor.text_fields)
     # an unlabelled file is labelled, unless --label-field says which field holds its labels
     examples, _, fields = load_file(args.file, args.text_fields or predictor.text_fields or None, label_field, names,
@@ -271,7 +252,7 @@ def main(argv=None) -> None:
     task = None if args.text or args.file else get_task(args.task)
     predictor = Predictor(args, task)
     if task is not None:
-        predictor.check_texts(f"--task {task.name}", len(task.text_fields))
+        check_text_count(f"--task {task.name}", len(task.text_fields), predictor.text_fields)
     if args.text:
         label_texts(predictor, args.text)
         return

@@ -261,12 +261,11 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     task = task_option(args.tasks[0], args)
     for lam in args.lams:
         parse_train_args([*task, "--out", "unused", "--lam", str(lam), *train_extra])
-    model = parse_train_args([*task, "--out", "unused", *train_extra]).model
     for alpha, temperature in itertools.product(args.alphas, args.temperatures):
         student = parse_distill_args([*task, "--teacher", "unused", "--out", "unused", "--alpha", str(alpha),
                                       "--temperature", str(temperature), *student_options(args), *student_extra])
-        if any(mode in TEACHERS for mode in args.modes):  # the grid has students
-            check_student_layers(student, model, parser)
+    if any(mode in TEACHERS for mode in args.modes) and args.alphas and args.temperatures:  # the grid has students
+        check_student_layers(student, parse_train_args([*task, "--out", "unused", *train_extra]).model, parser)
     # the data too, once per task: a file of one class should fail now, not in each run after its folder exists
     for task in args.tasks:
         check_data(parse_train_args([*task_option(task, args), "--out", "unused", *train_extra]))

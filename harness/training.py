@@ -270,6 +270,26 @@ def load_classifier(model_class, path: str, task: Task | None, *, other_labels: 
     return model, folder
 
 
+def model_fields(folder: Path, config) -> tuple[tuple[str, ...], str | None]:
+    """The text fields and the label field the model was trained on (config.json's text_fields, label_field, which
+    train.py and distill.py record); ((), None) for a model saved without them."""
+    text_fields, label_field = config.extra.get("text_fields", []), config.extra.get("label_field")
+    if (not isinstance(text_fields, list) or len(text_fields) > 2 or not all(isinstance(f, str) and f for f in text_fields)
+            or not isinstance(label_field, (str, type(None)))):
+        raise CheckpointError(f"{folder / 'config.json'}: text_fields must list one or two field names and "
+                              f"label_field name one, got {text_fields!r}, {label_field!r}")
+    return tuple(text_fields), label_field
+
+
+def check_text_count(where: str, count: int, text_fields: tuple[str, ...]) -> None:
+    """A DataError unless inputs of `count` texts are what a model reading `text_fields` (model_fields; empty:
+    unknown) reads: one text, or a pair."""
+    if text_fields and count != len(text_fields):
+        reads = "one text" if len(text_fields) == 1 else "a pair of texts"
+        raise DataError(f"{where}: {count} text(s) per input, but the model reads {reads} "
+                        f"({', '.join(text_fields)}, its config.json text_fields)")
+
+
 def align_head(model, rows: list[int] | None) -> None:
     """Reorder the classifier's rows (check_head's `rows`) so that its output i is the task's label i."""
     if rows is None or rows == sorted(rows):

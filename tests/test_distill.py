@@ -158,8 +158,8 @@ def test_pretrained_distilbert_student(teacher_run, tmp_path):
     (["--teacher", "{run}/best", "--student", "{run}/best"], "model_type is 'bert', expected 'distilbert'"),
     (["--teacher", "{run}/best", "--student", "{distil}"], "--student {distil}: its vocabulary differs from the teacher's"),
     (["--teacher-sweep", "{run}"], "--teacher-sweep {run}: no usable max-CMI run of task cola"),
-    (["--teacher", "{pair}"], "--teacher {pair}: it reads 2 text(s) per input (premise, hypothesis, its config.json "
-                              "text_fields), the data has 1 (sentence)"),
+    (["--teacher", "{pair}"], "--teacher {pair}: 1 text(s) per input, but the model reads a pair of texts (premise, "
+                              "hypothesis, its config.json text_fields)"),
 ])
 def test_bad_input_is_one_clear_line(teacher_run, tmp_path, capsys, extra, message):
     distil = tmp_path / "distil"  # a DistilBERT with its own 8-word vocabulary
