@@ -291,12 +291,12 @@ def test_length_grouping_on_cola():
 
 
 def test_padding_command():
-    command = [sys.executable, "-m", "data.batching", "--data-dir", str(GLUE), "--task", "mrpc",
+    command = [sys.executable, "scripts/padding.py", "--data-dir", str(GLUE), "--task", "mrpc",
                "--tokenizer", str(MODEL)]
     result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
     assert "mrpc train: 3668 examples" in result.stdout
     assert "plain shuffled" in result.stdout and "padded to max-len 128" in result.stdout
-    bad = subprocess.run(command[:4] + ["/nonexistent"] + command[5:], capture_output=True, text=True,
+    bad = subprocess.run(command[:3] + ["/nonexistent"] + command[4:], capture_output=True, text=True,
                          cwd=Path(__file__).parents[1])
     assert bad.returncode != 0 and bad.stderr.startswith("error: /nonexistent/MRPC/train.tsv: file not found")
 

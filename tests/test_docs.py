@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT
 
 README = ROOT / "README.md"
-COMMANDS = ("train", "distill", "predict", "sweep", "report", "bench", "data.batching")  # each has --help
+COMMANDS = ("train", "distill", "predict", "sweep", "report", "bench")  # each has --help
 FOLDERS = ("cmi", "common", "data", "docs", "harness", "models", "results", "scripts", "tests")
 MD_PATH = re.compile(r"(?<![\w./*-])([\w./*-]*\w\.md)\b")  # a path ending in .md (a * is a glob)
 CITED_SECTION = re.compile(r"([\w./-]+\.md),\s+\"([^\"]+)\"")  # docs/design.md, "Section"
@@ -163,7 +163,7 @@ def test_readme_is_one_short_page():
 
 @pytest.fixture(scope="module")
 def help_flags() -> set[str]:
-    """Every option that the --help of a script (or of `python -m data.batching`, or of scripts/*.py) names."""
+    """Every option that the --help of a script (or of scripts/*.py) names."""
     flags = set()
     mains = [importlib.import_module(name).main for name in COMMANDS]
     mains += [lambda path=path: runpy.run_path(str(path), run_name="__main__")
