@@ -4,7 +4,7 @@ CMI term's cost, cached against live teacher logits. Figures and how they were m
 
     python bench.py --presets tiny,minilm --out bench.json
 
-Contenders alternate in one process (harness/timing.py), so the figures to read are the ratios. Sections:
+Contenders alternate in one process (benchmark/timing.py), so the figures to read are the ratios. Sections:
 
   step      a training step of ours, unpadded (train.py's default) and padded, and of transformers' on the same
             batch, weights and precision, eager and compiled: samples/s, tokens/s, peak memory, SDPA's kernel
@@ -22,16 +22,18 @@ import statistics
 
 import torch
 
-from cmi.loop import predict
-from cmi.objectives import CMIObjective, DistillationObjective, EpochCentroids, FeatureMap
+from benchmark.contenders import (Contender, Preset, Section, compiled, cross_entropy, epoch_order, examples_pass,
+                                   min_objective, race, sdpa_kernels)
+from benchmark.options import INTERRUPTED, bench_parser, check_bench_args, check_presets, train_split
+from benchmark.measuring import measure
+from benchmark.timing import (alternate, compiled_graphs, epoch_figures, matmul, paired_ratio, peak_memory_mib, rates,
+                              step_flops, timed)
+from cmi.loop import model_inputs, predict
+from cmi.objectives import CMIObjective, DistillationObjective, EpochCentroids, Features
 from data.batching import num_train_batches, padding_fraction
 from data.tasks import TASKS
-from harness.cli import ranged, run_main
-from harness.timing import (INTERRUPTED, Contender, Preset, Section, alternate, batch_forward, bench_parser,
-                            check_bench_args, check_presets, compiled_graphs, cross_entropy, epoch_figures, epoch_order,
-                            examples_pass, matmul, measure, min_objective, paired_ratio, peak_memory_mib, race, rates,
-                            sdpa_kernels, step_flops, timed, train_defaults, train_split)
-from harness.training import setup
+from harness.cli import TRAIN_DEFAULTS, ranged, run_main, runtime_options
+from harness.runtime import setup
 from models.bert import BertForSequenceClassification
 from models.distilbert import DistilBertForSequenceClassification
 from models.student import student_config
@@ -75,15 +77,15 @@ def bench_step(p: Preset) -> list[dict]:
     tokens, slots = int(batch["attention_mask"].sum()), B * T
     flops_real, flops_padded = step_flops(p.ours, batch["attention_mask"])
     models = p.contenders()
-    kernels = {name: sdpa_kernels(model, batch, runtime.ctx) for name, (model, _) in models.items()}
+    kernels = {name: sdpa_kernels(model, batch, runtime.precision.autocast()) for name, (model, _) in models.items()}
     rows = []
     for mode in p.variants:
         torch._dynamo.reset()  # each variant compiles afresh, far from the recompile limit
-        contenders = {name: Contender(model, runtime, args.warmup + args.repeats, mode, unpad=unpad)
+        contenders = {name: Contender(model, runtime, args.warmup + args.repeats, unpad, runs=compiled(model, mode))
                       for name, (model, unpad) in models.items()}
         calls = {name: (lambda c=c: c.step(batch)) for name, c in contenders.items()}
         if "mfu" in args.sections:
-            calls["matmul"], matmul_flops = matmul(runtime.device, torch.bfloat16 if runtime.amp else torch.float32)
+            calls["matmul"], matmul_flops = matmul(runtime.device, runtime.precision.dtype or torch.float32)
         graphs = compiled_graphs()
         seconds = alternate(calls, args.repeats, args.warmup, runtime.device)
         row = {"preset": p.name, "compile": mode or "eager", "batch_size": B, "seq_len": T, "real_tokens": tokens,
@@ -140,24 +142,24 @@ def bench_cmi(p: Preset) -> list[dict]:
     """A step with the min-CMI objective (eq. 14, G from an eval pass) against plain ce, on one model; and the two
     objectives alone on one forward's outputs (detached leaves), whose difference is the term's own cost: a few
     microseconds that a noisy machine hides in the step times."""
-    args, runtime, batch, ours, ctx = p.args, p.runtime, p.batch, p.ours, p.runtime.ctx
+    args, runtime, batch, ours, autocast = p.args, p.runtime, p.batch, p.ours, p.runtime.precision.autocast()
     C, d = ours.config.num_labels, ours.classifier.in_features
-    features = FeatureMap()
-    objectives = {mode: CMIObjective(mode=mode, lam=train_defaults().lam, num_classes=C, features=features,
+    features = Features()
+    objectives = {mode: CMIObjective(mode=mode, lam=TRAIN_DEFAULTS.lam, num_classes=C, features=features,
                                      centroids=EpochCentroids(C, d, runtime.device)) for mode in ("ce", "min")}
     rows = []
     for mode in p.variants:
         torch._dynamo.reset()
-        c = Contender(ours, runtime, 2 * (args.warmup + args.repeats), mode, unpad=runtime.unpad)
-        stats = predict(c.forward, ours, [batch], features, C, len(batch["labels"]), ctx=ctx)[1]
+        c = Contender(ours, runtime, 2 * (args.warmup + args.repeats), runtime.unpad, runs=compiled(ours, mode))
+        stats = predict(c.runs, [batch], features, C, len(batch["labels"]), autocast=autocast, unpad=c.unpad)[1]
         objectives["min"].centroids.refresh(stats)  # the `epoch` policy's G: class means of f_x under the current model
-        with ctx:
-            out = c.forward(batch)
+        with autocast:
+            out = c.runs(**model_inputs(batch, c.unpad))
         leaves = type(out)(*(t.detach().clone().requires_grad_() for t in out))  # a copy: CUDA graphs reuse theirs
 
         def objective_alone(objective):
-            with ctx:
-                terms, _ = objective(lambda _: leaves, batch)
+            with autocast:
+                terms, _ = objective(leaves, batch)
             sum(terms).backward()
 
         calls = {name: (lambda o=o: c.step(batch, o)) for name, o in objectives.items()}
@@ -212,7 +214,8 @@ def epoch_row(p: Preset, task: str, train) -> dict:
     runs = {}
     for suffix, runtime in precisions.items():
         for name, (model, unpad) in models.items():
-            c = Contender(copy.deepcopy(model), runtime, len(batches), p.train_mode, dynamic=True, unpad=unpad)
+            copied = copy.deepcopy(model)
+            c = Contender(copied, runtime, len(batches), unpad, runs=runtime.wrap(copied))  # compiled as train.py
             runs[name + suffix] = (c, min_objective(c, train, batches, runtime, args.epoch_lam)
                                    if name == "ours_min" else cross_entropy)
     reference = "ours" + next(reversed(precisions))  # ours; in bf16 when both precisions are timed
@@ -262,18 +265,21 @@ def bench_distill(p: Preset) -> list[dict]:
     teacher = copy.deepcopy(p.ours).eval().requires_grad_(False)
     # half the teacher's layers (bert-base -> distilbert-base's 6)
     student = DistilBertForSequenceClassification(student_config(teacher, max(1, teacher.config.num_hidden_layers // 2)))
-    student.to(runtime.device)
     torch._dynamo.reset()
-    live_forward = batch_forward(teacher, p.train_mode, dynamic=True, unpad=runtime.unpad)
+    live = runtime.wrap(teacher)  # compiled as train.py compiles
     batches = epoch_order(args, cola, args.epoch_batches or None)
+
+    def teacher_pass(index_batches, desc):
+        return examples_pass(live, cola, index_batches, runtime, num_classes=teacher.config.num_labels,
+                             unpad=runtime.unpad, desc=desc)
+
     # the cache: one pass over the examples trained on (after a warm-up on one batch's), timed
-    examples_pass(live_forward, teacher, cola, batches[:1], runtime, "warm-up")
-    (logits, _), seconds = timed(lambda: examples_pass(live_forward, teacher, cola, batches, runtime, "teacher logits"),
-                                 runtime.device)
+    teacher_pass(batches[:1], "warm-up")
+    (logits, _), seconds = timed(lambda: teacher_pass(batches, "teacher logits"), runtime.device)
     cache_seconds = seconds * len(cola) / sum(map(len, batches))  # extrapolated to the whole split
-    c = Contender(student, runtime, 2 * len(batches), p.train_mode, dynamic=True, unpad=runtime.unpad)
+    c = Contender(student, runtime, 2 * len(batches), runtime.unpad, runs=runtime.wrap(student))
     runs = {"cached": (c, DistillationObjective(KD["alpha"], KD["temperature"], teacher_logits=logits)),
-            "live": (c, DistillationObjective(KD["alpha"], KD["temperature"], teacher_forward=live_forward))}
+            "live": (c, DistillationObjective(KD["alpha"], KD["temperature"], teacher=live, unpad=runtime.unpad))}
     seconds, peaks = race(runs, cola, batches, runtime, args.chunk)
     row = {"teacher": p.name, "student_layers": student.config.n_layers, "compile": p.train_mode or "eager",
            "batch_size": args.batch_size, "train_examples": len(cola), "teacher_pass_seconds": cache_seconds,
@@ -310,7 +316,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     real = bool({"epoch", "distill"} & set(args.sections))
     check_presets(args, real=real, synthetic=bool({"step", "cmi"} & set(args.sections)))
-    runtime = setup(args)
+    runtime = setup(**runtime_options(args))
     data = {"cola": train_split(args, "cola") if "distill" in args.sections else None,
             "epoch": {task: train_split(args, task, args.epoch_examples) for task in args.epoch_tasks}
             if "epoch" in args.sections else {}}

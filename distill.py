@@ -10,20 +10,20 @@ The run files are train.py's (docs/usage.md, "distill.py"). The options are belo
 import argparse
 from pathlib import Path
 
-from cmi.loop import Step, fit, linear_scheduler, make_optimizer, predict
-from cmi.objectives import DistillationObjective, FeatureMap
+from cmi.loop import TrainState, fit, linear_scheduler, make_optimizer, predict
+from cmi.objectives import DistillationObjective, Features
 from cmi.selection import select_teacher
 from common.errors import TrainingError
 from data.tasks import Task
 from data.tokenization import load_tokenizer
-from harness.cli import parse_distill_args, run_main
+from harness.classifiers import check_text_count, load_classifier, model_fields, name_labels
+from harness.cli import data_source, parse_distill_args, run_main, runtime_options
+from harness.rundata import check_fits, epoch_batches, eval_pass, eval_passes, load_data, task_of
 from harness.runfiles import RunFiles
-from harness.training import (RunLog, check_fits, check_text_count, epoch_batches, eval_pass, evaluation, forward_of,
-                              grad_scaler, load_classifier, load_data, model_fields, name_labels, prepare, setup,
-                              task_of)
+from harness.runlog import RunLog
+from harness.runtime import Runtime, setup
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError
-from models.distilbert import DistilBertForSequenceClassification
 from models.student import distilbert_from_bert
 
 
@@ -48,8 +48,7 @@ def load_teacher(path, task: Task, other_labels: bool) -> tuple[BertForSequenceC
     order. A checkpoint that is not one is refused: its classifier would be freshly initialised, and a student
     would learn noise from it."""
     try:
-        teacher, folder = load_classifier(BertForSequenceClassification, path, task, other_labels=other_labels,
-                                          fine_tuned=True)
+        teacher, folder = load_classifier(path, task, model_types=("bert",), other_labels=other_labels, fine_tuned=True)
     except CheckpointError as e:
         raise CheckpointError(f"--teacher: {e}") from None
     # the fields train.py recorded: a teacher of pairs fed single texts (or the reverse) gives noise as soft targets
@@ -57,67 +56,84 @@ def load_teacher(path, task: Task, other_labels: bool) -> tuple[BertForSequenceC
     return teacher, folder
 
 
+def load_student(args, teacher: BertForSequenceClassification, teacher_dir: Path, task: Task):
+    """The student: the pretrained DistilBERT of --student, whose vocabulary must be the teacher's (the batches
+    carry one set of token ids, which both models must read the same way), or the teacher's --student-layers
+    copied into a DistilBERT."""
+    if args.student:
+        student, student_dir = load_classifier(args.student, task, model_types=("distilbert",),
+                                               other_labels=args.other_labels)
+        if load_tokenizer(student_dir).get_vocab() != load_tokenizer(teacher_dir).get_vocab():
+            raise CheckpointError(f"--student {args.student}: its vocabulary differs from the teacher's {teacher_dir}")
+        return student
+    try:
+        return distilbert_from_bert(teacher, args.student_layers, args.fold_token_type)
+    except ValueError as e:
+        raise CheckpointError(f"--student-layers {','.join(map(str, args.student_layers))}: {e}") from None
+
+
+def distillation(args, teacher: BertForSequenceClassification, train, runtime: Runtime,
+                 features: Features) -> DistillationObjective:
+    """eq. (8) against the teacher's logits: computed once over the training split `train` (no dropout in eval
+    mode: they are a function of the example alone, so one pass serves every epoch, indexed by batch["index"]),
+    or with --live-teacher on every batch."""
+    teacher.to(runtime.device).eval().requires_grad_(False)
+    if args.live_teacher:
+        return DistillationObjective(alpha=args.alpha, temperature=args.temperature, teacher=teacher,
+                                     unpad=runtime.unpad)
+    logits, _ = predict(teacher, eval_pass(train, args.eval_batch_size, runtime), features, teacher.config.num_labels,
+                        len(train), autocast=runtime.precision.autocast(), unpad=runtime.unpad, desc="teacher logits")
+    return DistillationObjective(alpha=args.alpha, temperature=args.temperature, teacher_logits=logits)
+
+
 def main(argv=None) -> None:
     args = parse_distill_args(argv, __doc__)  # the options: harness/cli.py, or python distill.py --help
-    task = task_of(args)
+    source = data_source(args)
+    task = task_of(source)
     # setup: the teacher is chosen before the run folder is claimed, so that args.json records which
     if args.teacher_sweep:
         args = with_teacher_from_sweep(args, task)
-    with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last) as run:
-        runtime = setup(args)
+    with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last) as files:
+        runtime = setup(**runtime_options(args))
 
         # teacher and student
         teacher, teacher_dir = load_teacher(args.teacher, task, args.other_labels)
-        if args.student:
-            student, student_dir = load_classifier(DistilBertForSequenceClassification, args.student, task,
-                                                   other_labels=args.other_labels)
-            # the batches carry one set of token ids, which both models must read the same way
-            if load_tokenizer(student_dir).get_vocab() != load_tokenizer(teacher_dir).get_vocab():
-                raise CheckpointError(f"--student {args.student}: its vocabulary differs from the teacher's {teacher_dir}")
-        else:
-            try:
-                student = distilbert_from_bert(teacher, args.student_layers, args.fold_token_type)
-            except ValueError as e:
-                raise CheckpointError(f"--student-layers {','.join(map(str, args.student_layers))}: {e}") from None
+        student = load_student(args, teacher, teacher_dir, task)
         name_labels(student, task, args.label_field)
-        teacher.to(runtime.device).eval().requires_grad_(False)
-        teacher_forward = forward_of(teacher, unpad=runtime.unpad)
 
         # data
-        data = load_data(args, task, teacher_dir, min(teacher.config.vocab_size, student.config.vocab_size))
-        check_fits(args, {f"--teacher {teacher_dir}": teacher.config, "the student": student.config}, data.splits, runtime)
+        data = load_data(source, task, teacher_dir, min(teacher.config.vocab_size, student.config.vocab_size),
+                         args.max_len, args.max_train_samples, args.max_eval_samples)
+        check_fits({f"--teacher {teacher_dir}": teacher.config, "the student": student.config}, data.splits,
+                   runtime.pad_multiple, args.max_len, args.task)
 
-        # objective, eq. (8)
-        features = FeatureMap("pooled")  # the student's h_s for train_cmi / eval_cmi: the vector its classifier reads
-        if args.live_teacher:
-            objective = DistillationObjective(alpha=args.alpha, temperature=args.temperature,
-                                              teacher_forward=teacher_forward)
-        else:
-            # no dropout in eval mode: the teacher's logits are a function of the example alone, so one pass serves
-            # every epoch (indexed by batch["index"]), and the teacher can leave the device
-            logits, _ = predict(teacher_forward, teacher, eval_pass(args, data.train, runtime), features=features,
-                                num_classes=task.num_labels, num_examples=len(data.train), ctx=runtime.ctx,
-                                desc="teacher logits")
-            objective = DistillationObjective(alpha=args.alpha, temperature=args.temperature, teacher_logits=logits)
-            del teacher, teacher_forward
+        # objective, eq. (8); the student's h_s for train_cmi / eval_cmi: the vector its classifier reads
+        features = Features("pooled")
+        objective = distillation(args, teacher, data.train, runtime, features)
+        del teacher  # with cached logits, the teacher can leave the device
 
         # optimiser and schedule: AdamW, the learning rate warmed up linearly, then decayed linearly to 0
-        forward = prepare(student, runtime)  # the student on the device, compiled on CUDA, under torchrun in DDP
-        epochs = epoch_batches(args, data.train, runtime)
+        runs = runtime.wrap(student)  # on the device; compiled on CUDA, under torchrun in DDP
+        step_batch = args.batch_size * args.grad_accum  # the examples of one optimisation step
+        epochs = epoch_batches(data.train, runtime, args.epochs, step_batch, args.seed, args.group_batches)
         total_steps = sum(len(batches) for batches in epochs)
         optimizer = make_optimizer(student, args.lr, args.weight_decay)
         scheduler = linear_scheduler(optimizer, total_steps, int(args.warmup_ratio * total_steps))
 
-        # one optimisation step (cmi.loop.train_step), and the loop, evaluated after each epoch
-        step = Step(forward=forward, model=student, objective=objective, optimizer=optimizer, scheduler=scheduler,
-                    ctx=runtime.ctx, clip=args.clip, accum=args.grad_accum, scaler=grad_scaler(runtime))
+        # what one optimisation step uses (cmi.loop.train_step), and the loop, evaluated after each epoch
+        state = TrainState(model=runs, raw_model=student, objective=objective, optimizer=optimizer,
+                           scheduler=scheduler, precision=runtime.precision, clip=args.clip, accum=args.grad_accum,
+                           unpad=runtime.unpad)
+        passes = eval_passes(task, data, runtime, features, args.eval_batch_size, args.cmi_weighting)
         record = {"task": task.name, "mode": "distill", "alpha": args.alpha, "temperature": args.temperature,
                   "seed": args.seed, "train_examples": len(data.train),
                   "eval_examples": len(next(iter(data.evals.values())))}
-        log = RunLog(args, run, student, task, data, runtime, total_steps)
-        results = fit(step, run, epochs=epochs, evaluation=evaluation(args, task, data, runtime, features),
-                      primary=task.primary_metric, record=record, log_every=args.log_every, on_step=log.on_step)
-        log.done(results)
+        run = RunLog(files, student, task, data, runtime, epochs=epochs, step_batch=step_batch,
+                     tensorboard_on=args.tensorboard)
+        results = fit(state, run, epochs=epochs, passes=passes, primary=task.primary_metric, record=record,
+                      log_every=args.log_every)
+        run.done(results)
+
 
 if __name__ == "__main__":
     run_main(main)

@@ -20,15 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from cmi.loop import predict
-from cmi.objectives import FEATURES, FeatureMap
+from cmi.objectives import FEATURES, Features
 from common.files import holds_working_folder, write_folder
 from data.loading import Examples, load_file, load_split, load_test, test_files, text_lines
 from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, Task, file_task, get_task, metric_suffix
 from data.tokenization import encode, load_tokenizer
-from harness.cli import Parser, add_file_args, add_padded_arg, check_field_args, check_ranges, ranged, run_main
+from harness.classifiers import check_text_count, load_classifier, model_fields
+from harness.cli import (Parser, add_file_args, add_padded_arg, check_field_args, check_ranges, ranged, run_main,
+                         runtime_options)
+from harness.rundata import check_fits, eval_pass
 from harness.runfiles import to_json
-from harness.training import check_fits, check_text_count, eval_pass, forward_of, load_classifier, model_fields, setup
+from harness.runtime import setup
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--amp", choices=["auto", "on", "off", "bf16", "fp16"], default="auto",
                         help="autocast: on (= bf16), fp16, off (auto: bf16 on CUDA)")
     add_padded_arg(parser)
-    parser.set_defaults(seed=0, compile="off", pad_multiple=None)  # what harness.training.setup reads
+    parser.set_defaults(seed=0, compile="off", pad_multiple=None)  # what harness.runtime.setup reads
     args = parser.parse_args(argv)
     check_ranges(args, parser)
     if args.task is None and args.split != "dev":
@@ -141,22 +144,25 @@ class Predictor:
     def __init__(self, args, task: Task | None):
         """`task`: the model's outputs in the task's label order, matched by name (a head listing them in another
         order is reordered), so that output i is the task's label i everywhere; None: the head's own labels."""
-        self.args, self.runtime = args, setup(args)
-        self.model, self.folder = load_classifier(None, args.model, task, other_labels=args.other_labels,
-                                                  fine_tuned=True, training=False)
+        self.args, self.runtime = args, setup(**runtime_options(args))
+        self.model, self.folder = load_classifier(args.model, task, other_labels=args.other_labels, fine_tuned=True,
+                                                  training=False)
         self.model.to(self.runtime.device)
         id2label = self.model.config.id2label or {}
         self.label_names = tuple(str(id2label.get(i, f"LABEL_{i}")) for i in range(self.model.config.num_labels))
         self.text_fields, self.label_field = model_fields(self.folder, self.model.config)
         self.tokenizer = load_tokenizer(self.folder)
-        self.forward, self.features = forward_of(self.model, unpad=self.runtime.unpad), FeatureMap(args.cmi_feature)
+        self.features = Features(args.cmi_feature)
 
     def __call__(self, examples: Examples, desc: str):
         """The probabilities (N, C) of the examples, and the CMI statistics of their features (eqs. 9, 11)."""
         encoded = encode(self.tokenizer, examples, self.args.max_len)
-        check_fits(self.args, {str(self.folder): self.model.config}, [encoded], self.runtime)
-        logits, stats = predict(self.forward, self.model, eval_pass(self.args, encoded, self.runtime), self.features,
-                                len(self.label_names), len(encoded), ctx=self.runtime.ctx, desc=desc)
+        runtime = self.runtime
+        check_fits({str(self.folder): self.model.config}, [encoded], runtime.pad_multiple, self.args.max_len,
+                   self.args.task)
+        logits, stats = predict(self.model, eval_pass(encoded, self.args.eval_batch_size, runtime), self.features,
+                                len(self.label_names), len(encoded), autocast=runtime.precision.autocast(),
+                                unpad=runtime.unpad, desc=desc)
         return logits.softmax(-1).cpu().numpy(), stats
 
 

@@ -9,7 +9,7 @@ setup(
     name="cmi-finetune",
     version="0.1.0",
     description="Pure-PyTorch reference implementation of CMI fine-tuning (arXiv 2502.11258)",
-    packages=["cmi", "common", "data", "harness", "models", "study"],
+    packages=["benchmark", "cmi", "common", "data", "harness", "models", "study"],
     py_modules=scripts,
     python_requires=">=3.10",
     install_requires=["torch", "numpy", "tokenizers", "datasets", "tqdm", "safetensors", "huggingface_hub"],

@@ -40,10 +40,10 @@ from pathlib import Path
 from cmi.selection import select_teacher
 from common.errors import TrainingError
 from data.tasks import TASKS, own_task_name, primary_metric
-from harness.cli import Parser, add_training_args, parse_distill_args, parse_train_args, run_main
+from harness.cli import Parser, add_training_args, data_source, parse_distill_args, parse_train_args, run_main
 from harness.runfiles import differences
 from study.sweeps import TEACHERS, TRAIN_MODES, Run, expand, finished, num, results_of, shard, teacher_runs
-from harness.training import check_data
+from harness.rundata import check_data
 from models.bert import BertConfig
 from models.checkpoint import read_config
 from models.student import check_layers
@@ -208,11 +208,10 @@ def own_task(chunks: list[list[str]], parser: Parser) -> str | None:
     return own_task_name(given["--train-file"][0])
 
 
-def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
-    """The sweep's options, then the options passed on to train.py and to distill.py."""
+def sweep_parser() -> Parser:
+    """The sweep's own options, in two groups: the grid, and what this process runs of it."""
     # allow_abbrev=False: --seed must not be read as --seeds, nor --task as --tasks
-    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                          allow_abbrev=False)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     g = parser.add_argument_group("the grid (defaults: the paper's protocol)")
     g.add_argument("--out", required=True, help="the sweep folder: one subfolder per run")
     g.add_argument("--tasks", type=comma_list(str, list(TASKS)),
@@ -237,6 +236,12 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     g.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="i/n",
                    help="run only the runs at positions i, i+n, ... of the sorted grid (0 <= i < n)")
     g.add_argument("--dry-run", action="store_true", help="print each run's folder and command; run nothing")
+    return parser
+
+
+def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
+    """The sweep's options, then the options passed on to train.py and to distill.py."""
+    parser = sweep_parser()
     args, extra = parser.parse_known_args(argv)
     for name in ("epochs", "student_epochs"):
         if getattr(args, name) <= 0:
@@ -268,7 +273,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
         check_student_layers(student, parse_train_args([*task, "--out", "unused", *train_extra]).model, parser)
     # the data too, once per task: a file of one class should fail now, not in each run after its folder exists
     for task in args.tasks:
-        check_data(parse_train_args([*task_option(task, args), "--out", "unused", *train_extra]))
+        check_data(data_source(parse_train_args([*task_option(task, args), "--out", "unused", *train_extra])))
     if Path(args.out).exists() and not Path(args.out).is_dir():
         parser.error(f"--out {args.out}: exists and is not a folder")
     return args, train_extra, student_extra

@@ -5,34 +5,37 @@
 --mode ce is plain fine-tuning, min adds +lambda * CMI (a better standalone model), max adds -lambda * CMI
 (a better teacher for distill.py). The options are below; the files a run writes: docs/usage.md.
 """
-from cmi.loop import Step, fit, linear_scheduler, make_optimizer
-from cmi.objectives import CENTROIDS, CMIObjective, FeatureMap, MaskedLM
-from harness.cli import parse_train_args, run_main
+from cmi.loop import TrainState, fit, linear_scheduler, make_optimizer
+from cmi.objectives import CENTROIDS, CMIObjective, Features, MaskedLM
+from harness.classifiers import load_classifier, name_labels
+from harness.cli import data_source, parse_train_args, run_main, runtime_options
+from harness.rundata import check_fits, epoch_batches, eval_passes, load_data, task_of
 from harness.runfiles import RunFiles
-from harness.training import (RunLog, check_fits, epoch_batches, evaluation, grad_scaler, load_classifier, load_data,
-                              name_labels, prepare, setup, task_of)
-from models.bert import BertForSequenceClassification
+from harness.runlog import RunLog
+from harness.runtime import setup
 from models.checkpoint import CheckpointError
 
 
 def main(argv=None) -> None:
     args = parse_train_args(argv, __doc__)  # the options: harness/cli.py, or python train.py --help
     # setup: claim the output folder (refused if it holds another run) before any expensive work
-    with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last) as run:
-        runtime = setup(args)
-        task = task_of(args)
+    with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last) as files:
+        runtime = setup(**runtime_options(args))
+        source = data_source(args)
+        task = task_of(source)
 
         # model; the masked-LM head only for the gamma * L1 term: one the loss does not use would get no gradient
-        model, checkpoint_dir = load_classifier(BertForSequenceClassification, args.model, task,
-                                                other_labels=args.other_labels, mlm=args.gamma > 0)
+        model, checkpoint_dir = load_classifier(args.model, task, model_types=("bert",), other_labels=args.other_labels,
+                                                mlm=args.gamma > 0)
         name_labels(model, task, args.label_field)
 
         # data
-        data = load_data(args, task, checkpoint_dir, model.config.vocab_size)
-        check_fits(args, {str(checkpoint_dir): model.config}, data.splits, runtime)
+        data = load_data(source, task, checkpoint_dir, model.config.vocab_size, args.max_len, args.max_train_samples,
+                         args.max_eval_samples)
+        check_fits({str(checkpoint_dir): model.config}, data.splits, runtime.pad_multiple, args.max_len, args.task)
 
         # objective: eqs. (13)-(16), the centroids of eq. (14), gamma * L1 of eq. (7)
-        features = FeatureMap(args.cmi_feature, args.tau)
+        features = Features(args.cmi_feature, args.tau)
         mlm = None
         if args.gamma > 0:
             if model.mlm is None:
@@ -47,21 +50,25 @@ def main(argv=None) -> None:
                                  features=features, scale=args.cmi_scale, weighting=args.cmi_weighting, mlm=mlm)
 
         # optimiser and schedule: AdamW, the learning rate warmed up linearly, then decayed linearly to 0
-        forward = prepare(model, runtime)  # the model on the device, compiled on CUDA, under torchrun in DDP
-        epochs = epoch_batches(args, data.train, runtime)
+        runs = runtime.wrap(model)  # on the device; compiled on CUDA, under torchrun in DDP
+        step_batch = args.batch_size * args.grad_accum  # the examples of one optimisation step
+        epochs = epoch_batches(data.train, runtime, args.epochs, step_batch, args.seed, args.group_batches)
         total_steps = sum(len(batches) for batches in epochs)
         optimizer = make_optimizer(model, args.lr, args.weight_decay)
         scheduler = linear_scheduler(optimizer, total_steps, int(args.warmup_ratio * total_steps))
 
-        # one optimisation step (cmi.loop.train_step), and the loop: epochs of eq. (14), evaluated after each
-        step = Step(forward=forward, model=model, objective=objective, optimizer=optimizer, scheduler=scheduler,
-                    ctx=runtime.ctx, clip=args.clip, accum=args.grad_accum, scaler=grad_scaler(runtime))
+        # what one optimisation step uses (cmi.loop.train_step), and the loop: epochs of eq. (14), evaluated after each
+        state = TrainState(model=runs, raw_model=model, objective=objective, optimizer=optimizer, scheduler=scheduler,
+                           precision=runtime.precision, clip=args.clip, accum=args.grad_accum, unpad=runtime.unpad)
+        passes = eval_passes(task, data, runtime, features, args.eval_batch_size, args.cmi_weighting)
         record = {"task": task.name, "mode": args.mode, "lam": args.lam, "seed": args.seed,
                   "train_examples": len(data.train), "eval_examples": len(next(iter(data.evals.values())))}
-        log = RunLog(args, run, model, task, data, runtime, total_steps)
-        results = fit(step, run, epochs=epochs, evaluation=evaluation(args, task, data, runtime, features),
-                      primary=task.primary_metric, record=record, log_every=args.log_every, on_step=log.on_step)
-        log.done(results)
+        run = RunLog(files, model, task, data, runtime, epochs=epochs, step_batch=step_batch,
+                     tensorboard_on=args.tensorboard)
+        results = fit(state, run, epochs=epochs, passes=passes, primary=task.primary_metric, record=record,
+                      log_every=args.log_every)
+        run.done(results)
+
 
 if __name__ == "__main__":
     run_main(main)

@@ -1,17 +1,17 @@
-"""The training loop that train.py and distill.py share: epochs of the alternating step of eq. (14) (`fit`), one
-optimisation step (`train_step`: forward and loss, backward, clipping, AdamW, the schedule), and an eval-mode pass
-(`predict`).
+"""The training loop that train.py and distill.py share, in reading order: the parts of a step (`TrainState`, what
+a model reads of a batch, AdamW and its schedule), one optimisation step (`train_step`: forward, loss, backward,
+optimiser step), an epoch of them (`train_epoch`), the epochs of the alternating step of eq. (14) (`fit`), and an
+eval-mode pass (`predict`).
 
-It takes the model, the batches and the objective as values and knows nothing of BERT or GLUE: `forward(batch)`
-runs the model, `objective(forward, batch)` gives the loss's terms, an `Evaluation` holds the eval-mode passes and
-how a dev split is scored; the run's files are written through the `run` that `fit` is handed
+It knows nothing of BERT or GLUE: the loop calls the model, `model(**inputs)`, and the objective scores its
+outputs, `objective(outputs, batch)` (cmi/objectives.py); the precision (cmi/precision.py) does the backward and
+the optimiser step; the run's files are written through the `run` that `fit` is handed
 (harness.runfiles.RunFiles).
 """
-import json
 import math
 import time
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Iterable
 
 import torch
@@ -19,11 +19,72 @@ from tqdm import tqdm
 
 from cmi.core import CMIStats
 from cmi.distributed import all_reduce, rank, world_size
+from cmi.precision import Float32
 from common.errors import TrainingError
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the batch fields a model reads
 
 
 # -----------------------------------------------------------------------------
-# optimiser and schedule
+# the parts of a step
+
+
+@dataclass
+class TrainState:
+    """What the optimisation steps use and change. `model` is the module the steps call (compiled, or DDP-wrapped
+    under torchrun, or the model itself); `raw_model` the model those wrap, which is saved and checkpointed (None:
+    `model`). `objective(outputs, batch) -> (loss_terms, logs)` (cmi/objectives.py); `precision` builds the autocast
+    context, takes the backward and the optimiser step (cmi/precision.py); `accum`: the batch of a step is computed
+    in this many chunks (gradient accumulation, for memory); `unpad`: the model computes the real tokens only."""
+
+    model: torch.nn.Module
+    objective: Callable
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    precision: Float32 = field(default_factory=Float32)
+    clip: float = 1.0
+    accum: int = 1
+    unpad: bool = False
+    raw_model: torch.nn.Module | None = None
+
+    def __post_init__(self):
+        self.raw_model = self.raw_model or self.model
+
+    def state_dict(self) -> dict:
+        """What last.pt keeps of the training, for a resumed run to go on exactly."""
+        centroids = self.objective.centroids
+        return {"model": self.raw_model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "objective": {} if centroids is None else centroids.state_dict(), **self.precision.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.raw_model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.objective.centroids is not None:
+            self.objective.centroids.load_state_dict(state["objective"])
+        self.precision.load_state_dict(state)
+
+
+def real_tokens(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) mask of a right-padded batch -> (N,) flat slot index b * T + t of each real token, in order: the
+    `token_index` of the models' unpadded path (models/unpadded.py).
+
+    Data-dependent (`nonzero`), so computed once per batch outside a compiled model and passed in. Right padding
+    is checked: with left padding the first real row of a sequence would not be its [CLS] token."""
+    mask = attention_mask.bool()
+    if not bool(mask[:, 0].all()) or bool((mask[:, 1:] & ~mask[:, :-1]).any()):
+        raise ValueError("the unpadded path needs right-padded sequences of at least one token: every row of "
+                         "attention_mask must read 1 ... 1 0 ... 0")
+    return mask.flatten().nonzero().squeeze(1)
+
+
+def model_inputs(batch: dict, unpad: bool) -> dict:
+    """The fields of `batch` a model reads, by name (MODEL_INPUTS), and with `unpad` the index of its real tokens."""
+    inputs = {k: batch[k] for k in MODEL_INPUTS if k in batch}
+    if unpad:
+        inputs["token_index"] = real_tokens(batch["attention_mask"])
+    return inputs
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -52,17 +113,85 @@ def linear_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, total_steps, warmup_steps))
 
 
-def autocast_context(device: torch.device, dtype: torch.dtype | None):
-    """Autocast in `dtype` (bf16, fp16) when given, nothing otherwise; built once and re-entered every step."""
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+# -----------------------------------------------------------------------------
+# one optimisation step, an epoch of them
+
+
+def train_step(state: TrainState, batch: dict) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """One optimisation step: forward, loss, backward, clipping, AdamW, the schedule. Returns the loss and the
+    objective's logs, still on the device (not read back: no sync), and the gradient norm before clipping.
+
+    With `state.accum` > 1 the batch is cut into that many chunks, each backpropagated with its share of the
+    batch mean (its size over the batch's), so the step is that of the whole batch up to float rounding; only
+    the `batch` centroid policy differs, its class means then being the chunk's."""
+    params = [p for p in state.raw_model.parameters() if p.requires_grad]
+    loss, logs, n = 0.0, {}, len(batch["labels"])
+    for chunk in chunks(batch, state.accum):
+        share = len(chunk["labels"]) / n
+        chunk = state.objective.inputs(chunk)  # the gamma * L1 term adds masked copies of the inputs
+        with state.precision.autocast():
+            outputs = state.model(**model_inputs(chunk, state.unpad))
+            loss_terms, chunk_logs = state.objective(outputs, chunk)
+        del outputs  # what the loss needs of them the graph keeps; the rest (hidden_states) is freed before backward
+        loss_terms = tuple(share * t for t in loss_terms)
+        state.precision.backward(loss_terms, params)  # under autocast the CMI term may take its own backward
+        loss = loss + sum(loss_terms).detach()
+        logs = {k: logs.get(k, 0.0) + share * v for k, v in chunk_logs.items()}
+    grad_norm = state.precision.step(state.optimizer, params, state.clip)
+    state.scheduler.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    return loss, logs, grad_norm
+
+
+def chunks(batch: dict, k: int) -> list[dict]:
+    """The batch cut into k consecutive chunks of examples (every field along its first dimension)."""
+    if k == 1:
+        return [batch]
+    parts = {name: torch.tensor_split(t, k) for name, t in batch.items()}
+    return [{name: parts[name][i] for name in batch} for i in range(k) if len(parts["labels"][i])]
+
+
+def train_epoch(state: TrainState, batches, desc: str, log_every: int = 10, log_step=None) -> tuple[dict, int]:
+    """One pass over `batches` taking a step per batch. Returns ({"loss": mean loss, and the mean of every
+    value the objective logs, e.g. "ce"}, number of samples); means are over samples.
+
+    Loss values stay on the device and are read back only every `log_every` steps (a read is a device sync);
+    a non-finite loss raises TrainingError before the corrupted weights can be saved. There, `log_step(i, values)`
+    gets the step number in the epoch and that step's values: loss, the objective's logs, lr, grad_norm."""
+    state.model.train()
+    state.precision.start_epoch()
+    totals, seen = {}, 0
+    bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None if rank() == 0 else True)
+    for i, batch in enumerate(bar, 1):
+        loss, logs, grad_norm = train_step(state, batch)
+        n = len(batch["labels"])
+        for k, v in {"loss": loss, **logs}.items():
+            totals[k] = totals.get(k, 0.0) + v.detach().double() * n
+        seen += n
+        if i % log_every == 0 or i == len(batches):
+            # every process reads the same number (the mean over processes), so all of them stop together
+            value = all_reduce(loss.detach().float().reshape(1)).item() / world_size()
+            if not math.isfinite(value):
+                raise TrainingError(f"the loss became {value} at {desc}, step {i}: stopping; "
+                                    "the last checkpoint of the run is intact")
+            bar.set_postfix({k: f"{float(v):.4g}" for k, v in {"loss": value, **logs}.items()})
+            if log_step is not None:
+                norm = float(grad_norm)  # inf: an fp16 step skipped for overflow
+                log_step(i, {"loss": value, **{k: float(v) for k, v in logs.items()},
+                             "lr": state.scheduler.get_last_lr()[0], "grad_norm": norm if math.isfinite(norm) else None})
+    # the means over the samples of every process: one all-reduce of the sums and the count
+    keys = sorted(totals)
+    count = torch.tensor(seen, dtype=torch.float64, device=loss.device)
+    sums = all_reduce(torch.stack([totals[k] for k in keys] + [count]))
+    return {k: (sums[i] / sums[-1]).item() for i, k in enumerate(keys)}, int(sums[-1])
 
 
 # -----------------------------------------------------------------------------
-# the loop: epochs of eq. (14)
+# the epochs of eq. (14)
 
 
 @dataclass
-class Evaluation:
+class EvalPasses:
     """The eval-mode passes `fit` makes around the epochs, as values: `train`, the training set in evaluation
     batches (its exact CMI, and the class means G of eq. 14), and `dev`, each dev split's; each (batches, number of
     examples). f_x by `features` over `num_classes` classes; `score(split, logits, stats)` -> the split's metrics by
@@ -75,270 +204,48 @@ class Evaluation:
     score: Callable[[str, torch.Tensor, CMIStats], dict]
     weighting: str = "true"
 
+    def train_stats(self, state: TrainState) -> CMIStats:
+        """The training set's CMI statistics under the current parameters."""
+        batches, n = self.train
+        return predict(state.model, batches, self.features, self.num_classes, n, autocast=state.precision.autocast(),
+                       unpad=state.unpad, desc="train CMI")[1]
 
-def fit(step: "Step", run, *, epochs: list[Iterable], evaluation: Evaluation, primary: str, record: dict,
-        log_every: int = 10, on_step: Callable[[dict], None] | None = None) -> dict:
-    """Train on `epochs` (each epoch's batches), evaluating after each; keep the best epoch by the dev metric
-    `primary` in best/. Each metrics.jsonl line holds `record` (task, mode, lam, seed, ...), train_loss and
-    train_K for every value K the objective logs (the epoch's means), the exact train_cmi, the dev metrics and
-    the timings. `run`: the run's files (harness.runfiles.RunFiles), which a killed run resumes from. Every
-    `log_every` steps a line goes to steps.jsonl, and to `on_step` (rank 0) with the epoch's steps and seconds."""
-    model, centroids = step.model, step.objective.centroids  # G of eq. (14); None without a CMI term
-
-    def measure_train() -> CMIStats:  # the training set's CMI statistics under the current parameters
-        batches, n = evaluation.train
-        return predict(step.forward, model, batches, evaluation.features, evaluation.num_classes, n, ctx=step.ctx,
-                       desc="train CMI")[1]
-
-    def evaluate() -> dict:
+    def dev_metrics(self, state: TrainState) -> dict:
+        """Every dev split's metrics."""
         metrics = {}
-        for split, (batches, n) in evaluation.dev.items():
-            logits, stats = predict(step.forward, model, batches, evaluation.features, evaluation.num_classes, n,
-                                    ctx=step.ctx, desc=f"eval {split}")
-            metrics.update(evaluation.score(split, logits, stats))
+        for split, (batches, n) in self.dev.items():
+            logits, stats = predict(state.model, batches, self.features, self.num_classes, n,
+                                    autocast=state.precision.autocast(), unpad=state.unpad, desc=f"eval {split}")
+            metrics.update(self.score(split, logits, stats))
         return metrics
 
-    best, start = None, 1
-    with run.started() as ckpt:
-        if ckpt is not None:
-            model.load_state_dict(ckpt["model"])
-            step.optimizer.load_state_dict(ckpt["optimizer"])
-            step.scheduler.load_state_dict(ckpt["scheduler"])
-            if centroids is not None:
-                centroids.load_state_dict(ckpt["objective"])
-            if step.scaler is not None and "scaler" in ckpt:
-                step.scaler.load_state_dict(ckpt["scaler"])
-            best, start = ckpt["best"], ckpt["epoch"] + 1
-        elif centroids is not None and centroids.needs_initial_stats:
-            centroids.refresh(measure_train())  # eq. (14): the first G, from the initial model
 
-        for epoch in range(start, len(epochs) + 1):
-            t0 = time.perf_counter()
-            batches = epochs[epoch - 1]
-
-            def on_log(i, values, epoch=epoch, steps=len(batches)):
-                line = {"epoch": epoch, "step": (epoch - 1) * steps + i, **values}
-                run.log_step(line)
-                if on_step is not None and rank() == 0:
-                    on_step({**line, "epoch_steps": steps, "seconds": time.perf_counter() - t0})
-
+def fit(state: TrainState, run, *, epochs: list[Iterable], passes: EvalPasses, primary: str, record: dict,
+        log_every: int = 10) -> dict:
+    """Train on `epochs` (each epoch's batches), evaluating after each; the run's files (`run`, a
+    harness.runfiles.RunFiles: metrics.jsonl, steps.jsonl every `log_every` steps, last.pt, best/ by the dev metric
+    `primary`) are written as it goes, and a killed run resumes from them. Each metrics line holds `record` (task,
+    mode, lam, seed, ...). Returns the run's results: its arguments, the best epoch and that epoch's metrics."""
+    centroids = state.objective.centroids  # G of eq. (14); None without a CMI term
+    with run.started(state) as first_epoch:  # 1, or after a resumed run's last checkpoint, its state restored
+        if first_epoch == 1 and centroids is not None and centroids.needs_initial_stats:
+            centroids.refresh(passes.train_stats(state))  # eq. (14): the first G, from the initial model
+        for epoch in range(first_epoch, len(epochs) + 1):
+            t0, batches = time.perf_counter(), epochs[epoch - 1]
             # eq. (14), first line: G fixed, the parameters take an epoch of steps against it
-            step.terms.start_epoch()
-            means, seen = train_epoch(step, batches, f"epoch {epoch}/{len(epochs)}", log_every, on_log)
+            means, seen = train_epoch(state, batches, f"epoch {epoch}/{len(epochs)}", log_every,
+                                      partial(run.log_step, epoch, len(batches), t0))
             seconds = time.perf_counter() - t0
             # eq. (14), second line: G = the class means of f_x under the new parameters (the policy says how)
-            train_stats = measure_train()  # the exact train CMI of the epoch, too
+            train_stats = passes.train_stats(state)  # the exact train CMI of the epoch, too
             if centroids is not None:
                 centroids.refresh(train_stats)
-
-            metrics = evaluate()
-            line = {"epoch": epoch, **record, **{f"train_{k}": v for k, v in means.items()},
-                    "train_cmi": train_stats.cmi(evaluation.weighting), **step.terms.record(), **metrics,
-                    "epoch_seconds": seconds, "samples_per_s": seen / seconds}
-            bad = [k for k, v in line.items() if isinstance(v, float) and not math.isfinite(v)]
-            if bad:  # never save a broken model as the best, nor write NaN into a JSON file
-                raise TrainingError(f"epoch {epoch}: {', '.join(bad)} not finite (a learning rate too high?); "
-                                    "the model is not saved, the last checkpoint of the run is intact")
-            if best is None or metrics[primary] > best["metrics"][primary]:
-                run.save_best(model)
-                best = {"epoch": epoch, "metrics": metrics}
-            run.log_epoch(line)
-            run.save_checkpoint({
-                "epoch": epoch, "best": best, "model": model.state_dict(), "optimizer": step.optimizer.state_dict(),
-                "scheduler": step.scheduler.state_dict(),
-                "objective": {} if centroids is None else centroids.state_dict(),
-                **({"scaler": step.scaler.state_dict()} if step.scaler is not None else {}),
-            })
-            if rank() == 0:
-                print(json.dumps(line), flush=True)
-
-        results = {"args": run.args, "best_epoch": best["epoch"], **best["metrics"]}
-        run.save_results(results, next(model.parameters()).device)
-        return results
-
-
-def train_epoch(step: "Step", batches, desc: str, log_every: int = 10, on_log=None) -> tuple[dict, int]:
-    """One pass over `batches` taking a step per batch. Returns ({"loss": mean loss, and the mean of every
-    value the objective logs, e.g. "ce"}, number of samples); means are over samples.
-
-    Loss values stay on the device and are read back only every `log_every` steps (a read is a device sync);
-    a non-finite loss raises TrainingError before the corrupted weights can be saved. There, `on_log(i, values)`
-    gets the step number in the epoch and that step's values: loss, the objective's logs, lr, grad_norm."""
-    step.model.train()
-    totals, seen = {}, 0
-    bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None if rank() == 0 else True)
-    for i, batch in enumerate(bar, 1):
-        loss, logs, grad_norm = train_step(step, batch)
-        n = len(batch["labels"])
-        for k, v in {"loss": loss, **logs}.items():
-            totals[k] = totals.get(k, 0.0) + v.detach().double() * n
-        seen += n
-        if i % log_every == 0 or i == len(batches):
-            # every process reads the same number (the mean over processes), so all of them stop together
-            value = all_reduce(loss.detach().float().reshape(1)).item() / world_size()
-            if not math.isfinite(value):
-                raise TrainingError(f"the loss became {value} at {desc}, step {i}: stopping; "
-                                    "the last checkpoint of the run is intact")
-            bar.set_postfix({k: f"{float(v):.4g}" for k, v in {"loss": value, **logs}.items()})
-            if on_log is not None:
-                norm = float(grad_norm)  # inf: an fp16 step skipped for overflow
-                on_log(i, {"loss": value, **{k: float(v) for k, v in logs.items()},
-                           "lr": step.scheduler.get_last_lr()[0], "grad_norm": norm if math.isfinite(norm) else None})
-    # the means over the samples of every process: one all-reduce of the sums and the count
-    keys = sorted(totals)
-    count = torch.tensor(seen, dtype=torch.float64, device=loss.device)
-    sums = all_reduce(torch.stack([totals[k] for k in keys] + [count]))
-    return {k: (sums[i] / sums[-1]).item() for i, k in enumerate(keys)}, int(sums[-1])
-
-
-# -----------------------------------------------------------------------------
-# one optimisation step
-
-
-@dataclass
-class TermBackward:
-    """Whether the objective's extra terms (the CMI term) are backpropagated on their own (`backward`).
-
-    In float32, never: one backward of the sum is exact. Under autocast the activations' gradients are bf16, which
-    keeps ~3 significant digits: a term whose gradient is ~1e-3 of CE's is rounded away in one backward of the sum,
-    one ~1e-2 of it arrives (docs/design.md, "Numerics"). So each epoch's first `probe_steps` steps backpropagate
-    the terms on their own and measure, per term, its gradient's norm over the first term's; if the smallest mean
-    is at least `joint_from`, the rest of the epoch takes one backward of the sum. Measured anew each epoch (CE's
-    gradient shrinks as training goes on) from the epoch's own steps, so a resumed run decides as the uninterrupted
-    one did. Under DDP the ratios are averaged over the processes: all of them take the same path."""
-
-    autocast: bool
-    probe_steps: int = 10
-    joint_from: float = 1e-2
-    ratios: list = field(default_factory=list)  # this epoch's probe steps: the smallest ratio over the terms
-    ratio: float | None = None  # their mean, once the probe steps are done
-
-    def start_epoch(self) -> None:
-        self.ratios, self.ratio = [], None
-
-    @property
-    def probing(self) -> bool:
-        return self.autocast and self.ratio is None
-
-    @property
-    def separate(self) -> bool:  # `not >=`: a NaN ratio (fp16 overflow) keeps the terms apart
-        return self.autocast and (self.ratio is None or not self.ratio >= self.joint_from)
-
-    def observe(self, ratio: torch.Tensor) -> None:
-        """One probe step's ratio (a 0-d tensor, not read back); after the last, their mean over the steps and the
-        processes."""
-        self.ratios.append(ratio)
-        if len(self.ratios) == self.probe_steps:
-            self.ratio = all_reduce(torch.stack(self.ratios).mean()).item() / world_size()
-
-    def record(self) -> dict:
-        """The epoch's decision, for its metrics line (nothing in float32)."""
-        if not self.autocast or self.ratio is None:
-            return {}
-        return {"term_ratio": self.ratio, "term_backward": "separate" if self.separate else "joint"}
-
-
-@dataclass
-class Step:
-    """The parts of one optimisation step. `model` is the uncompiled module (saved, checkpointed); `forward(batch)`
-    runs it, or a compiled or DDP-wrapped version of it, on the batch fields it takes (harness.training.forward_of);
-    `objective(forward, batch) -> (terms, logs)` (cmi.objectives); `ctx` is the autocast context, entered every
-    step; `accum`: the batch of a step is computed in this many chunks (gradient accumulation, for memory);
-    `terms`: whether the extra terms take their own backward (set from `ctx`)."""
-
-    forward: Callable
-    model: torch.nn.Module
-    objective: Callable
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    ctx: AbstractContextManager = field(default_factory=nullcontext)
-    clip: float = 1.0
-    accum: int = 1
-    scaler: torch.amp.GradScaler | None = None  # fp16: loss scaling
-    terms: TermBackward | None = None
-
-    def __post_init__(self):
-        if self.terms is None:
-            self.terms = TermBackward(autocast=isinstance(self.ctx, torch.autocast))
-
-
-def train_step(step: Step, batch: dict) -> tuple[torch.Tensor, dict, torch.Tensor]:
-    """One optimisation step: forward and loss (the objective, under `ctx`), backward (each term on its own under
-    autocast: see `backward`), gradient clipping, AdamW, the schedule. Returns the loss and the objective's logs,
-    still on the device (not read back: no sync), and the gradient norm before clipping.
-
-    With `step.accum` > 1 the batch is cut into that many chunks, each backpropagated with its share of the
-    batch mean (its size over the batch's), so the step is that of the whole batch up to float rounding; only
-    the `batch` centroid policy differs, its class means then being the chunk's."""
-    params = [p for p in step.model.parameters() if p.requires_grad]
-    loss, logs, n = 0.0, {}, len(batch["labels"])
-    for chunk in chunks(batch, step.accum):
-        share = len(chunk["labels"]) / n
-        with step.ctx:
-            terms, chunk_logs = step.objective(step.forward, chunk)  # forward, then the loss's terms
-        terms = tuple(share * t for t in terms)
-        scaled = terms if step.scaler is None else tuple(step.scaler.scale(t) for t in terms)
-        ratio = backward(scaled, params, separate=step.terms.separate, measure=step.terms.probing)
-        if ratio is not None:
-            step.terms.observe(ratio)
-        loss = loss + sum(terms).detach()
-        logs = {k: logs.get(k, 0.0) + share * v for k, v in chunk_logs.items()}
-    if step.scaler is not None:
-        step.scaler.unscale_(step.optimizer)  # the true gradients, for clipping and the logged norm
-    grad_norm = (torch.nn.utils.clip_grad_norm_(params, step.clip, foreach=True) if step.clip else
-                 torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True))
-    if step.scaler is None:
-        step.optimizer.step()
-    else:  # skips the step if the scaled gradients overflowed (grad_norm inf), and adapts the scale
-        step.scaler.step(step.optimizer)
-        step.scaler.update()
-    step.scheduler.step()
-    step.optimizer.zero_grad(set_to_none=True)
-    return loss, logs, grad_norm
-
-
-def backward(terms: tuple[torch.Tensor, ...], params: list[torch.nn.Parameter], separate: bool,
-             measure: bool = False) -> torch.Tensor | None:
-    """Accumulate the gradient of sum(terms) into the parameters' (float32) .grad.
-
-    separate=False: one backward of the sum. separate=True (autocast, `TermBackward`): one backward per term.
-    Under autocast the activations and their gradients are bf16, whose 8-bit mantissa resolves ~4e-3 of a value;
-    the CMI term's gradient is ~1e-3 of CE's at the paper's lambdas (docs/design.md, "Numerics"), so flowing
-    back as part of one sum it would be rounded away in every layer. Backpropagated alone, it is rounded
-    relative to itself and joins CE's gradient only in the float32 .grad. The price is one more backward pass
-    per extra term. With `measure`, when separate and .grad was empty (a step's first chunk), returns the smallest
-    over the extra terms of the norm of its gradient over the first term's (`TermBackward`); None otherwise.
-    The extra terms go through torch.autograd.grad, which DDP's hooks do not see: their gradients are averaged
-    over the processes here, as DDP averages the first term's."""
-    if not separate or len(terms) == 1:
-        sum(terms).backward()
-        return None
-    measure = measure and all(p.grad is None for p in params)
-    extra = [[None if g is None else all_reduce(g) / world_size()
-              for g in torch.autograd.grad(t, params, retain_graph=True, allow_unused=True)] for t in terms[1:]]
-    terms[0].backward()
-    ratio = None
-    if measure:  # .grad holds the first term's gradient alone
-        first = norm([p.grad for p in params])
-        ratio = torch.stack([norm(grads) / first for grads in extra]).min()
-    for grads in extra:
-        for p, g in zip(params, grads):
-            if g is not None:
-                p.grad = g if p.grad is None else p.grad.add_(g)
-    return ratio
-
-
-def norm(grads) -> torch.Tensor:
-    """The 2-norm of a list of gradients (None: unused, zero)."""
-    return torch.nn.utils.get_total_norm([g for g in grads if g is not None], foreach=True).float()
-
-
-def chunks(batch: dict, k: int) -> list[dict]:
-    """The batch cut into k consecutive chunks of examples (every field along its first dimension)."""
-    if k == 1:
-        return [batch]
-    parts = {name: torch.tensor_split(t, k) for name, t in batch.items()}
-    return [{name: parts[name][i] for name in batch} for i in range(k) if len(parts["labels"][i])]
+            metrics = passes.dev_metrics(state)
+            run.end_epoch(state, metrics, primary, {
+                "epoch": epoch, **record, **{f"train_{k}": v for k, v in means.items()},
+                "train_cmi": train_stats.cmi(passes.weighting), **state.precision.record(), **metrics,
+                "epoch_seconds": seconds, "samples_per_s": seen / seconds})
+        return run.results()
 
 
 # -----------------------------------------------------------------------------
@@ -346,21 +253,23 @@ def chunks(batch: dict, k: int) -> list[dict]:
 
 
 @torch.no_grad()
-def predict(forward, model, batches, features, num_classes: int, num_examples: int, *, ctx, desc="eval"):
-    """Eval-mode pass: the logits (N, C) in example order (by `batch["index"]`) and the exact CMI statistics
-    of the features against the split's own class means (eqs. 9, 11)."""
+def predict(model, batches, features, num_classes: int, num_examples: int, *, autocast, unpad: bool = False,
+            desc: str = "eval"):
+    """Eval-mode pass of `model` over `batches` (under the `autocast` context): the logits (N, C) in example order
+    (by `batch["index"]`) and the exact CMI statistics of the features against the split's own class means
+    (eqs. 9, 11)."""
     was_training = model.training
     model.eval()
     logits, stats = None, None
     for batch in tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None if rank() == 0 else True):
-        with ctx:
-            out = forward(batch)
-        f = features(out)
+        with autocast:
+            outputs = model(**model_inputs(batch, unpad))
+        f = features(outputs)
         if stats is None:
             stats = CMIStats(num_classes, f.shape[-1], f.device)
             logits = torch.zeros(num_examples, num_classes, device=f.device)
         stats.add(f, batch["labels"])
-        logits[batch["index"]] = out.logits.float()
+        logits[batch["index"]] = outputs.logits.float()
     # Under DDP each process saw its own share of the examples: the sums gather them all, no example counted
     # twice, none dropped.
     stats.all_reduce()

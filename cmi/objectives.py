@@ -1,12 +1,13 @@
 """The training objectives: CE, min-CMI and max-CMI (eqs. 13-16) with the alternating centroids of
 eq. (14), the optional gamma * L1 masked-LM term (eq. 7), and the distillation loss (eq. 8).
 
-An objective is called as `objective(forward, batch) -> (terms, logs)`, where `forward(batch)` runs the
-model and returns an output with `.logits`, `.features` and `.hidden_states`; the training loop in
-cmi/loop.py knows nothing else about it. `terms` is a tuple of scalar tensors whose sum is the loss: the
-CMI term is kept apart from CE because under bf16 autocast its gradient, ~1e-3 of CE's at the paper's lambdas
+The training loop (cmi/loop.py) runs the model and hands its outputs (`.logits`, `.features`, `.hidden_states`)
+to the objective, which only scores them: `objective(outputs, batch) -> (loss_terms, logs)`. Before the forward,
+`objective.inputs(batch)` says what the model is run on: the batch itself, or with the gamma * L1 term the clean
+and the masked inputs joined. `loss_terms` is a tuple of scalar tensors whose sum is the loss: the CMI term is
+kept apart from CE because under bf16 autocast its gradient, ~1e-3 of CE's at the paper's lambdas
 (docs/design.md, "Numerics"), would be rounded away if both flowed back through the network as one sum
-(cmi.loop.backward).
+(cmi.precision.backward).
 """
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from cmi.core import CMIStats, class_centroids, conditional_mutual_information, log_feature_distribution
+from cmi.loop import model_inputs
 
 MODES = ("ce", "min", "max")
 FEATURES = ("pooled", "cls")
@@ -21,8 +23,8 @@ SCALES = ("true", "paper")
 
 
 @dataclass
-class FeatureMap:
-    """Which vector is h_s, and the temperature of f_x = softmax(h_s / tau).
+class Features:
+    """h_s and f_x of a model's outputs: which vector is h_s, and the temperature of f_x = softmax(h_s / tau).
 
     "pooled": the vector BERT's classification layer reads (`out.features`, tanh(W_p h_[CLS]));
     "cls": the raw last-layer [CLS] state (`out.hidden_states[:, 0]`), the h_s that the text of the paper's
@@ -165,12 +167,16 @@ class MaskedLM:
     vocab_size: int
     special_ids: tuple[int, ...]
 
-    def masked(self, batch: dict) -> tuple[dict, torch.Tensor]:
-        """The batch with BERT's masking applied to its input_ids, and the picked positions (B, T)."""
+    def joined(self, batch: dict) -> dict:
+        """The batch (B examples) with BERT's masking applied to a copy of its inputs, both run in one forward (one
+        forward per backward, as DDP requires): the model fields hold the clean rows, then the masked ones (2B);
+        `labels` and `index` stay the clean batch's, and `masked` (B, T) marks the picked positions."""
         ids = batch["input_ids"]
         maskable = (batch["attention_mask"] > 0) & ~torch.isin(ids, torch.tensor(self.special_ids, device=ids.device))
         corrupted, picked = mask_tokens(ids, maskable, self.mask_id, self.vocab_size)
-        return {**batch, "input_ids": corrupted}, picked
+        masked = {**batch, "input_ids": corrupted}
+        both = {k: torch.cat([batch[k], masked[k]]) for k in batch if k not in ("labels", "index")}
+        return {**batch, **both, "masked": picked}
 
     def loss(self, hidden_states: torch.Tensor, ids: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
         """L1: cross-entropy of the original tokens at the picked positions of the masked inputs' states."""
@@ -179,10 +185,15 @@ class MaskedLM:
 
 
 class Objective:
-    """What the training loop asks of an objective besides being called (see above): its centroids G, which the
-    loop refreshes after each epoch (eq. 14, second line); None for an objective with no CMI term."""
+    """What the training loop asks of an objective besides being called (see above): the inputs the model is run
+    on, and its centroids G, which the loop refreshes after each epoch (eq. 14, second line); None for an objective
+    with no CMI term."""
 
     centroids: Centroids | None = None
+
+    def inputs(self, batch: dict) -> dict:
+        """The batch the model is run on and the objective scores (this one: `batch` itself)."""
+        return batch
 
 
 class CMIObjective(Objective):
@@ -201,7 +212,7 @@ class CMIObjective(Objective):
         lam: float,
         num_classes: int,
         centroids: Centroids | None,
-        features: FeatureMap,
+        features: Features,
         scale: str = "true",
         weighting: str = "true",
         mlm: MaskedLM | None = None,
@@ -215,18 +226,16 @@ class CMIObjective(Objective):
         self.centroids = centroids if self.sign else None  # ce trains against no G
         self.num_classes, self.features, self.mlm, self.weighting = num_classes, features, mlm, weighting
 
-    def __call__(self, forward, batch: dict) -> tuple[torch.Tensor, dict]:
+    def inputs(self, batch: dict) -> dict:
+        return batch if self.mlm is None else self.mlm.joined(batch)
+
+    def __call__(self, outputs, batch: dict) -> tuple[tuple[torch.Tensor, ...], dict]:
         y = batch["labels"]
-        if self.mlm is None:
-            out = forward(batch)
-        else:  # the clean and the masked inputs in one forward: one forward per backward, as DDP requires
-            masked, picked = self.mlm.masked(batch)
-            both = forward({k: torch.cat([batch[k], masked[k]]) for k in batch})
-            out = type(both)(*(t[: len(y)] for t in both))
+        out = outputs if self.mlm is None else type(outputs)(*(t[: len(y)] for t in outputs))  # the clean rows
         loss = F.cross_entropy(out.logits.float(), y)
         logs = {"ce": loss.detach()}
         if self.mlm is not None:
-            mlm = self.mlm.loss(both.hidden_states[len(y):], batch["input_ids"], picked)
+            mlm = self.mlm.loss(outputs.hidden_states[len(y):], batch["input_ids"][: len(y)], batch["masked"])
             loss = loss + self.mlm.gamma * mlm
             logs["mlm"] = mlm.detach()
         log_f = self.features.log_probs(out)
@@ -234,13 +243,13 @@ class CMIObjective(Objective):
         if self.centroids is not None:  # eq. (14), first line: G fixed (no gradient into it), step the parameters
             self.centroids.observe(f, y)
             cmi = conditional_mutual_information(f, y, self.centroids.target(f, y), self.weighting, log_f)
-            terms = (loss, self.sign * self.weight * cmi)
+            loss_terms = (loss, self.sign * self.weight * cmi)
         else:  # ce: the batch's own CMI, for the progress bar only
             with torch.no_grad():
                 cmi = conditional_mutual_information(f, y, class_centroids(f, y, self.num_classes), self.weighting)
-            terms = (loss,)
+            loss_terms = (loss,)
         logs["batch_cmi"] = cmi.detach()  # the mean over batches is no CMI of the epoch: not named train_cmi
-        return terms, logs
+        return loss_terms, logs
 
 
 def kd_loss(
@@ -258,18 +267,18 @@ def kd_loss(
 class DistillationObjective(Objective):
     """Knowledge distillation from a fixed teacher. The teacher is in eval mode, so its logits are a function
     of the example alone: `teacher_logits` (N, C) holds them for the whole training split, indexed by
-    `batch["index"]`; with `teacher_forward` instead they are recomputed every step (for comparison)."""
+    `batch["index"]`; with `teacher` (the model, and `unpad` as the student's) instead they are recomputed every
+    step (for comparison)."""
 
-    def __init__(self, alpha: float, temperature: float, teacher_logits=None, teacher_forward=None):
+    def __init__(self, alpha: float, temperature: float, teacher_logits=None, teacher=None, unpad: bool = False):
         self.alpha, self.T = alpha, temperature
-        self.teacher_logits, self.teacher_forward = teacher_logits, teacher_forward
+        self.teacher_logits, self.teacher, self.unpad = teacher_logits, teacher, unpad
 
-    def __call__(self, forward, batch: dict) -> tuple[torch.Tensor, dict]:
-        out = forward(batch)
+    def __call__(self, outputs, batch: dict) -> tuple[tuple[torch.Tensor, ...], dict]:
         if self.teacher_logits is not None:
             t = self.teacher_logits[batch["index"]]
         else:
             with torch.no_grad():
-                t = self.teacher_forward(batch).logits
-        loss, ce, kl = kd_loss(out.logits, t, batch["labels"], self.alpha, self.T)
+                t = self.teacher(**model_inputs(batch, self.unpad)).logits
+        loss, ce, kl = kd_loss(outputs.logits, t, batch["labels"], self.alpha, self.T)
         return (loss,), {"ce": ce.detach(), "kd": kl.detach()}

@@ -1,9 +1,13 @@
-"""Running a job: what train.py, distill.py, predict.py and bench.py share, composed from models/, data/ and cmi/
-(which stand alone). The scripts import from here and never from each other; studying finished runs is study/'s.
+"""Running a job: what train.py, distill.py and predict.py share, composed from models/, data/ and cmi/ (which
+stand alone). The scripts import from here and never from each other; studying finished runs is study/'s, bench.py's
+machinery benchmark/'s.
 
-- cli:      the options of train.py and distill.py, their ranges, run_main (one line per failure)
-- training: set-up, the data of a run, the checks of every input against every other, the loop's wiring
-- runfiles: a run's folder and files: locked, written atomically, resumed, replaced without loss, provenance
-- timing:   how bench.py and scripts/bench_diagnostics.py time: alternated contenders, paired ratios, FLOPs, the
-            matrix-product rate; the presets, their contenders, the options and the results file both share
+- cli:         the options of train.py and distill.py, their ranges and defaults, run_main (one line per failure)
+- runtime:     seeds, device, precision, compile, processes (setup), and the module the steps call (Runtime.wrap)
+- rundata:     where a run's examples come from, its splits tokenised once, the batches, the check that every model
+               reads every batch
+- classifiers: loading a classifier through one registry from model_type to class, its head put in the task's
+               label order, the fields it records
+- runlog:      what a run says as it goes (the start and done lines, TensorBoard, the heartbeat), its settings
+- runfiles:    a run's folder and files: locked, written atomically, resumed, replaced without loss, provenance
 """

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,8 +21,30 @@ from common.errors import TrainingError
 from common.files import first_line
 from data.batching import GROUP_BATCHES
 from data.tasks import TASKS, DataError, own_task_name
+from harness.rundata import DataSource
 from models.checkpoint import CheckpointError
 from models.student import DEFAULT_LAYERS, check_layers
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    """The defaults of the training options (add_training_args; `lam`: train.py's), written once: the flags take
+    them, and bench.py's contenders train as a run of train.py with them."""
+
+    max_len: int = 128
+    group_batches: int = 1
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 2e-5
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    seed: int = 0
+    lam: float = 0.1
+
+
+TRAIN_DEFAULTS = TrainDefaults()
+
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line on stderr (not the whole usage) and exit code 2."""
@@ -41,33 +64,33 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                                         "its distinct labels are the label names")
     g.add_argument("--validation-file", help="your own dev data, the --train-file's fields and labels")
     add_file_args(g, "--train-file and --validation-file")
-    ranged(g, "--max-len", "in [3, 512]", type=int, default=128,
+    ranged(g, "--max-len", "in [3, 512]", type=int, default=TRAIN_DEFAULTS.max_len,
            help="truncation length in tokens, [CLS]/[SEP] included")
     g.add_argument("--other-labels", action="store_true",
                    help="accept a checkpoint whose classifier was trained for other label names (same count); "
                         "names both have are always matched by name, the others in order")
     ranged(g, "--max-train-samples", "> 0", type=int, help="train on a fixed random subset of this size")
     ranged(g, "--max-eval-samples", "> 0", type=int, help="evaluate on a fixed random subset of this size")
-    ranged(g, "--group-batches", "> 0", type=int, default=1,
+    ranged(g, "--group-batches", "> 0", type=int, default=TRAIN_DEFAULTS.group_batches,
                    help=f"length grouping: sort each group of this many batches by length (1: plain shuffling; "
                         f"{GROUP_BATCHES} pads far less, but cost CoLA dev MCC in our runs: see README)")
     ranged(g, "--pad-multiple", "> 0", type=int, default=None,
                    help="pad batches to a multiple of this many tokens (default: 8 on CUDA, none on CPU)")
     g = parser.add_argument_group("optimisation")
     ranged(g, "--epochs", "> 0", type=int, default=5, help="training epochs (the paper: 5; distillation 10)")
-    ranged(g, "--batch-size", "> 0", type=int, default=32,
+    ranged(g, "--batch-size", "> 0", type=int, default=TRAIN_DEFAULTS.batch_size,
                    help="training examples per forward pass (per step: this times --grad-accum)")
     ranged(g, "--grad-accum", "> 0", type=int, default=1,
                    help="accumulate the gradients of this many batches per optimisation step: the updates of one "
                         "batch this many times larger, in the memory of one batch")
-    ranged(g, "--eval-batch-size", "> 0", type=int, default=128, help="examples per evaluation batch")
-    ranged(g, "--lr", "> 0", type=float, default=2e-5, help="peak learning rate of AdamW")
-    ranged(g, "--warmup-ratio", "in [0, 1]", type=float, default=0.0,
+    ranged(g, "--eval-batch-size", "> 0", type=int, default=TRAIN_DEFAULTS.eval_batch_size, help="examples per evaluation batch")
+    ranged(g, "--lr", "> 0", type=float, default=TRAIN_DEFAULTS.lr, help="peak learning rate of AdamW")
+    ranged(g, "--warmup-ratio", "in [0, 1]", type=float, default=TRAIN_DEFAULTS.warmup_ratio,
            help="fraction of the steps spent warming up")
-    ranged(g, "--weight-decay", ">= 0", type=float, default=0.01,
+    ranged(g, "--weight-decay", ">= 0", type=float, default=TRAIN_DEFAULTS.weight_decay,
            help="AdamW weight decay (not on biases, LayerNorm)")
-    ranged(g, "--clip", ">= 0", type=float, default=1.0, help="gradient-norm clipping threshold (0: off)")
-    ranged(g, "--seed", "in [0, 2**32)", type=int, default=0,
+    ranged(g, "--clip", ">= 0", type=float, default=TRAIN_DEFAULTS.clip, help="gradient-norm clipping threshold (0: off)")
+    ranged(g, "--seed", "in [0, 2**32)", type=int, default=TRAIN_DEFAULTS.seed,
            help="seed of initialisation, dropout and batch order")
     g.add_argument("--cmi-weighting", choices=WEIGHTINGS[:2], default="true",
                    help="how the CMI (logged as train_cmi, eval_cmi; train.py's term) weighs the classes: "
@@ -219,6 +242,18 @@ def check_ranges(args: argparse.Namespace, parser: Parser) -> None:
             parser.error(f"--device {args.device}: CUDA is not available on this machine")
 
 
+def data_source(args: argparse.Namespace) -> DataSource:
+    """Where the run's examples come from, as the data flags say (checked by check_data_args)."""
+    return DataSource(task=args.task, data_dir=args.data_dir, train_file=args.train_file,
+                      validation_file=args.validation_file, text_fields=args.text_fields, label_field=args.label_field)
+
+
+def runtime_options(args: argparse.Namespace) -> dict:
+    """harness.runtime.setup's arguments, as the hardware flags say."""
+    return {"seed": args.seed, "device": args.device, "amp": args.amp, "compile": args.compile,
+            "pad_multiple": args.pad_multiple, "padded": args.padded}
+
+
 # -----------------------------------------------------------------------------
 # train.py and distill.py
 
@@ -229,7 +264,8 @@ def parse_train_args(argv=None, description: str | None = None) -> argparse.Name
     g = parser.add_argument_group("model and objective")
     g.add_argument("--model", default="bert-base-uncased", help="hub name or a local Hugging Face checkpoint folder")
     g.add_argument("--mode", choices=MODES, default="ce", help="ce: plain; min: +lambda*CMI; max: -lambda*CMI")
-    ranged(g, "--lam", ">= 0", type=float, default=0.1, help="lambda, weight of the CMI term (the paper: 0.05-1)")
+    ranged(g, "--lam", ">= 0", type=float, default=TRAIN_DEFAULTS.lam,
+           help="lambda, weight of the CMI term (the paper: 0.05-1)")
     ranged(g, "--gamma", ">= 0", type=float, default=0.0, help="weight of the masked-LM term L1 of eq. (7)")
     g.add_argument("--centroids", choices=POLICIES, default=None,
                    help="centroid policy of eq. (14) (default: epoch for min, batch for max)")

@@ -109,7 +109,6 @@ class RunFiles:
     def __init__(self, out: str | Path, args: dict, resume: bool = False, overwrite: bool = False,
                  keep_last: bool = False):
         self.out, self.args, self.overwrite, self.keep_last = Path(out), args, overwrite, keep_last
-        self.settings = {}  # how the run computes, once set up (harness.training.settings): into results.json
         self.metrics, self.steps, self.best = self.out / "metrics.jsonl", self.out / "steps.jsonl", self.out / "best"
         self.last, self.replaced = self.out / "last.pt", self.out / ".replaced"
         self.lock = self._lock() if rank() == 0 else None
@@ -199,11 +198,17 @@ class RunFiles:
         return None
 
     @contextmanager
-    def started(self):
-        """`start`, then the body; if the body fails before the run's first checkpoint, `restore`."""
+    def started(self, state):
+        """`start`, and when resuming the training `state` (cmi.loop.TrainState) restored from the checkpoint; the
+        body gets the first epoch to train (1, or the one after the checkpoint's). If the body fails before the
+        run's first checkpoint, `restore`."""
         ckpt = self.start()
         try:
-            yield ckpt
+            self.best_epoch = None  # the best epoch so far, {"epoch", "metrics"}
+            if ckpt is not None:
+                state.load_state_dict(ckpt)
+                self.best_epoch = ckpt["best"]
+            yield 1 if ckpt is None else ckpt["epoch"] + 1
         except BaseException:
             self.restore()
             raise
@@ -245,11 +250,14 @@ class RunFiles:
                 pass
         return lines
 
-    def log_step(self, record: dict) -> None:
-        """One line of steps.jsonl (rank 0), appended and flushed at once."""
+    def log_step(self, epoch: int, steps: int, t0: float, i: int, values: dict) -> dict:
+        """The line of step `i` of `steps` of `epoch` (begun at perf_counter `t0`, unused here: RunLog's heartbeat
+        reads it): appended to steps.jsonl (rank 0) and flushed at once, and returned."""
+        line = {"epoch": epoch, "step": (epoch - 1) * steps + i, **values}
         if rank() == 0:
             with open(self.steps, "a") as f:
-                f.write(to_json(record) + "\n")
+                f.write(to_json(line) + "\n")
+        return line
 
     def log_epoch(self, record: dict) -> None:
         if rank() != 0:
@@ -269,11 +277,32 @@ class RunFiles:
         if rank() == 0:
             model.save_pretrained(self.best)
 
-    def save_results(self, results: dict, device: torch.device) -> None:
-        """The run is finished: results.json with its provenance, then last.pt goes (3x the model on disk),
-        unless keep_last."""
+    def end_epoch(self, state, metrics: dict, primary: str, line: dict) -> None:
+        """An epoch is done: its metrics `line` refused if a value is not finite (a broken model is never saved as
+        the best, nor NaN written into a JSON file); best/ saved if the dev metric `primary` beats the best epoch's;
+        the line appended to metrics.jsonl and printed; last.pt written from the training `state`."""
+        epoch = line["epoch"]
+        bad = [k for k, v in line.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise TrainingError(f"epoch {epoch}: {', '.join(bad)} not finite (a learning rate too high?); "
+                                "the model is not saved, the last checkpoint of the run is intact")
+        if self.best_epoch is None or metrics[primary] > self.best_epoch["metrics"][primary]:
+            self.save_best(state.raw_model)
+            self.best_epoch = {"epoch": epoch, "metrics": metrics}
+        self.log_epoch(line)
+        self.save_checkpoint({"epoch": epoch, "best": self.best_epoch, **state.state_dict()})
         if rank() == 0:
-            write_json(self.out / "results.json", {**results, "provenance": {**provenance(device), **self.settings}})
+            print(json.dumps(line), flush=True)
+
+    def results(self) -> dict:
+        """The run's results: its arguments, the best epoch and that epoch's dev metrics."""
+        return {"args": self.args, "best_epoch": self.best_epoch["epoch"], **self.best_epoch["metrics"]}
+
+    def save_results(self, results: dict, device: torch.device, settings: dict) -> None:
+        """The run is finished: results.json with its provenance and `settings` (how it computed,
+        harness.runlog.settings), then last.pt goes (3x the model on disk), unless keep_last."""
+        if rank() == 0:
+            write_json(self.out / "results.json", {**results, "provenance": {**provenance(device), **settings}})
             if not self.keep_last:
                 self.last.unlink(missing_ok=True)
 

@@ -174,8 +174,8 @@ class BertModel(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None, token_index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Last-layer states (B, T, d) and the pooled output (B, d). With `token_index` (models.unpadded.real_tokens
-        of the attention mask) only the real tokens are computed; the padded slots of the states are then zeros."""
+        """Last-layer states (B, T, d) and the pooled output (B, d). With `token_index` (the flat slots of the real
+        tokens, cmi.loop.real_tokens) only the real tokens are computed; the padded slots of the states are then zeros."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         mask = key_padding_mask(attention_mask)

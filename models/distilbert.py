@@ -121,7 +121,9 @@ class DistilBertForSequenceClassification(Pretrained):
         self.apply(partial(init_weights, std=config.initializer_range))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_index: torch.Tensor | None = None) -> ClassifierOutput:
+                token_type_ids: torch.Tensor | None = None, token_index: torch.Tensor | None = None) -> ClassifierOutput:
+        """As BERT's classifier; DistilBERT has no token types: `token_type_ids` is accepted and not read, so that
+        both are called with the same inputs."""
         hidden = self.distilbert(input_ids, attention_mask, token_index)  # (B, T, d)
         # transformers' classifier reads dropout(relu(pre_classifier(h_CLS))): the features are that vector
         # before the dropout, the counterpart of BERT's pooled output.

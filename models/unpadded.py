@@ -16,18 +16,6 @@ import torch
 import torch.nn as nn
 
 
-def real_tokens(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) mask of a right-padded batch -> (N,) flat slot index b * T + t of each real token, in order.
-
-    Data-dependent (`nonzero`), so computed once per batch outside a compiled model and passed in. Right padding
-    is checked: with left padding the first real row of a sequence would not be its [CLS] token."""
-    mask = attention_mask.bool()
-    if not bool(mask[:, 0].all()) or bool((mask[:, 1:] & ~mask[:, :-1]).any()):
-        raise ValueError("the unpadded path needs right-padded sequences of at least one token: every row of "
-                         "attention_mask must read 1 ... 1 0 ... 0")
-    return mask.flatten().nonzero().squeeze(1)
-
-
 class Tokens(NamedTuple):
     """Where the N tokens a model computes sit in its (B, T) batch: `index` (N,), their flat slots b * T + t.
 
@@ -41,8 +29,9 @@ class Tokens(NamedTuple):
 
     @classmethod
     def of(cls, input_ids: torch.Tensor, token_index: torch.Tensor | None = None) -> "Tokens":
-        """The real tokens `token_index` (real_tokens of the attention mask) of a (B, T) batch; without it, every
-        slot, padding included (the padded model)."""
+        """The real tokens `token_index` of a (B, T) batch (their flat slots, computed by the caller outside a
+        compiled model: `nonzero` would break its graph; cmi.loop.real_tokens); without it, every slot, padding
+        included (the padded model)."""
         B, T = input_ids.shape
         if token_index is None:
             return cls(torch.arange(B * T, device=input_ids.device), B, T, full=True)

@@ -4,7 +4,7 @@ attention candidates, and the profiler's view of one step. What these found and 
 
     python scripts/bench_diagnostics.py --presets tiny,minilm --out bench_diagnostics.json
 
-Contenders alternate in one process (harness/timing.py), so the figures to read are the ratios. Sections:
+Contenders alternate in one process (benchmark/timing.py), so the figures to read are the ratios. Sections:
 
   overhead  the step at batch 1 x 8: nearly all of it is fixed per-step cost (AdamW's pass over every parameter,
             the embedding tables included; Python; kernel launches), against the --batch-size x --seq-len step
@@ -29,12 +29,16 @@ from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from harness.cli import run_main  # noqa: E402
-from harness.timing import (INTERRUPTED, Contender, Preset, Section, alternate, bench_parser,  # noqa: E402
-                            check_bench_args, check_presets, epoch_order, measure, synthetic_batch, train_split)
-from harness.training import Batches, setup  # noqa: E402
+from benchmark.contenders import Contender, Preset, Section, compiled, epoch_order  # noqa: E402
+from benchmark.options import INTERRUPTED, bench_parser, check_bench_args, check_presets, train_split  # noqa: E402
+from benchmark.measuring import measure  # noqa: E402
+from benchmark.timing import alternate, synthetic_batch  # noqa: E402
+from cmi.loop import real_tokens  # noqa: E402
+from harness.cli import run_main, runtime_options  # noqa: E402
+from harness.rundata import Batches  # noqa: E402
+from harness.runtime import setup  # noqa: E402
 from models.bert import key_padding_mask  # noqa: E402
-from models.unpadded import Tokens, real_tokens  # noqa: E402
+from models.unpadded import Tokens  # noqa: E402
 from study.markdown import captioned  # noqa: E402
 
 OVERHEAD_SHAPE = (1, 8)  # batch x tokens of the overhead section: almost no arithmetic left
@@ -56,7 +60,7 @@ def bench_overhead(p: Preset) -> list[dict]:
         torch._dynamo.reset()
         calls = {}
         for name, model in models.items():
-            c = Contender(model, runtime, 2 * (args.warmup + args.repeats), mode, unpad=name == "ours")
+            c = Contender(model, runtime, 2 * (args.warmup + args.repeats), name == "ours", runs=compiled(model, mode))
             calls[name], calls[f"{name}_full"] = (lambda c=c: c.step(small)), (lambda c=c: c.step(p.batch))
         seconds = alternate(calls, args.repeats, args.warmup, runtime.device)
         row = {"preset": p.name, "compile": mode or "eager", "batch_size": small["input_ids"].shape[0],
@@ -200,7 +204,7 @@ def main(argv=None) -> dict:
     check_bench_args(args, parser, {"sections": list(SECTIONS)})
     real = bool({"attention", "profile"} & set(args.sections))
     check_presets(args, real=real, synthetic="overhead" in args.sections)
-    runtime = setup(args)
+    runtime = setup(**runtime_options(args))
     batch = None
     if real:  # the first of an epoch's shuffled batches, as train.py draws them
         cola = train_split(args, "cola")

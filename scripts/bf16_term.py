@@ -1,5 +1,5 @@
 """How much of the CMI term's gradient survives bf16 autocast, with one backward of the sum and with the term's own
-backward (cmi.loop.backward), over real CoLA batches (docs/design.md, "Numerics").
+backward (cmi.precision.backward), over real CoLA batches (docs/design.md, "Numerics").
 
     python scripts/bf16_term.py                          # all-MiniLM-L6-v2 from ../shared, pooled h_s
     python scripts/bf16_term.py --feature cls --batches 50
@@ -21,22 +21,27 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from cmi.core import CMIStats  # noqa: E402
-from cmi.loop import backward  # noqa: E402
-from cmi.objectives import FEATURES, CMIObjective, EpochCentroids, FeatureMap  # noqa: E402
+from cmi.loop import model_inputs  # noqa: E402
+from cmi.objectives import FEATURES, CMIObjective, EpochCentroids, Features  # noqa: E402
+from cmi.precision import backward  # noqa: E402
 from data.batching import collate, train_batches  # noqa: E402
 from data.loading import load_split  # noqa: E402
 from data.tasks import get_task  # noqa: E402
 from data.tokenization import encode, load_tokenizer  # noqa: E402
-from harness.training import forward_of  # noqa: E402
 from models.bert import BertForSequenceClassification  # noqa: E402
 
 
-def gradient(model, objective, forward, batch, ctx, separate: bool) -> torch.Tensor:
+def forward(model, batch):
+    """The model's outputs on the batch's real tokens (the unpadded path, train.py's default)."""
+    return model(**model_inputs(batch, unpad=True))
+
+
+def gradient(model, objective, batch, ctx, separate: bool) -> torch.Tensor:
     """The gradient one training step would apply (float32 .grad), flattened."""
     params = [p for p in model.parameters() if p.requires_grad]
     model.zero_grad(set_to_none=True)
     with ctx:
-        terms, _ = objective(forward, batch)
+        terms, _ = objective(forward(model, batch), batch)
     backward(terms, params, separate=separate)
     return torch.cat([p.grad.flatten() for p in params if p.grad is not None])
 
@@ -56,13 +61,13 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = BertForSequenceClassification.from_pretrained(args.model, num_labels=2).eval()
     train = encode(load_tokenizer(args.model), load_split(get_task("cola"), "train", args.data_dir), 128)
-    forward, features = forward_of(model, unpad=True), FeatureMap(args.feature)
+    features = Features(args.feature)
     batches = [collate(train, index) for index in train_batches(train.lengths, 32, args.seed, 1)[:args.batches]]
 
     stats = CMIStats(2, model.config.hidden_size)  # G of eq. (14): the class means under the initial model
     with torch.no_grad():
         for batch in batches:
-            stats.add(features(forward(batch)), batch["labels"])
+            stats.add(features(forward(model, batch)), batch["labels"])
     centroids = EpochCentroids(2, model.config.hidden_size)
     centroids.refresh(stats)
     bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
@@ -78,13 +83,13 @@ def main() -> None:
         means = {"ref": 0.0, "one": 0.0, "own": 0.0}
         ratio = 0.0
         for batch in batches:
-            ce32 = gradient(model, objective("ce", lam), forward, batch, nullcontext(), separate=False)
-            ref = gradient(model, objective("min", lam), forward, batch, nullcontext(), separate=False) - ce32
-            ce16 = gradient(model, objective("ce", lam), forward, batch, bf16, separate=False)
+            ce32 = gradient(model, objective("ce", lam), batch, nullcontext(), separate=False)
+            ref = gradient(model, objective("min", lam), batch, nullcontext(), separate=False) - ce32
+            ce16 = gradient(model, objective("ce", lam), batch, bf16, separate=False)
             ratio += (ref.norm() / ce32.norm()).item() / len(batches)
             means["ref"] = means["ref"] + ref / len(batches)
             for kind, separate in (("one", False), ("own", True)):
-                d = gradient(model, objective("min", lam), forward, batch, bf16, separate=separate) - ce16
+                d = gradient(model, objective("min", lam), batch, bf16, separate=separate) - ce16
                 rows[kind].append(((d @ ref / (ref @ ref)).item(), ((d - ref).norm() / ref.norm()).item()))
                 means[kind] = means[kind] + d / len(batches)
         cells = []

@@ -21,15 +21,20 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from cmi.core import CMIStats, class_centroids, conditional_mutual_information  # noqa: E402
-from cmi.objectives import FEATURES, FeatureMap  # noqa: E402
+from cmi.loop import model_inputs  # noqa: E402
+from cmi.objectives import FEATURES, Features  # noqa: E402
 from data.batching import collate, eval_batches, train_batches  # noqa: E402
 from data.loading import load_split  # noqa: E402
 from data.tasks import get_task  # noqa: E402
 from data.tokenization import encode, load_tokenizer  # noqa: E402
-from harness.training import forward_of  # noqa: E402
 from models.bert import BertForSequenceClassification  # noqa: E402
 
 LAMBDAS = (0.05, 0.2, 1.0, 10.0, 100.0)
+
+
+def forward(model, batch):
+    """The model's outputs on the batch's real tokens (the unpadded path, train.py's default)."""
+    return model(**model_inputs(batch, unpad=True))
 
 
 def main() -> None:
@@ -47,7 +52,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = BertForSequenceClassification.from_pretrained(args.model, num_labels=2).eval()
     train = encode(load_tokenizer(args.model), load_split(get_task("cola"), "train", args.data_dir), 128)
-    forward, features = forward_of(model, unpad=True), FeatureMap(args.feature, args.tau)
+    features = Features(args.feature, args.tau)
     params = [p for p in model.parameters() if p.requires_grad]
 
     # the initial model on CoLA dev: the range of h_s, and the CMI as train.py's evaluation computes it
@@ -56,7 +61,7 @@ def main() -> None:
     with torch.no_grad():
         for b in eval_batches(dev.lengths, 128):
             batch = collate(dev, b)
-            out = forward(batch)
+            out = forward(model, batch)
             h = features.vector(out)
             low, high = min(low, h.min().item()), max(high, h.max().item())
             stats.add(features(out), batch["labels"])
@@ -65,13 +70,13 @@ def main() -> None:
     with torch.no_grad():
         index = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[:args.centroid_examples]
         batches = [collate(train, index.numpy()[b]) for b in eval_batches(train.lengths[index.numpy()], 128)]
-        f = torch.cat([features(forward(b)) for b in batches])
+        f = torch.cat([features(forward(model, b)) for b in batches])
         G = class_centroids(f, torch.cat([b["labels"] for b in batches]), 2)
 
     ratios, cosines, cmis = [], [], []
     for b in train_batches(train.lengths, 32, args.seed, epoch=1, group_batches=1)[:args.batches]:
         batch = collate(train, b)
-        out = forward(batch)
+        out = forward(model, batch)
         cmi = conditional_mutual_information(features(out), batch["labels"], G)
         g_ce = torch.autograd.grad(F.cross_entropy(out.logits, batch["labels"]), params, retain_graph=True,
                                    allow_unused=True)

@@ -18,7 +18,7 @@ PER_RUN = ("seed", "out", "teacher", "resume", "overwrite")  # arguments that di
 # and what is no part of a run's identity (harness.runfiles.NOT_IDENTITY)
 ARM_ARGS = {"mode", "lam", "centroids", "cmi_feature", "cmi_scale", "tau", "cmi_weighting", "gamma", "teacher",
             "resume", "overwrite", "out", "keep_last", "log_every", "tensorboard"}
-# how a run computed, from its results.json provenance (harness.training.settings): the same in both runs of a pair
+# how a run computed, from its results.json provenance (harness.runlog.settings): the same in both runs of a pair
 COMPUTE = ("path", "threads", "amp", "compile", "world_size", "data")
 
 

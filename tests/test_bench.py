@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import bench
-from harness import timing, training
+from benchmark import contenders, measuring
+from harness import rundata
+from harness.cli import TRAIN_DEFAULTS
 from models.bert import BertConfig, BertForSequenceClassification
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,9 +72,10 @@ def test_smallest_run_writes_every_section(tmp_path):
 def test_the_batches_timed_are_train_pys():
     """The batches a section times are the first of train.py's first epoch: what is timed is what a run trains on."""
     encoded = SimpleNamespace(lengths=torch.randint(1, 60, (1000,)).numpy())
-    args = timing.train_defaults()
-    first = training.epoch_batches(args, encoded, SimpleNamespace(device="cpu", pad_multiple=None))[0]
-    timed = timing.epoch_order(SimpleNamespace(batch_size=args.batch_size, seed=args.seed), encoded, 5)
+    args = TRAIN_DEFAULTS
+    first = rundata.epoch_batches(encoded, SimpleNamespace(device="cpu", pad_multiple=None), 1, args.batch_size,
+                                  args.seed, args.group_batches)[0]
+    timed = contenders.epoch_order(SimpleNamespace(batch_size=args.batch_size, seed=args.seed), encoded, 5)
     assert [b.tolist() for b in timed] == [b.tolist() for b in first.index_batches[:5]]
 
 
@@ -192,7 +195,7 @@ def test_a_failed_write_after_measuring_prints_the_measurements(tmp_path, monkey
     def full_disk(path, write):
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(timing, "write_file", full_disk)
+    monkeypatch.setattr(measuring, "write_file", full_disk)
     out = tmp_path / "bench.json"
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: bench.main(SMALL + ["--out", str(out)]), bench.INTERRUPTED)

@@ -1,5 +1,5 @@
 """bf16 autocast on CPU: what of the CMI term's gradient reaches the parameters, the rule that gives the term its own
-backward only where it needs one (cmi.loop.TermBackward), real runs with autocast and torch.compile, fp16's loss
+backward only where it needs one (cmi.precision.TermBackward), real runs with autocast and torch.compile, fp16's loss
 scaling, and the set-up's lines about the CPU.
 
 bf16 resolves ~4e-3 of a value; at lambda 0.05 the term's gradient is ~1e-3 of CE's (docs/design.md,
@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from cmi.loop import Step, TermBackward, backward, predict, train_step
-from cmi.objectives import CMIObjective, EpochCentroids, FeatureMap
+from cmi.loop import TrainState, predict, train_step
+from cmi.objectives import CMIObjective, EpochCentroids, Features
+from cmi.precision import Autocast, Float32, TermBackward, backward
 from conftest import GLUE, MINILM, args_for, run_cli
 from data.batching import collate
 from data.loading import load_split
 from data.tasks import get_task
 from data.tokenization import encode, load_tokenizer
-from harness.cli import parse_train_args
-from harness.training import setup
+from harness.cli import parse_train_args, runtime_options
+from harness.runtime import setup
 from models.bert import BertForSequenceClassification
 
 LAM = 0.05
@@ -46,10 +47,9 @@ def cola_batch(model_dir, n=8):
     return collate(encoded, np.arange(n))
 
 
-def step_gradients(model, objective, batch, ctx):
+def step_gradients(model, objective, batch, precision):
     capture = Capture(model)
-    forward = lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-    train_step(Step(forward, model, objective, capture, capture, ctx, clip=0), batch)
+    train_step(TrainState(model, objective, capture, capture, precision, clip=0), batch)
     return capture.grads
 
 
@@ -57,17 +57,18 @@ def test_cmi_gradient_reaches_the_parameters_under_bf16_autocast():
     torch.manual_seed(0)
     model = BertForSequenceClassification.from_pretrained(MINILM, num_labels=2).eval()  # no dropout: repeatable
     batch = cola_batch(MINILM)
-    features, d = FeatureMap(), model.config.hidden_size
+    features, d = Features(), model.config.hidden_size
     forward = lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-    stats = predict(forward, model, [{**batch, "index": torch.arange(8)}], features, 2, 8, ctx=nullcontext())[1]
+    stats = predict(model, [{**batch, "index": torch.arange(8)}], features, 2, 8, autocast=nullcontext())[1]
     centroids = EpochCentroids(2, d)
     centroids.refresh(stats)  # G: the batch's class means under the initial model (eq. 14)
     objectives = {mode: CMIObjective(mode, LAM, 2, centroids, features) for mode in ("ce", "min")}
 
     bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
-    ref = step_gradients(model, objectives["min"], batch, nullcontext()) - \
-        step_gradients(model, objectives["ce"], batch, nullcontext())  # lambda * grad CMI in float32
-    diff = step_gradients(model, objectives["min"], batch, bf16) - step_gradients(model, objectives["ce"], batch, bf16)
+    ref = step_gradients(model, objectives["min"], batch, Float32()) - \
+        step_gradients(model, objectives["ce"], batch, Float32())  # lambda * grad CMI in float32
+    diff = step_gradients(model, objectives["min"], batch, Autocast(torch.device("cpu"))) - \
+        step_gradients(model, objectives["ce"], batch, Autocast(torch.device("cpu")))
 
     def agreement(diff):
         return (diff @ ref / (ref @ ref)).item(), ((diff - ref).norm() / ref.norm()).item()
@@ -79,7 +80,7 @@ def test_cmi_gradient_reaches_the_parameters_under_bf16_autocast():
     for mode in ("min", "ce"):
         model.zero_grad(set_to_none=True)
         with bf16:
-            terms, _ = objectives[mode](forward, batch)
+            terms, _ = objectives[mode](forward(batch), batch)
         backward(terms, params, separate=False)
         one_sum.append(torch.cat([p.grad.flatten() for p in params if p.grad is not None]))
     old_projection, old_error = agreement(one_sum[0] - one_sum[1])
@@ -97,9 +98,9 @@ def test_the_term_takes_one_backward_exactly_where_one_backward_keeps_it():
     torch.manual_seed(0)
     model = BertForSequenceClassification.from_pretrained(MINILM, num_labels=2).eval()
     batch = cola_batch(MINILM, n=16)
-    features, d = FeatureMap(), model.config.hidden_size
+    features, d = Features(), model.config.hidden_size
     forward = lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-    stats = predict(forward, model, [{**batch, "index": torch.arange(16)}], features, 2, 16, ctx=nullcontext())[1]
+    stats = predict(model, [{**batch, "index": torch.arange(16)}], features, 2, 16, autocast=nullcontext())[1]
     centroids = EpochCentroids(2, d)
     centroids.refresh(stats)
     params = list(model.parameters())
@@ -108,11 +109,11 @@ def test_the_term_takes_one_backward_exactly_where_one_backward_keeps_it():
     def gradient(objective, ctx, separate):
         model.zero_grad(set_to_none=True)
         with ctx:
-            terms, _ = objective(forward, batch)
+            terms, _ = objective(forward(batch), batch)
         ratio = backward(terms, params, separate=separate, measure=True)
         return torch.cat([p.grad.flatten() for p in params if p.grad is not None]), ratio
 
-    rule = TermBackward(autocast=True)
+    rule = TermBackward()
     seen = set()
     for lam in (0.05, 2.0):
         objectives = {mode: CMIObjective(mode, lam, 2, centroids, features) for mode in ("ce", "min")}
@@ -128,7 +129,7 @@ def test_the_term_takes_one_backward_exactly_where_one_backward_keeps_it():
 
 
 def test_term_backward_decides_from_each_epochs_probe_steps():
-    rule = TermBackward(autocast=True, probe_steps=3)
+    rule = TermBackward(probe_steps=3)
     rule.start_epoch()
     for r in (0.02, 0.03):
         assert rule.separate and rule.probing
@@ -140,7 +141,7 @@ def test_term_backward_decides_from_each_epochs_probe_steps():
     for r in (0.005, 0.004, float("nan")):
         rule.observe(torch.tensor(r))
     assert rule.separate and rule.record()["term_backward"] == "separate"
-    assert not TermBackward(autocast=False).separate and TermBackward(autocast=False).record() == {}
+    assert Float32().record() == {}  # float32 takes one backward of the sum: no rule, nothing recorded
 
 
 def test_a_bf16_run_records_which_backward_the_term_took(tiny_bert, tmp_path):
@@ -186,22 +187,22 @@ def test_a_real_run_trains_under_bf16_autocast_and_torch_compile(tiny_bert, tmp_
 def test_bf16_on_a_cpu_without_native_bf16_says_it_is_slower(monkeypatch, capsys):
     """Where the CPU has no bf16 instructions, autocast emulates them, slower than float32: one line says so."""
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    runtime = setup(parse_train_args(["--task", "cola", "--amp", "bf16", "--device", "cpu"]))
-    assert runtime.amp_dtype == torch.bfloat16  # still done as asked
+    runtime = setup(**runtime_options(parse_train_args(["--task", "cola", "--amp", "bf16", "--device", "cpu"])))
+    assert runtime.precision.dtype == torch.bfloat16  # still done as asked
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("warning: --amp bf16: this CPU has no native bf16") and "--amp off" in line
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-    setup(parse_train_args(["--task", "cola", "--amp", "bf16", "--device", "cpu"]))
+    setup(**runtime_options(parse_train_args(["--task", "cola", "--amp", "bf16", "--device", "cpu"])))
     assert capsys.readouterr().err == ""
 
 
 def test_setup_puts_large_cpu_tensors_on_huge_pages_unless_told_otherwise(monkeypatch):
     """THP_MEM_ALLOC_ENABLE (c10's CPU allocator, read at its first allocation) spares the word embeddings' fresh
     dense gradient of every step ~11,000 page faults; a value the user set is kept."""
-    args = parse_train_args(["--task", "cola", "--device", "cpu"])
+    args = runtime_options(parse_train_args(["--task", "cola", "--device", "cpu"]))
     monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
-    setup(args)
+    setup(**args)
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
-    setup(args)
+    setup(**args)
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"

@@ -13,11 +13,14 @@ import transformers
 import distill
 import train
 from cmi.loop import predict
-from cmi.objectives import FeatureMap
+from cmi.objectives import Features
 from data.batching import collate, train_batches
 from data.tasks import get_task
 from harness.cli import parse_distill_args
-from harness.training import Batches, eval_pass, forward_of, load_data, setup
+from cmi.loop import model_inputs
+from harness.cli import data_source, runtime_options
+from harness.rundata import Batches, eval_pass, load_data
+from harness.runtime import setup
 from conftest import GLUE, MINILM, metric_lines
 from models.bert import BertConfig, BertForSequenceClassification
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
@@ -70,7 +73,8 @@ def test_distillation_runs_end_to_end_and_the_student_loads_in_transformers(teac
     theirs = transformers.DistilBertForSequenceClassification.from_pretrained(out / "best",
                                                                               attn_implementation="eager").eval()
     args = parse_distill_args(distill_args(out, "--teacher", str(teacher_run / "best")))
-    evals = load_data(args, get_task("cola"), teacher_run / "best", ours.config.vocab_size).evals
+    evals = load_data(data_source(args), get_task("cola"), teacher_run / "best", ours.config.vocab_size, args.max_len,
+                      args.max_train_samples, args.max_eval_samples).evals
     batch = collate(evals["validation"], np.arange(32))
     with torch.no_grad():
         expected = theirs(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -82,14 +86,15 @@ def test_distillation_runs_end_to_end_and_the_student_loads_in_transformers(teac
 def test_cached_teacher_logits_equal_live_ones_and_train_the_same_student(teacher_run, tmp_path):
     args = parse_distill_args(distill_args(tmp_path, "--teacher", str(teacher_run / "best")))
     teacher = BertForSequenceClassification.from_pretrained(teacher_run / "best").eval()
-    forward = forward_of(teacher)
-    runtime = setup(args)
-    data = load_data(args, get_task("cola"), teacher_run / "best", teacher.config.vocab_size).train
-    cached = predict(forward, teacher, eval_pass(args, data, runtime), FeatureMap(), 2, len(data),
-                     ctx=nullcontext())[0]
+    runtime = setup(**runtime_options(args))
+    data = load_data(data_source(args), get_task("cola"), teacher_run / "best", teacher.config.vocab_size,
+                     args.max_len, args.max_train_samples, args.max_eval_samples).train
+    cached = predict(teacher, eval_pass(data, args.eval_batch_size, runtime), Features(), 2, len(data),
+                     autocast=nullcontext())[0]
     live = Batches(data, train_batches(data.lengths, 16, seed=0, epoch=1), CPU, None)
     with torch.no_grad():
-        diff = max((forward(b).logits - cached[b["index"]]).abs().max().item() for b in live)
+        diff = max((teacher(**model_inputs(b, unpad=False)).logits - cached[b["index"]]).abs().max().item()
+                   for b in live)
     print(f"teacher logits, cached (eval batches) vs live (training batches): max |diff| {diff:.2e}")
     assert diff < 1e-5
 

@@ -15,15 +15,16 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from cmi.loop import Step, TermBackward, linear_scheduler, predict, train_step
-from cmi.objectives import CENTROIDS, CMIObjective, FeatureMap, OnlineCentroids
+from cmi.loop import TrainState, linear_scheduler, predict, train_step
+from cmi.objectives import CENTROIDS, CMIObjective, Features, OnlineCentroids
+from cmi.precision import Autocast, Float32, TermBackward
 from data.batching import eval_batches
 from models.bert import BertConfig, BertForSequenceClassification
 from conftest import ROOT, args_for, metric_lines
 
 WORLD = 2
 N, T = 7, 9  # an odd number of examples: it does not divide by 2
-FEATURES = FeatureMap()
+FEATURES = Features()
 
 
 def tiny_model(dropout=0.0):
@@ -48,10 +49,6 @@ def batch_of(index):
             "labels": labels[index], "index": index}
 
 
-def forward_of(model):
-    return lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-
-
 # name -> (mode, centroid policy, autocast): fixed centroids; in-batch centroids (their class sums all-reduced,
 # so G is the global batch's); bf16 autocast (the CMI term backpropagated on its own, averaged by hand)
 STEPS = {"min": ("min", "epoch", False), "max_batch": ("max", "batch", False), "min_bf16": ("min", "epoch", True)}
@@ -66,10 +63,10 @@ def one_step(name, stats, rank=None):
     objective.centroids.refresh(stats)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)  # Adam's first step ~ sign(g) would amplify rounding
     scheduler = linear_scheduler(optimizer, 10, 0)
-    forward = forward_of(model if rank is None else DDP(model))
     batch = batch_of(range(6) if rank is None else range(3 * rank, 3 * rank + 3))
-    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if amp else torch.enable_grad()
-    train_step(Step(forward, model, objective, optimizer, scheduler, ctx, clip=1.0), batch)
+    precision = Autocast(torch.device("cpu")) if amp else Float32()
+    train_step(TrainState(model if rank is None else DDP(model), objective, optimizer, scheduler, precision, clip=1.0,
+                          raw_model=model), batch)
     return model.state_dict()
 
 
@@ -81,7 +78,7 @@ def worker(rank, port, out):
         # evaluation: each rank its share, gathered by predict
         model = tiny_model()
         batches = [batch_of(b) for b in eval_batches(lengths, 2, rank, WORLD)]
-        logits, stats = predict(forward_of(model), model, batches, FEATURES, 2, N, ctx=torch.no_grad())
+        logits, stats = predict(model, batches, FEATURES, 2, N, autocast=torch.no_grad())
         # online centroids: the first G from a pass, then each rank observes its share of an epoch
         centroids = OnlineCentroids(2, 16)
         centroids.refresh(stats)
@@ -91,7 +88,7 @@ def worker(rank, port, out):
         # one DDP step of each objective of STEPS, each rank on half of a batch of 6
         weights = {name: one_step(name, stats, rank) for name in STEPS}
         # the term-backward decision: each rank measures its own ratios, all take the mean over ranks and steps
-        rule = TermBackward(autocast=True, probe_steps=2)
+        rule = TermBackward(probe_steps=2)
         for ratio in ((0.002, 0.004), (0.038, 0.004))[rank]:
             rule.observe(torch.tensor(ratio))
         if rank == 0:
@@ -119,7 +116,7 @@ def test_gathered_evaluation_equals_a_single_process_pass(two_processes):
     model = tiny_model()
     lengths = examples()[3]
     batches = [batch_of(b) for b in eval_batches(lengths, 2)]
-    logits, stats = predict(forward_of(model), model, batches, FEATURES, 2, N, ctx=torch.no_grad())
+    logits, stats = predict(model, batches, FEATURES, 2, N, autocast=torch.no_grad())
     torch.testing.assert_close(two_processes["logits"], logits)  # every example once, none dropped
     assert (logits.abs().sum(-1) > 0).all()
     torch.testing.assert_close(two_processes["centroids"], stats.centroids())
@@ -143,8 +140,8 @@ def test_online_centroids_are_all_reduced(two_processes):
 def test_one_ddp_step_equals_a_single_process_step_on_the_concatenated_batch(two_processes, name):
     model = tiny_model()
     lengths = examples()[3]
-    stats = predict(forward_of(model), model, [batch_of(b) for b in eval_batches(lengths, 2)], FEATURES, 2, N,
-                    ctx=torch.no_grad())[1]
+    stats = predict(model, [batch_of(b) for b in eval_batches(lengths, 2)], FEATURES, 2, N,
+                    autocast=torch.no_grad())[1]
     single, ddp = one_step(name, stats), two_processes["weights"][name]
     diff = max((ddp[k] - v).abs().max().item() for k, v in single.items())
     print(f"{name}: one DDP step vs one single-process step, max |weight diff| {diff:.1e}")

@@ -96,7 +96,7 @@ def test_predict_without_other_labels_still_refuses_names_the_task_lacks(tmp_pat
 
 
 def test_other_labels_keeps_shared_names_and_pairs_the_rest_in_order(tmp_path, capsys):
-    from harness.training import match_labels
+    from harness.classifiers import match_labels
 
     cola = get_task("cola")  # unacceptable, acceptable
     assert match_labels(["acceptable", "unacceptable"], cola, "m") == [1, 0]

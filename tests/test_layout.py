@@ -1,6 +1,7 @@
 """The layout of docs/design.md, "Layout", kept true: scripts import packages, never each other; models/, data/
-and cmi/ stand alone (common/ is shared by all and imports none of them); running a job (harness/) and studying
-finished runs (study/) are apart, and study/ never imports models/; no function takes more than 8 parameters."""
+and cmi/ stand alone (common/ is shared by all and imports none of them); running a job (harness/, and benchmark/,
+bench.py's machinery) and studying finished runs (study/) are apart, and study/ never imports models/; no function
+takes more than 8 parameters."""
 import ast
 
 import pytest
@@ -9,6 +10,7 @@ from conftest import ROOT
 
 SCRIPTS = {p.stem for p in ROOT.glob("*.py") if p.stem != "setup"}
 ALONE = {"models", "data", "cmi"}
+RUNNING = {"harness", "benchmark"}  # running a job: train.py's machinery, bench.py's
 
 
 def imported(path) -> set[str]:
@@ -34,13 +36,14 @@ def test_no_script_imports_another(script):
 
 @pytest.mark.parametrize("package", sorted(ALONE | {"common"}))
 def test_the_packages_stand_alone(package):
-    others = (ALONE | {"harness", "study"}) - {package} if package != "common" else ALONE | {"harness", "study"}
+    others = (ALONE | RUNNING | {"study"}) - {package}
     for path in (ROOT / package).glob("*.py"):
         wrong = imported(path) & (others | SCRIPTS)
         assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
 
 
-@pytest.mark.parametrize("package, never", [("study", {"models", "harness"}), ("harness", {"study"})])
+@pytest.mark.parametrize("package, never", [("study", {"models"} | RUNNING), ("harness", {"study", "benchmark"}),
+                                             ("benchmark", {"study"})])
 def test_running_a_job_and_studying_runs_are_apart(package, never):
     paths = list((ROOT / package).glob("*.py"))
     assert len(paths) > 3

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-import harness.training
+import harness.runlog
 import train
 from conftest import ROOT, args_for, run_cli
 from test_reliability import KILLER, RUN
@@ -49,7 +49,7 @@ def test_after_a_kill_steps_jsonl_ends_as_that_of_an_uninterrupted_run(tiny_bert
 
 
 def test_a_heartbeat_when_stderr_is_not_a_terminal(tiny_bert, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(harness.training, "HEARTBEAT_SECONDS", 0)  # every logged step
+    monkeypatch.setattr(harness.runlog, "HEARTBEAT_SECONDS", 0)  # every logged step
     train.main(args_for(tiny_bert, tmp_path / "run", "--log-every", "6"))
     err = capsys.readouterr().err
     assert "epoch 1/2, step 6/12: loss " in err and "epoch 2/2, step 12/12: loss " in err

@@ -1,17 +1,16 @@
 """The training loop of cmi/loop.py on a tiny model: the epoch means it logs and the learning-rate schedule.
 (Its files, kills and resumes: test_reliability.py; the alternating step through fit: test_objectives.py.)"""
-import contextlib
-
 import pytest
 import torch
 
-from cmi.loop import Step, linear_schedule, train_epoch, train_step
-from cmi.objectives import CENTROIDS, CMIObjective, FeatureMap
-from tests.tiny import TinyClassifier, forward_of, synthetic_batches
+from cmi.loop import TrainState, linear_schedule, train_epoch, train_step
+from cmi.objectives import CENTROIDS, CMIObjective, Features
+from cmi.precision import Float32
+from tests.tiny import TinyClassifier, synthetic_batches
 
 
 def make_objective(mode, policy, lam=0.5, dim=8, num_classes=2):
-    return CMIObjective(mode, lam, num_classes, CENTROIDS[policy](num_classes, dim), FeatureMap())
+    return CMIObjective(mode, lam, num_classes, CENTROIDS[policy](num_classes, dim), Features())
 
 
 def test_train_epoch_returns_the_sample_means_of_the_loss_and_of_every_logged_value():
@@ -20,15 +19,17 @@ def test_train_epoch_returns_the_sample_means_of_the_loss_and_of_every_logged_va
     batches = synthetic_batches(n=36)  # the last batch has 4 examples: the means weigh batches by their size
     cmi_objective, seen = make_objective("min", "batch"), []
 
-    def objective(forward, batch):
-        terms, logs = cmi_objective(forward, batch)
-        seen.append((len(batch["labels"]), {"loss": sum(terms).detach(), **logs}))
-        return terms, logs
+    class Recording:  # the objective, recording what it returns for each batch
+        centroids, inputs = cmi_objective.centroids, cmi_objective.inputs
+
+        def __call__(self, outputs, batch):
+            terms, logs = cmi_objective(outputs, batch)
+            seen.append((len(batch["labels"]), {"loss": sum(terms).detach(), **logs}))
+            return terms, logs
 
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-    means, n = train_epoch(Step(forward_of(model), model, objective, opt, sched, contextlib.nullcontext(), clip=0),
-                           batches, desc="test")
+    means, n = train_epoch(TrainState(model, Recording(), opt, sched, clip=0), batches, desc="test")
     assert n == 36 and set(means) == {"loss", "ce", "batch_cmi"}
     for k in means:
         assert means[k] == pytest.approx(float(sum(b * logs[k] for b, logs in seen)) / n, rel=1e-6), k
@@ -51,9 +52,8 @@ def test_loss_scaling_by_a_power_of_two_leaves_the_step_exactly_as_it_was():
         model = TinyClassifier(dropout=0.0)
         opt = torch.optim.AdamW(model.parameters(), lr=0.01)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-        step = Step(forward_of(model), model, make_objective("min", "batch"), opt, sched, contextlib.nullcontext(),
-                    clip=0.2, scaler=scaler)
-        _, _, grad_norm = train_step(step, synthetic_batches()[0])
+        state = TrainState(model, make_objective("min", "batch"), opt, sched, Float32(scaler), clip=0.2)
+        _, _, grad_norm = train_step(state, synthetic_batches()[0])
         return [p.detach().clone() for p in model.parameters()], float(grad_norm)
 
     plain, norm = one_step(None)

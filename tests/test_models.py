@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from models.bert import BertConfig, BertForSequenceClassification, key_padding_mask
 from models.checkpoint import CheckpointError
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification, sinusoidal_positions
-from models.unpadded import real_tokens
+from cmi.loop import real_tokens
 
 CONFIGS = {
     "bert": BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=16, num_labels=3),

@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from cmi.core import class_centroids, conditional_mutual_information, feature_distribution
-from cmi.loop import Evaluation, Step, fit, linear_scheduler, make_optimizer, predict
-from cmi.objectives import (CENTROIDS, CMIObjective, DistillationObjective, EpochCentroids, FeatureMap, MaskedLM,
+from cmi.loop import EvalPasses, TrainState, fit, linear_scheduler, make_optimizer, model_inputs, predict
+from cmi.objectives import (CENTROIDS, CMIObjective, DistillationObjective, EpochCentroids, Features, MaskedLM,
                             kd_loss, mask_tokens)
 from harness.runfiles import RunFiles
-from tests.tiny import TinyClassifier, forward_of, synthetic_batches
+from tests.tiny import TinyClassifier, synthetic_batches
 
-FEATURES = FeatureMap("pooled", tau=1.0)
+FEATURES = Features("pooled", tau=1.0)
 
 
 def make_objective(mode, policy, lam=0.5, dim=8, num_classes=2):
@@ -20,7 +20,7 @@ def make_objective(mode, policy, lam=0.5, dim=8, num_classes=2):
 
 
 def train_stats(model, batches):
-    return predict(forward_of(model), model, batches, FEATURES, 2, 40, ctx=torch.no_grad())[1]
+    return predict(model, batches, FEATURES, 2, 40, autocast=torch.no_grad())[1]
 
 
 def test_min_and_max_add_and_subtract_lambda_times_the_kl():
@@ -34,13 +34,13 @@ def test_min_and_max_add_and_subtract_lambda_times_the_kl():
         objective = make_objective(mode, "epoch", lam=0.3)
         if mode != "ce":  # ce trains against no G
             objective.centroids.G = stale
-        terms, logs = objective(forward_of(model), batch)
+        terms, logs = objective(model(batch["input_ids"]), batch)
         kl = conditional_mutual_information(f, batch["labels"], stale)
         torch.testing.assert_close(sum(terms), ce + sign * 0.3 * kl)
         assert len(terms) == (1 if mode == "ce" else 2)  # the CMI term apart, for backward under autocast
     paper = CMIObjective("min", 0.3, 2, EpochCentroids(2, 8), FEATURES, scale="paper")
     paper.centroids.G = stale
-    torch.testing.assert_close(sum(paper(forward_of(model), batch)[0]), ce + 0.3 / 2 * kl)
+    torch.testing.assert_close(sum(paper(model(batch["input_ids"]), batch)[0]), ce + 0.3 / 2 * kl)
 
 
 def test_no_gradient_reaches_the_centroids_and_none_would_flow_through_batch_means():
@@ -48,14 +48,14 @@ def test_no_gradient_reaches_the_centroids_and_none_would_flow_through_batch_mea
     model, batch = TinyClassifier(dropout=0.0), synthetic_batches()[0]
     objective = make_objective("max", "epoch")
     objective.centroids.refresh(train_stats(model, synthetic_batches()))
-    sum(objective(forward_of(model), batch)[0]).backward()
+    sum(objective(model(batch["input_ids"]), batch)[0]).backward()
     assert not objective.centroids.G.requires_grad and objective.centroids.G.grad is None
     stale_grad = model.pool.weight.grad.clone()
 
     # `batch`: G_y is the batch's own class mean, detached. Differentiating through the means instead gives
     # the same gradient: sum_x KL(f_x || g_y) is minimal at the class mean, so its gradient there is zero.
     model.zero_grad()
-    sum(make_objective("max", "batch")(forward_of(model), batch)[0]).backward()
+    sum(make_objective("max", "batch")(model(batch["input_ids"]), batch)[0]).backward()
     detached = model.pool.weight.grad.clone()
     assert not torch.allclose(detached, stale_grad)  # current centroids, not the stale ones
     model.zero_grad()
@@ -77,8 +77,8 @@ class Recorder:
     def __getattr__(self, name):
         return getattr(self.objective, name)
 
-    def __call__(self, forward, batch):
-        return self.objective(forward, batch)
+    def __call__(self, outputs, batch):
+        return self.objective(outputs, batch)
 
     def epoch(self):
         """An epoch's batches, which record when the loop starts on them."""
@@ -99,12 +99,12 @@ def run_tiny(tmp_path, objective, epochs=3, lr=0.05):
     opt = make_optimizer(model, lr, 0.01)
     total = epochs * len(synthetic_batches())
     sched = linear_scheduler(opt, total, 0)
-    evaluation = Evaluation(train=(synthetic_batches(), 40), dev={"validation": (synthetic_batches(), 40)},
-                            features=FeatureMap(), num_classes=2,
-                            score=lambda split, logits, stats: {"accuracy": 0.5, "eval_cmi": 0.0})
+    passes = EvalPasses(train=(synthetic_batches(), 40), dev={"validation": (synthetic_batches(), 40)},
+                        features=Features(), num_classes=2,
+                        score=lambda split, logits, stats: {"accuracy": 0.5, "eval_cmi": 0.0})
     with RunFiles(tmp_path, {}) as run:
-        fit(Step(forward=forward_of(model), model=model, objective=recorder, optimizer=opt, scheduler=sched), run,
-            epochs=[recorder.epoch() for _ in range(epochs)], evaluation=evaluation, primary="accuracy", record={})
+        fit(TrainState(model=model, objective=recorder, optimizer=opt, scheduler=sched), run,
+            epochs=[recorder.epoch() for _ in range(epochs)], passes=passes, primary="accuracy", record={})
     return recorder.seen
 
 
@@ -159,11 +159,11 @@ def test_distillation_objective_cached_and_live_teacher_agree():
     torch.manual_seed(0)
     student, teacher = TinyClassifier(dropout=0.0), TinyClassifier(dropout=0.0).eval()
     batches = synthetic_batches()
-    cached = predict(forward_of(teacher), teacher, batches, FEATURES, 2, 40, ctx=torch.no_grad())[0]
-    live = DistillationObjective(0.5, 2.0, teacher_forward=forward_of(teacher))
+    cached = predict(teacher, batches, FEATURES, 2, 40, autocast=torch.no_grad())[0]
+    live = DistillationObjective(0.5, 2.0, teacher=teacher)
     cache = DistillationObjective(0.5, 2.0, teacher_logits=cached)
     for batch in batches:
-        torch.testing.assert_close(cache(forward_of(student), batch)[0], live(forward_of(student), batch)[0])
+        torch.testing.assert_close(cache(student(batch["input_ids"]), batch)[0], live(student(batch["input_ids"]), batch)[0])
 
 
 def test_mask_tokens_masks_only_maskable_positions_at_the_rate():
@@ -194,9 +194,11 @@ def test_masked_lm_term_is_gamma_times_the_mlm_loss_of_the_masked_inputs():
     forward = lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
 
     torch.manual_seed(1)
-    terms, logs = objective(forward, batch)
+    joined = objective.inputs(batch)
+    terms, logs = objective(model(**model_inputs(joined, unpad=False)), joined)
     torch.manual_seed(1)
-    masked, picked = mlm.masked(batch)  # the same draws
+    masked = mlm.joined(batch)  # the same draws
+    picked, masked = masked["masked"], {k: v[len(ids):] for k, v in masked.items() if k in model_inputs(batch, False)}
     assert picked.any() and not picked[ids == 0].any() and not picked[:, 0].any()
     ce = F.cross_entropy(forward(batch).logits, batch["labels"])
     l1 = F.cross_entropy(model.mlm_logits(forward(masked).hidden_states)[picked], ids[picked])

@@ -527,8 +527,8 @@ def test_resume_of_the_same_folder_spelled_another_way(tiny_bert, tmp_path, monk
 def test_non_finite_outputs_are_never_saved_nor_written_as_json(tmp_path):
     from cmi.loop import predict
     from harness.runfiles import TrainingError, to_json, write_json
-    from cmi.objectives import FeatureMap
-    from tiny import TinyClassifier, forward_of, synthetic_batches
+    from cmi.objectives import Features
+    from tiny import TinyClassifier, synthetic_batches
     with pytest.raises(TrainingError, match=r"non-finite values \(eval_cmi, mcc\)"):
         write_json(tmp_path / "results.json", {"mcc": float("nan"), "eval_cmi": float("inf"), "epoch": 1})
     assert not (tmp_path / "results.json").exists() and to_json({"mcc": 0.5}) == '{"mcc": 0.5}'
@@ -536,7 +536,7 @@ def test_non_finite_outputs_are_never_saved_nor_written_as_json(tmp_path):
     with torch.no_grad():
         model.cls.weight[0, 0] = float("nan")
     with pytest.raises(TrainingError, match="eval: the model's outputs are not finite"):
-        predict(forward_of(model), model, synthetic_batches(), FeatureMap(), 2, 40, ctx=torch.no_grad())
+        predict(model, synthetic_batches(), Features(), 2, 40, autocast=torch.no_grad())
 
 
 def test_a_head_for_other_label_names_is_refused_unless_asked(finished, tmp_path, capsys):

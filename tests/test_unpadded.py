@@ -9,11 +9,9 @@ from data.batching import collate, train_batches
 from data.loading import load_split
 from data.tasks import get_task
 from data.tokenization import encode, load_tokenizer
-from harness.training import forward_of
-from cmi.loop import make_optimizer
+from cmi.loop import make_optimizer, real_tokens
 from models.bert import BertConfig, BertForSequenceClassification
 from models.distilbert import DistilBertConfig, DistilBertForSequenceClassification
-from models.unpadded import real_tokens
 
 TINY = {"bert": (BertForSequenceClassification, BertConfig(hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
                                                            intermediate_size=96)),
@@ -27,11 +25,16 @@ def real_batch(task: str, seed: int = 0) -> dict:
     return collate(enc, train_batches(enc.lengths, 32, seed, epoch=1, group_batches=1)[0])
 
 
+def run(model, batch, fields, unpad: bool):
+    """`model` on the batch's `fields`; with `unpad`, on its real tokens only."""
+    return model(*(batch[k] for k in fields), token_index=real_tokens(batch["attention_mask"]) if unpad else None)
+
+
 def both(model, batch, types: bool):
     """The padded and the unpadded forward of `model` on `batch` (token types given or left out)."""
     fields = ("input_ids", "attention_mask", "token_type_ids") if types else ("input_ids", "attention_mask")
     padded = model(*(batch[k] for k in fields))
-    return padded, forward_of(model, fields, unpad=True)(batch)
+    return padded, run(model, batch, fields, True)
 
 
 def random_model(arch: str, dtype):
@@ -80,9 +83,9 @@ def test_same_seed_same_dropout_masks_in_training(arch):
     torch.manual_seed(1)
     padded = model(*(batch[k] for k in fields))
     torch.manual_seed(1)
-    unpadded = forward_of(model, fields, unpad=True)(batch)
+    unpadded = run(model, batch, fields, True)
     torch.manual_seed(2)
-    other = forward_of(model, fields, unpad=True)(batch)
+    other = run(model, batch, fields, True)
     assert (padded.logits - unpadded.logits).abs().max() <= 1e-12
     assert (padded.logits - other.logits).abs().max() > 1e-3  # dropout is on: another seed, other masks
 
@@ -95,7 +98,7 @@ def test_one_training_step_gives_the_same_parameters(arch):
     for unpad, model in models.items():
         optimizer = make_optimizer(model, 1e-3, 0.01)
         torch.manual_seed(1)
-        out = forward_of(model, fields, unpad)(batch)
+        out = run(model, batch, fields, unpad)
         torch.nn.functional.cross_entropy(out.logits, batch["labels"]).backward()
         optimizer.step()
     start = random_model(arch, torch.float64).state_dict()

@@ -21,7 +21,7 @@ class TinyClassifier(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.cls = nn.Linear(dim, num_labels)
 
-    def forward(self, input_ids):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, token_index=None):
         hidden = self.emb(input_ids)  # (B, T, d)
         pooled = torch.tanh(self.pool(hidden.mean(1)))
         return Output(self.cls(self.drop(pooled)), pooled, hidden)
@@ -40,10 +40,6 @@ def synthetic_batches(n=40, batch_size=8, seq=5, vocab=50, num_labels=2, seed=0)
          "index": torch.arange(i, min(i + batch_size, n))}
         for i in range(0, n, batch_size)
     ]
-
-
-def forward_of(model):
-    return lambda batch: model(batch["input_ids"])
 
 
 def cross_entropy_of(out, batch):
