@@ -7,11 +7,15 @@ describes its checkpoint names once, in a `Layout`; loading then goes:
 1. config.json -> the config dataclass: model_type checked, unknown keys kept in `extra`, labels set;
 2. weights -> one dict in transformers' names of the task model (`bert.encoder.layer.0...`): legacy
    `LayerNorm.gamma/beta` renamed, the base-model prefix added to bare BertModel / DistilBertModel keys,
-   tied copies checked and dropped, buffers and unused heads (NSP) dropped;
+   tied copies checked and dropped, buffers and unused heads (NSP, a decoder's LM head) dropped, GPT-2's
+   Conv1D weights (stored in, out) transposed to nn.Linear's (out, in);
 3. key sets and shapes must match exactly, except the task head (classifier, pooler), which keeps its fresh
    initialisation when the checkpoint lacks it or shapes it for another num_labels; then a strict load.
+   Decoders (`Layout.meta`) are built on the meta device and take the checkpoint's tensors as their parameters,
+   with no random float32 copy first; their fresh head is drawn then.
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -48,7 +52,12 @@ class Layout:
     tied: dict[str, str]  # a key that repeats another (the MLM decoder = the word embeddings) -> that key
     heads: tuple[str, ...]  # key prefixes of the task head: may be missing or shaped for other labels
     mlm: str  # key prefix of the masked-LM head: the model gets one when the checkpoint has it
-    ignored: tuple[str, ...]  # key prefixes of buffers and heads that we do not use
+    ignored: tuple[str, ...]  # key prefixes of buffers and heads that we do not use ("{}" = layer index)
+    transposed: tuple[str, ...] = ()  # weights stored (in, out) (GPT-2's Conv1D): transposed on reading and saving
+    # Build on the meta device and assign the checkpoint's tensors (fp16/bf16 cast to float32): no random float32
+    # model first, which for a 7B decoder is 28 GB and minutes of drawing. BERT and DistilBERT keep False: built
+    # and initialised whole, so a fresh classifier draws what it always drew.
+    meta: bool = False
 
     def hf_name(self, name: str) -> str:
         """Our parameter name -> transformers', e.g. bert.layers.3.attn.query.weight -> bert.encoder.layer.3.attention.self.query.weight."""
@@ -68,6 +77,10 @@ class Pretrained(nn.Module):
         # even when that folder is gone (a run that --overwrites the run whose best/ it started from)
         self.tokenizer_files: dict[str, bytes] = {}
 
+    def architecture(self) -> str:
+        """The transformers class that a saved folder holds (config.json's `architectures`): ours has its name."""
+        return type(self).__name__
+
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, num_labels: int | None = None,
                         mlm: bool = True) -> "Pretrained":
@@ -82,7 +95,8 @@ class Pretrained(nn.Module):
         config = read_config(folder, cls.layout.config_class, num_labels)
         state, source = read_weights(folder, cls.layout)
         try:
-            model = cls(config, mlm=any(key.startswith(cls.layout.mlm) for key in state))
+            with torch.device("meta") if cls.layout.meta else contextlib.nullcontext():
+                model = cls(config, mlm=any(key.startswith(cls.layout.mlm) for key in state))
         except ValueError as e:  # a config value the architecture does not support, e.g. hidden_act
             raise CheckpointError(f"{folder / 'config.json'}: {e}") from None
         load_state(model, state, source, own_head=num_labels is None)
@@ -102,9 +116,14 @@ class Pretrained(nn.Module):
         if others:
             raise CheckpointError(f"{path}: holds {others[0]!r}, not a file of a saved model; a save replaces the folder "
                                   "as a whole, so it goes into a folder of its own")
-        state = {self.layout.hf_name(k): v.contiguous() for k, v in self.state_dict().items()}
+        state = {self.layout.hf_name(k): v for k, v in self.state_dict().items()}
+        state = {k: (v.t() if _matches(k, self.layout.transposed) else v).contiguous() for k, v in state.items()}
+        config = config_dict(self.config, self.architecture())
+        # transformers 5 loads a model in the dtype that config.json names (dtype, formerly torch_dtype): name the saved one
+        dtype = str(next(iter(state.values())).dtype).removeprefix("torch.")
+        config |= {key: dtype for key in ("dtype", "torch_dtype") if key in config}
         files = {
-            "config.json": (json.dumps(config_dict(self.config, type(self).__name__), indent=2, sort_keys=True) + "\n").encode(),
+            "config.json": (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
             # bytes written by Python, not safetensors' save_file: its writer can drop a write error (ENOSPC)
             "model.safetensors": save(state, metadata={"format": "pt"}),
         }
@@ -174,8 +193,9 @@ def read_config(folder: Path, config_class: type, num_labels: int | None = None)
         raise CheckpointError(f"{folder}: no config.json, so not a Hugging Face checkpoint folder")
     raw = read_json(path)
     model_type = raw.get("model_type")
-    if model_type != config_class.model_type:
-        raise CheckpointError(f"{path}: model_type is {model_type!r}, expected {config_class.model_type!r}")
+    expected = getattr(config_class, "model_types", (config_class.model_type,))  # one class may serve several families
+    if model_type not in expected:
+        raise CheckpointError(f"{path}: model_type is {model_type!r}, expected {' or '.join(map(repr, expected))}")
     try:
         id2label = {int(i): label for i, label in (raw.get("id2label") or {}).items()}
     except (ValueError, TypeError, AttributeError):
@@ -214,8 +234,11 @@ def label_maps(num_labels: int, id2label: dict | None, label2id: dict | None) ->
 
 
 def config_dict(config, architecture: str) -> dict:
-    """The config.json of `config`: its fields over the unknown keys it was read with."""
-    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "extra"}
+    """The config.json of `config`: its fields over the unknown keys it was read with. A field that only some
+    families read (metadata "model_types", in a config class serving several) is left out of the others' files
+    while it holds its default: transformers takes a Mistral config naming layer_types for another model."""
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "extra" and (
+        config.model_type in f.metadata.get("model_types", (config.model_type,)) or getattr(config, f.name) != f.default)}
     fields["id2label"], fields["label2id"] = label_maps(config.num_labels, config.id2label, config.label2id)
     return {**config.extra, **fields, "architectures": [architecture]}
 
@@ -235,15 +258,21 @@ def read_weights(folder: Path, layout: Layout) -> tuple[dict[str, torch.Tensor],
         state = _read_file(path)
 
     state = {re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", k)): v for k, v in state.items()}
-    if not any(k.startswith(layout.prefix) for k in state):  # a bare BertModel / DistilBertModel checkpoint
+    if not any(k.startswith(layout.prefix) for k in state):  # a bare BertModel / DistilBertModel / LlamaModel checkpoint
         state = {layout.prefix + k: v for k, v in state.items()}
+    state = {k: v.t().contiguous() if _matches(k, layout.transposed) else v for k, v in state.items()}
     for alias, key in layout.tied.items():
         if alias in state:
             value = state.pop(alias)
             if key in state and not torch.equal(state[key], value):
                 raise CheckpointError(f"{path}: {alias} differs from {key}; untied MLM decoders are not supported")
             state.setdefault(key, value)
-    return {k: v for k, v in state.items() if not k.startswith(layout.ignored)}, path
+    return {k: v for k, v in state.items() if not _matches(k, layout.ignored)}, path
+
+
+def _matches(key: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether `key` starts with one of `prefixes`, "{}" in them standing for a layer index."""
+    return any(re.match(re.escape(p).replace(r"\{\}", r"\d+"), key) for p in prefixes)
 
 
 def _read_file(path: Path) -> dict[str, torch.Tensor]:
@@ -263,8 +292,10 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
 
 def load_state(model: Pretrained, state: dict[str, torch.Tensor], source: Path, own_head: bool = False) -> None:
     """Copy `state` (transformers' names) into `model`: every key must match, but a task head may stay fresh,
-    unless `own_head` (the model has the checkpoint's own label count): then its head must fit too."""
+    unless `own_head` (the model has the checkpoint's own label count): then its head must fit too. A model built
+    on the meta device (Layout.meta) takes the tensors themselves, cast to its dtype, and its fresh head is drawn."""
     ours = model.state_dict()
+    on_meta = model.layout.meta
     names = {model.layout.hf_name(k): k for k in ours}
     unexpected = sorted(state.keys() - names.keys())
     if unexpected:
@@ -277,7 +308,7 @@ def load_state(model: Pretrained, state: dict[str, torch.Tensor], source: Path, 
         if hf in state and state[hf].is_floating_point() != ours[k].is_floating_point():  # fp16/bf16 are cast
             raise CheckpointError(f"{source}: {hf} has dtype {state[hf].dtype}, expected {ours[k].dtype}")
         if hf in state and state[hf].shape == ours[k].shape:
-            ours[k] = state[hf]
+            ours[k] = state[hf].to(ours[k].dtype) if on_meta else state[hf]  # fp16/bf16 cast; float32 kept as is
         elif hf in state and not hf.startswith(model.layout.heads):
             raise CheckpointError(f"{source}: {hf} has shape {tuple(state[hf].shape)}, the config gives {tuple(ours[k].shape)}")
         elif hf in state and own_head:
@@ -286,7 +317,10 @@ def load_state(model: Pretrained, state: dict[str, torch.Tensor], source: Path, 
                                   "expected one label name per classifier row")
         else:
             fresh.append(hf)
-    model.load_state_dict(ours, strict=True)
+            if on_meta:  # transformers' draw for a fresh Linear layer: weight normal(0, initializer_range), bias 0
+                ours[k] = torch.zeros_like(ours[k], device="cpu") if k.endswith(".bias") else \
+                    torch.empty_like(ours[k], device="cpu").normal_(std=model.config.initializer_range)
+    model.load_state_dict(ours, strict=True, assign=on_meta)
     if fresh:
         log.warning("%s: newly initialised, train before use (not in the checkpoint, or shaped for other labels): %s", source, ", ".join(fresh))
 
