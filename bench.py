@@ -13,8 +13,11 @@ Contenders alternate in one process (benchmark/timing.py), so the figures to rea
   epoch     training epochs on real data (--epoch-tasks), the same shuffled batches for each contender; with --amp
             both in float32 and in bf16 autocast, with --epoch-lam also ours trained with min-CMI
   distill   a DistilBERT student trained against cached teacher logits and against a live teacher
+  decoder   training epochs on real data of a decoder of a real width (Qwen2.5-0.5B's, --decoder-layers layers,
+            random weights): ours unpadded against transformers' Qwen2ForSequenceClassification; once, not per preset
 
-step and cmi time a synthetic batch, epoch and distill real examples (their epoch time from the examples per second).
+step and cmi time a synthetic batch, epoch, distill and decoder real examples (their epoch time from the examples per
+second).
 """
 import argparse
 import copy
@@ -23,7 +26,7 @@ import statistics
 import torch
 
 from benchmark.contenders import (Contender, Preset, Section, compiled, cross_entropy, epoch_order, examples_pass,
-                                   min_objective, race, sdpa_kernels)
+                                   min_objective, race, sdpa_kernels, transformers_twin)
 from benchmark.options import INTERRUPTED, bench_parser, check_bench_args, check_presets, train_split
 from benchmark.measuring import measure
 from benchmark.timing import (alternate, compiled_graphs, epoch_figures, matmul, paired_ratio, peak_memory_mib, rates,
@@ -36,17 +39,21 @@ from harness.cli import TRAIN_DEFAULTS, ranged, run_main, runtime_options
 from harness.runtime import setup
 from models.bert import BertForSequenceClassification
 from models.distilbert import DistilBertForSequenceClassification
+from models.llama import LlamaConfig, LlamaForSequenceClassification
 from models.student import student_config
 from study.markdown import captioned, fmt, spread
 
 DIAGNOSTICS = ("overhead", "attention", "profile")  # the sections scripts/bench_diagnostics.py measures
 STUDENT_EPOCHS = 10  # the paper's distillation epochs, over which the teacher pass is amortised
 KD = {"alpha": 0.5, "temperature": 2.0}  # distill.py's defaults (see its --help; the time does not depend on them)
+# Qwen2.5-0.5B's width (its config.json; 24 layers there): the decoder section's model, random weights
+QWEN25_05B = dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_attention_heads=14,
+                  num_key_value_heads=2, max_position_embeddings=32768, rope_parameters={"rope_theta": 1e6})
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = bench_parser(__doc__, [*SECTIONS, "mfu"], "bench.json")
-    g = parser.add_argument_group("epochs of real data (epoch, distill)")
+    g = parser.add_argument_group("epochs of real data (epoch, distill, decoder)")
     ranged(g, "--epoch-batches", ">= 0", type=int, default=0,
            help="time this many batches of the epoch's order (0: the whole epoch)")
     g.add_argument("--epoch-tasks", default="cola,mrpc,sst2", help="epoch: the GLUE tasks whose training split is timed")
@@ -54,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
            help="epoch: at most this many training examples of each task, a fixed subset (default: CoLA's size: all "
                 "of CoLA and MRPC, 8,551 of SST-2's 67,349)")
     ranged(g, "--chunk", "> 0", type=int, default=5, help="batches per turn when alternating")
+    ranged(g, "--decoder-layers", "> 0", type=int, default=2,
+           help="decoder: the layers of the Qwen2.5-0.5B-wide decoder (24 in the real model)")
     ranged(g, "--epoch-lam", "> 0", type=float, default=None,
            help="epoch: also time ours trained with --mode min at this lambda (epoch centroids)")
     args = parser.parse_args(argv)
@@ -199,18 +208,36 @@ def bench_epoch(p: Preset) -> list[dict]:
     unpadded, ours padded and transformers', each from the same weights, compiled as train.py compiles; with
     --amp both each of them (padded aside) in float32 and in bf16 autocast; with --epoch-lam also ours trained
     with the min-CMI objective (train.py's epoch centroids, from an untimed pass)."""
-    return [epoch_row(p, task, train) for task, train in p.data["epoch"].items()]
+    models = {name: m for name, m in p.contenders().items() if len(p.precisions()) == 1 or name != "padded"}
+    if p.args.epoch_lam is not None:
+        models["ours_min"] = (p.ours, True)
+    return [epoch_row(p, task, train, models, p.name) for task, train in p.data["epoch"].items()]
 
 
-def epoch_row(p: Preset, task: str, train) -> dict:
+def bench_decoder(p: Preset) -> list[dict]:
+    """A decoder of Qwen2.5-0.5B's width (--decoder-layers layers, random weights, the vocabulary of --checkpoint's
+    tokenizer, which encodes the real examples) trained on each --epoch-tasks' real batches, as bench_epoch trains
+    BERT: ours unpadded against transformers' Qwen2ForSequenceClassification (SDPA, every slot). Measured once, at
+    the first preset: the model is the section's own."""
+    if p.name != p.args.presets[0]:
+        return []
+    torch.manual_seed(p.args.seed)
+    config = LlamaConfig(vocab_size=p.ours.config.vocab_size, num_hidden_layers=p.args.decoder_layers, pad_token_id=0,
+                         **QWEN25_05B)  # pad 0: the tokenizer's [PAD], never a real token, as transformers needs
+    ours = LlamaForSequenceClassification(config).to(p.runtime.device).train()
+    theirs = transformers_twin(ours)
+    models = {"ours": (ours, True)} | ({"transformers": (theirs, False)} if theirs is not None else {})
+    label = f"qwen2.5-0.5b width, {p.args.decoder_layers} layers"
+    return [epoch_row(p, task, train, models, label) for task, train in p.data["epoch"].items()]
+
+
+def epoch_row(p: Preset, task: str, train, models: dict, label: str) -> dict:
+    """The race of `models` (name -> (model, unpadded)) on `task`'s batches: one row of the table, `label`'s."""
     args = p.args
     batches = epoch_order(args, train, args.epoch_batches or None)
     torch._dynamo.reset()
     graphs = compiled_graphs()
     precisions = p.precisions()
-    models = {name: m for name, m in p.contenders().items() if len(precisions) == 1 or name != "padded"}
-    if args.epoch_lam is not None:
-        models["ours_min"] = (p.ours, True)
     runs = {}
     for suffix, runtime in precisions.items():
         for name, (model, unpad) in models.items():
@@ -220,7 +247,7 @@ def epoch_row(p: Preset, task: str, train) -> dict:
                                    if name == "ours_min" else cross_entropy)
     reference = "ours" + next(reversed(precisions))  # ours; in bf16 when both precisions are timed
     seconds, peaks = race(runs, train, batches, p.runtime, args.chunk)
-    row = {"preset": p.name, "task": task, "compile": p.train_mode or "eager", "batch_size": args.batch_size,
+    row = {"preset": label, "task": task, "compile": p.train_mode or "eager", "batch_size": args.batch_size,
            "max_len": args.max_len, "train_examples": len(train), "graphs_compiled": compiled_graphs() - graphs,
            "padding": padding_fraction(train.lengths, batches, p.runtime.pad_multiple), "reference": reference,
            "contenders": list(runs), "lam": args.epoch_lam}
@@ -229,7 +256,7 @@ def epoch_row(p: Preset, task: str, train) -> dict:
     for name in runs:
         if name != reference:  # the same batches in the same turns: a paired ratio
             row[f"speedup_{name}"], row[f"speedup_{name}_quartiles"] = paired_ratio(seconds[name], seconds[reference])
-    print(f"  epoch {p.name} {task}: " + ", ".join(f"{row[f'speedup_{n}']:.2f} over {n}" for n in runs
+    print(f"  epoch {label} {task}: " + ", ".join(f"{row[f'speedup_{n}']:.2f} over {n}" for n in runs
                                                     if n != reference), flush=True)
     return row
 
@@ -309,17 +336,18 @@ def distill_table(rows: list[dict]) -> str:
 # main
 
 SECTIONS = {"step": Section(bench_step, step_table), "cmi": Section(bench_cmi, cmi_table),
-            "epoch": Section(bench_epoch, epoch_table), "distill": Section(bench_distill, distill_table)}
+            "epoch": Section(bench_epoch, epoch_table), "distill": Section(bench_distill, distill_table),
+            "decoder": Section(bench_decoder, epoch_table)}
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    real = bool({"epoch", "distill"} & set(args.sections))
+    real = bool({"epoch", "distill", "decoder"} & set(args.sections))
     check_presets(args, real=real, synthetic=bool({"step", "cmi"} & set(args.sections)))
     runtime = setup(**runtime_options(args))
     data = {"cola": train_split(args, "cola") if "distill" in args.sections else None,
             "epoch": {task: train_split(args, task, args.epoch_examples) for task in args.epoch_tasks}
-            if "epoch" in args.sections else {}}
+            if {"epoch", "decoder"} & set(args.sections) else {}}
     return measure(args, runtime, SECTIONS, data, "bench.py")
 
 

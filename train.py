@@ -7,7 +7,7 @@
 """
 from cmi.loop import TrainState, fit, linear_scheduler, make_optimizer
 from cmi.objectives import CENTROIDS, CMIObjective, Features, MaskedLM
-from harness.classifiers import load_classifier, name_labels
+from harness.classifiers import TRAINABLE, check_decoder, is_decoder, load_classifier, name_labels
 from harness.cli import data_source, parse_train_args, run_main, runtime_options
 from harness.rundata import check_fits, epoch_batches, eval_passes, load_data, task_of
 from harness.runfiles import RunFiles
@@ -24,15 +24,19 @@ def main(argv=None) -> None:
         source = data_source(args)
         task = task_of(source)
 
-        # model; the masked-LM head only for the gamma * L1 term: one the loss does not use would get no gradient
-        model, checkpoint_dir = load_classifier(args.model, task, model_types=("bert",), other_labels=args.other_labels,
+        # model: BERT or a decoder (models/llama.py, models/gpt2.py); the masked-LM head only for the gamma * L1
+        # term: one the loss does not use would get no gradient
+        model, checkpoint_dir = load_classifier(args.model, task, model_types=TRAINABLE, other_labels=args.other_labels,
                                                 mlm=args.gamma > 0)
+        check_decoder(model, args.cmi_feature, args.gamma)
         name_labels(model, task, args.label_field)
 
         # data
         data = load_data(source, task, checkpoint_dir, model.config.vocab_size, args.max_len, args.max_train_samples,
                          args.max_eval_samples)
         check_fits({str(checkpoint_dir): model.config}, data.splits, runtime.pad_multiple, args.max_len, args.task)
+        if is_decoder(model):  # saved with best/: transformers' classifier finds each last token by it
+            model.config.pad_token_id = data.train.pad_id
 
         # objective: eqs. (13)-(16), the centroids of eq. (14), gamma * L1 of eq. (7)
         features = Features(args.cmi_feature, args.tau)

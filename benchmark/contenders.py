@@ -68,13 +68,13 @@ class TransformersClassifier(nn.Module):
 
 
 def transformers_twin(model) -> TransformersClassifier | None:
-    """transformers' class of the same name with the same config and weights (saved and loaded back, SDPA
+    """transformers' class of ours (its `architecture`) with the same config and weights (saved and loaded back, SDPA
     attention, same dtype), in training mode; None when transformers is not installed."""
     if transformers is None:
         return None
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder)
-        twin = getattr(transformers, type(model).__name__).from_pretrained(
+        twin = getattr(transformers, model.architecture()).from_pretrained(
             folder, attn_implementation="sdpa", dtype=next(model.parameters()).dtype)
     # from_pretrained returns it in eval mode
     return TransformersClassifier(twin.to(next(model.parameters()).device).train())

@@ -1,20 +1,31 @@
-"""BERT WordPiece tokenisation with the `tokenizers` library: each split is encoded once, kept as arrays."""
+"""Tokenisation with the `tokenizers` library: BERT's WordPiece, or a decoder's byte-level BPE (`tokenizer.json`);
+each split is encoded once, kept as arrays.
+
+A decoder's inputs are what its tokenizer's own post-processor makes of them: BOS / EOS where it adds them (Llama 3
+adds <|begin_of_text|>, GPT-2 nothing), and a sentence pair by the post-processor's pair rule (a template's `pair`,
+else the two texts' tokens one after the other). Its batches are right-padded with a pad id of the tokenizer's:
+tokenizer_config.json's `pad_token`, else a reserved padding token of the vocabulary (PAD_TOKENS), else the end of
+sequence token, with a warning. Our decoders never read the pad id (the attention mask says which tokens are
+real); transformers' classifier does, and skips a real final token equal to it."""
 
 import copy
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import WordPiece
+from tokenizers.models import BPE, WordPiece
 
 from data.loading import Examples
 from common.files import first_line
 from data.tasks import DataError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+PAD_TOKENS = ("<pad>", "<|pad|>", "<|finetune_right_pad_id|>", "[PAD]")  # reserved for padding in decoder vocabularies
+EOS_TOKENS = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<|im_end|>", "<|eot_id|>")  # where tokenizer_config has none
 
 
 def load_tokenizer(model_dir: str | Path) -> Tokenizer:
@@ -29,14 +40,41 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
         tokenizer = Tokenizer.from_file(str(path)) if path.name == "tokenizer.json" else _bert_wordpiece(model_dir)
     except Exception as e:  # the tokenizers library raises its own untyped exceptions for a damaged file
         raise DataError(f"{path}: cannot read the tokenizer ({first_line(e)})") from None
+    # a saved tokenizer.json may pad every input to a fixed length (all-MiniLM-L6-v2 pads to 128)
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    if isinstance(tokenizer.model, BPE):  # a decoder's: its pad id is kept as its padding token (Encoded.pad_id)
+        pad_id, token = decoder_pad(tokenizer, model_dir)
+        tokenizer.enable_padding(pad_id=pad_id, pad_token=token)
+        return tokenizer
     vocab = tokenizer.get_vocab(with_added_tokens=False)
     missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]") if t not in vocab]
     if missing:  # every batch is built from them: without them ids are None, or past the table, deep inside a run
         raise DataError(f"{path}: the tokenizer lacks the special token(s) {', '.join(missing)} that BERT inputs need")
-    # a saved tokenizer.json may pad every input to a fixed length (all-MiniLM-L6-v2 pads to 128)
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
     return tokenizer
+
+
+def decoder_pad(tokenizer: Tokenizer, model_dir: Path) -> tuple[int, str]:
+    """The pad id and token of a decoder's batches (the rule above), and a warning line where it is the end of
+    sequence token."""
+    config_path = model_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+
+    def token(key: str) -> str | None:  # tokenizer_config.json writes a token as a string or {"content": ...}
+        value = config.get(key)
+        return value.get("content") if isinstance(value, dict) else value
+
+    eos = token("eos_token") or next((t for t in EOS_TOKENS if tokenizer.token_to_id(t) is not None), None)
+    candidates = [token("pad_token"), *PAD_TOKENS, eos]
+    pad = next((t for t in candidates if t is not None and tokenizer.token_to_id(t) is not None), None)
+    if pad is None:
+        raise DataError(f"{model_dir / 'tokenizer.json'}: no token to pad with: no pad_token in tokenizer_config.json, "
+                        f"none of {', '.join(PAD_TOKENS)} and no end-of-sequence token in the vocabulary")
+    if pad == eos:
+        print(f"warning: {model_dir}: padding with the end-of-sequence token {pad!r} (the tokenizer has no pad "
+              "token); our decoders read the attention mask, but transformers' classifier, which reads "
+              "pad_token_id, would skip a final end-of-sequence token", file=sys.stderr)
+    return tokenizer.token_to_id(pad), pad
 
 
 def _bert_wordpiece(model_dir: Path) -> Tokenizer:
@@ -82,8 +120,10 @@ class Encoded:
 def encode(tokenizer: Tokenizer, examples: Examples, max_len: int) -> Encoded:
     """Tokenise every example once (batched, in the tokenizers library's own threads), truncated to
     `max_len` tokens including the special ones; pairs lose tokens from the longer text first, as BERT does."""
+    padding = tokenizer.padding  # a decoder's pad token (load_tokenizer); the batches are padded by collate
     tokenizer = copy.deepcopy(tokenizer)  # truncation is tokenizer state: set it on a copy, not the caller's
     tokenizer.enable_truncation(max_len, strategy="longest_first")
+    tokenizer.no_padding()
     inputs = examples.texts[0] if len(examples.texts) == 1 else list(zip(*examples.texts))
     encodings = tokenizer.encode_batch(inputs)
     input_ids = [np.array(e.ids, dtype=np.int32) for e in encodings]
@@ -92,5 +132,5 @@ def encode(tokenizer: Tokenizer, examples: Examples, max_len: int) -> Encoded:
         token_type_ids=[np.array(e.type_ids, dtype=np.int32) for e in encodings],
         labels=examples.labels,
         lengths=np.array([len(ids) for ids in input_ids], dtype=np.int64),
-        pad_id=tokenizer.token_to_id("[PAD]"),
+        pad_id=padding["pad_id"] if padding else tokenizer.token_to_id("[PAD]"),
     )

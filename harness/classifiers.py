@@ -9,9 +9,16 @@ from data.tasks import DataError, Task
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError, read_json, resolve
 from models.distilbert import DistilBertForSequenceClassification
+from models.gpt2 import GPT2ForSequenceClassification
+from models.llama import LlamaForSequenceClassification
+
+DECODERS = ("llama", "mistral", "qwen2", "qwen3", "gpt2")  # causal: h_s is the last real token's final state
 
 # config.json's model_type -> our classifier of that family: a new family is one entry
-CLASSIFIERS = {"bert": BertForSequenceClassification, "distilbert": DistilBertForSequenceClassification}
+CLASSIFIERS = {"bert": BertForSequenceClassification, "distilbert": DistilBertForSequenceClassification,
+               **{kind: LlamaForSequenceClassification for kind in ("llama", "mistral", "qwen2", "qwen3")},
+               "gpt2": GPT2ForSequenceClassification}
+TRAINABLE = ("bert", *DECODERS)  # what train.py fine-tunes (distill.py's students are DistilBERT)
 
 
 def check_head(checkpoint_dir: Path, task: Task, other_labels: bool = False,
@@ -88,7 +95,7 @@ def load_classifier(path: str, task: Task | None, *, model_types: tuple[str, ...
         model_class = CLASSIFIERS.get(kind, BertForSequenceClassification)
     model = model_class.from_pretrained(folder, num_labels=task.num_labels if task else None, mlm=mlm)
     align_head(model, rows)
-    if fine_tuned and named and model_class.__name__ not in architectures:
+    if fine_tuned and named and model.architecture() not in architectures:
         raise CheckpointError(f"{folder}: not a fine-tuned {model.config.model_type.upper()} classifier (architectures "
                               f"{architectures}); pass the best/ folder of a train.py run")
     return model, folder
@@ -131,3 +138,22 @@ def name_labels(model, task: Task, label_field: str) -> None:
     model.config.label2id = {name: i for i, name in enumerate(task.label_names)}
     model.config.extra |= {"text_fields": list(task.text_fields), "label_field": label_field}
 
+
+def is_decoder(model) -> bool:
+    return model.config.model_type in DECODERS
+
+
+def check_decoder(model, cmi_feature: str, gamma: float) -> None:
+    """The options a decoder cannot take, refused in one line: `--cmi-feature cls` (under causal attention the first
+    token's state sees the first token alone: with a fixed BOS f_x is the same for every input and the CMI zero;
+    a decoder's h_s is its last real token's, `pooled`) and `--gamma` (its L1 term would be the causal-LM loss with
+    the checkpoint's LM head, which is not loaded here)."""
+    if not is_decoder(model):
+        return
+    if cmi_feature == "cls":
+        raise CheckpointError(f"--cmi-feature cls: a {model.config.model_type} decoder's first token sees only itself "
+                              "(with a fixed BOS its state, and so f_x, is the same for every input); use --cmi-feature "
+                              "pooled, the last real token's state that the classifier reads")
+    if gamma > 0:
+        raise CheckpointError(f"--gamma {gamma}: the L1 term of a {model.config.model_type} decoder (its causal-LM "
+                              "loss) is not implemented; use --gamma 0")

@@ -45,6 +45,8 @@ FOLLOWED = {
     "choose another --out, or move that run away": "test_a_sweep_folder_holding_another_run_moves_aside",
     "lower --max-len or --pad-multiple": "test_training_advice",
     "use --gamma 0": "test_training_advice",
+    "use --cmi-feature pooled, the last real token's state":
+        "test_decoder_runs.py::test_what_a_decoder_cannot_take_is_one_line_and_the_advice_works",
     "start from a checkpoint without a task head": "test_training_advice",
     "name the label field with --label-field": "test_training_advice",
     "pass --other-labels": "test_predict_advice",

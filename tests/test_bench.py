@@ -99,6 +99,21 @@ def test_epochs_in_both_precisions_and_with_the_cmi_term(tmp_path):
     assert "speedup over transformers_bf16" in result.stdout
 
 
+def test_the_decoder_section_races_ours_against_transformers_on_one_decoder(tmp_path):
+    """Once, however many presets: a decoder of Qwen2.5-0.5B's width (one layer here) from the same random weights,
+    ours unpadded against transformers' Qwen2ForSequenceClassification, on real CoLA batches."""
+    out = tmp_path / "bench.json"
+    argv = ["--presets", "tiny,minilm", "--sections", "decoder", "--epoch-tasks", "cola", "--epoch-batches", "4",
+            "--chunk", "2", "--decoder-layers", "1", "--device", "cpu", "--compile", "off", "--out", str(out)]
+    result = subprocess.run([sys.executable, str(ROOT / "bench.py"), *argv], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["decoder"]
+    assert row["preset"] == "qwen2.5-0.5b width, 1 layers" and row["contenders"] == ["ours", "transformers"]
+    assert row["ours"]["batches"] == row["transformers"]["batches"] == 4 and 0 < row["padding"] < 1
+    assert positive(row["speedup_transformers"], row["ours"]["peak_mib"], row["transformers"]["peak_mib"])
+    assert "| qwen2.5-0.5b width, 1 layers | cola |" in result.stdout
+
+
 def test_smallest_diagnostics_run_writes_every_section(tmp_path):
     out = tmp_path / "diagnostics.json"
     argv = ["--presets", "tiny", "--batch-size", "4", "--seq-len", "16", "--repeats", "2", "--warmup", "1",
