@@ -269,7 +269,8 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     for alpha, temperature in itertools.product(args.alphas, args.temperatures):
         student = parse_distill_args([*task, "--teacher", "unused", "--out", "unused", "--alpha", str(alpha),
                                       "--temperature", str(temperature), *student_options(args), *student_extra])
-    if any(mode in TEACHERS for mode in args.modes) and args.alphas and args.temperatures:  # the grid has students
+    # the grid has students, and this stage trains them (--stage train leaves them to a later --stage distill)
+    if args.stage != "train" and any(mode in TEACHERS for mode in args.modes) and args.alphas and args.temperatures:
         check_student_layers(student, parse_train_args([*task, "--out", "unused", *train_extra]).model, parser)
     # the data too, once per task: a file of one class should fail now, not in each run after its folder exists
     for task in args.tasks:

@@ -129,3 +129,19 @@ def test_what_a_decoder_cannot_take_is_one_line_and_the_advice_works(llama, tmp_
     assert f"use {' '.join(advised)}" in result.stderr
     result = run_cli(args_for(llama, tmp_path / "run", "--mode", "min", "--epochs", "1", *advised))
     assert result.returncode == 0, result.stderr
+
+
+def test_a_sweep_of_a_decoder_and_its_report(llama, tmp_path):
+    """sweep.py's train stage with a decoder --model (its students, DistilBERTs of BERT teachers, are the distill
+    stage's), then report.py's paired comparison of its runs."""
+    import report
+    import sweep
+    out = tmp_path / "sweep"
+    assert sweep.main(["--out", str(out), "--tasks", "cola", "--modes", "ce,min", "--lams", "10", "--seeds", "0,1",
+                       "--epochs", "1", "--stage", "train", "--model", str(llama), "--data-dir", str(GLUE),
+                       "--max-train-samples", "96", "--max-eval-samples", "64", "--batch-size", "16",
+                       "--lr", "1e-3"]) == 0
+    assert all((out / "cola" / arm / "results.json").is_file()
+               for arm in ("ce/seed0", "ce/seed1", "min/lam10-seed0", "min/lam10-seed1"))
+    text = report.report(out)
+    assert "| ce | 2 |" in text and "| min λ=10 | 2 |" in text  # both arms, two seeds each, paired
