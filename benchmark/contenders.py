@@ -17,7 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 from benchmark.timing import alternate, peak_memory_mib, synthetic_batch
 from cmi.loop import TrainState, linear_scheduler, make_optimizer, model_inputs, predict, train_epoch, train_step
 from cmi.objectives import CMIObjective, EpochCentroids, Features, Objective
-from cmi.precision import Autocast, Float32, TermBackward, precision
+from cmi.precision import Autocast, Float32, precision
 from data.batching import eval_batches, train_batches
 from data.tokenization import Encoded
 from harness.cli import TRAIN_DEFAULTS
@@ -125,21 +125,13 @@ class CrossEntropy(Objective):
 cross_entropy = CrossEntropy()
 
 
-class OneEpoch(TermBackward):
-    """The autocast rule of one contender's training (cmi.precision.TermBackward): all its timed calls are steps of
-    one epoch, so it decides once, from their first probe steps, as over a run's epoch; train_epoch, which starts an
-    epoch at every turn of a race, does not start it anew."""
-
-    def start_epoch(self) -> None:
-        if not hasattr(self, "ratios"):  # TermBackward.__init__'s call only
-            super().start_epoch()
-
-
 def own_precision(runtime: Runtime) -> Float32:
     """The runtime's precision for one contender's TrainState: float32 keeps no state, so the runtime's own; under
-    (bench's bf16) autocast one of its own, whose rule of the CMI term's backward no other contender moves."""
+    (bench's bf16) autocast one of its own, whose rule of the CMI term's backward (cmi.precision.TermBackward) no
+    other contender moves. All its timed calls are steps of one epoch (only fit starts epochs): it decides once, from
+    their first probe steps, as over a run's epoch."""
     p = runtime.precision
-    return p if p.dtype is None else Autocast(runtime.device, p.dtype, rule=OneEpoch())
+    return p if p.dtype is None else Autocast(runtime.device, p.dtype)
 
 
 class Contender:
@@ -154,7 +146,7 @@ class Contender:
         self.runs = model if runs is None else runs
         self.optimizer = make_optimizer(model, TRAIN_DEFAULTS.lr, TRAIN_DEFAULTS.weight_decay)
         self.scheduler = linear_scheduler(self.optimizer, steps, int(TRAIN_DEFAULTS.warmup_ratio * steps))
-        self.states = {}  # objective -> its TrainState, kept over calls as over a run's epoch (OneEpoch)
+        self.states = {}  # objective -> its TrainState, kept over calls as over a run's epoch (own_precision)
 
     def state(self, objective) -> TrainState:
         if objective not in self.states:

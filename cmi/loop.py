@@ -48,7 +48,8 @@ class TrainState:
     raw_model: torch.nn.Module | None = None
 
     def __post_init__(self):
-        self.raw_model = self.raw_model or self.model
+        if self.raw_model is None:
+            self.raw_model = self.model
 
     def state_dict(self) -> dict:
         """What last.pt keeps of the training, for a resumed run to go on exactly."""
@@ -159,7 +160,6 @@ def train_epoch(state: TrainState, batches, desc: str, log_every: int = 10, log_
     a non-finite loss raises TrainingError before the corrupted weights can be saved. There, `log_step(i, values)`
     gets the step number in the epoch and that step's values: loss, the objective's logs, lr, grad_norm."""
     state.model.train()
-    state.precision.start_epoch()
     totals, seen = {}, 0
     bar = tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None if rank() == 0 else True)
     for i, batch in enumerate(bar, 1):
@@ -233,6 +233,7 @@ def fit(state: TrainState, run, *, epochs: list[Iterable], passes: EvalPasses, p
         for epoch in range(first_epoch, len(epochs) + 1):
             t0, batches = time.perf_counter(), epochs[epoch - 1]
             # eq. (14), first line: G fixed, the parameters take an epoch of steps against it
+            state.precision.start_epoch()  # under autocast the term's backward is decided anew each epoch
             means, seen = train_epoch(state, batches, f"epoch {epoch}/{len(epochs)}", log_every,
                                       partial(run.log_step, epoch, len(batches), t0))
             seconds = time.perf_counter() - t0

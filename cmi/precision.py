@@ -83,11 +83,11 @@ class Autocast(Float32):
     over the processes: all of them take the same path."""
 
     def __init__(self, device: torch.device, dtype: torch.dtype = torch.bfloat16,
-                 scaler: torch.amp.GradScaler | None = None, rule: "TermBackward | None" = None):
+                 scaler: torch.amp.GradScaler | None = None):
         super().__init__(scaler)
         self.dtype, self.name = dtype, str(dtype).removeprefix("torch.") + " autocast"
         self.context = torch.autocast(device.type, dtype=dtype)  # built once, re-entered every step and pass
-        self.terms = rule or TermBackward()
+        self.terms = TermBackward()
 
     def autocast(self):
         return self.context
