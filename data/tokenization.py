@@ -58,7 +58,12 @@ def decoder_pad(tokenizer: Tokenizer, model_dir: Path) -> tuple[int, str]:
     """The pad id and token of a decoder's batches (the rule above), and a warning line where it is the end of
     sequence token."""
     config_path = model_dir / "tokenizer_config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    try:
+        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    except (OSError, ValueError) as e:
+        raise DataError(f"{config_path}: cannot read it ({first_line(e)})") from None
+    if not isinstance(config, dict):
+        raise DataError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
 
     def token(key: str) -> str | None:  # tokenizer_config.json writes a token as a string or {"content": ...}
         value = config.get(key)

@@ -80,6 +80,15 @@ def test_a_tokenizer_without_a_pad_token_pads_with_eos_and_says_so(tmp_path, cap
     assert line.startswith(f"warning: {tmp_path}: padding with the end-of-sequence token '</s>'")
 
 
+def test_a_damaged_tokenizer_config_is_one_line(tmp_path):
+    from data.tasks import DataError
+    bpe_tokenizer().save(str(tmp_path / "tokenizer.json"))
+    for text, reason in (('{"pad_token": ', "cannot read it"), ("[1, 2]", "expected a JSON object, got list")):
+        (tmp_path / "tokenizer_config.json").write_text(text)
+        with pytest.raises(DataError, match=f"tokenizer_config.json: {reason}"):
+            load_tokenizer(tmp_path)
+
+
 def train_cmi(out) -> float:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]["train_cmi"]
 
