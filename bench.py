@@ -234,7 +234,7 @@ def bench_decoder(p: Preset) -> list[dict]:
 def epoch_row(p: Preset, task: str, train, models: dict, label: str) -> dict:
     """The race of `models` (name -> (model, unpadded)) on `task`'s batches: one row of the table, `label`'s."""
     args = p.args
-    batches = epoch_order(args, train, args.epoch_batches or None)
+    batches = epoch_order(train, args.batch_size, args.seed, args.epoch_batches or None)
     torch._dynamo.reset()
     graphs = compiled_graphs()
     precisions = p.precisions()
@@ -294,7 +294,7 @@ def bench_distill(p: Preset) -> list[dict]:
     student = DistilBertForSequenceClassification(student_config(teacher, max(1, teacher.config.num_hidden_layers // 2)))
     torch._dynamo.reset()
     live = runtime.wrap(teacher)  # compiled as train.py compiles
-    batches = epoch_order(args, cola, args.epoch_batches or None)
+    batches = epoch_order(cola, args.batch_size, args.seed, args.epoch_batches or None)
 
     def teacher_pass(index_batches, desc):
         return examples_pass(live, cola, index_batches, runtime, num_classes=teacher.config.num_labels,

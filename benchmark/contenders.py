@@ -180,10 +180,10 @@ def race(runs: dict, encoded: Encoded, batches: list[np.ndarray], runtime: Runti
     return alternate(calls, len(turns), 0, runtime.device), peaks
 
 
-def epoch_order(args, encoded: Encoded, count: int | None = None) -> list[np.ndarray]:
+def epoch_order(encoded: Encoded, batch_size: int, seed: int, count: int | None = None) -> list[np.ndarray]:
     """The first `count` (None: all) batches of example indices of train.py's first epoch, drawn as it draws them
-    (--batch-size, --seed, its default --group-batches)."""
-    return train_batches(encoded.lengths, args.batch_size, args.seed, epoch=1,
+    (its --batch-size and --seed given, its default --group-batches)."""
+    return train_batches(encoded.lengths, batch_size, seed, epoch=1,
                          group_batches=TRAIN_DEFAULTS.group_batches)[:count]
 
 

@@ -208,7 +208,8 @@ def main(argv=None) -> dict:
     batch = None
     if real:  # the first of an epoch's shuffled batches, as train.py draws them
         cola = train_split(args, "cola")
-        batch = next(iter(Batches(cola, epoch_order(args, cola, 1), runtime.device, runtime.pad_multiple)))
+        first = epoch_order(cola, args.batch_size, args.seed, 1)
+        batch = next(iter(Batches(cola, first, runtime.device, runtime.pad_multiple)))
     return measure(args, runtime, SECTIONS, batch, "scripts/bench_diagnostics.py")
 
 

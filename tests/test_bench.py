@@ -75,7 +75,7 @@ def test_the_batches_timed_are_train_pys():
     args = TRAIN_DEFAULTS
     first = rundata.epoch_batches(encoded, SimpleNamespace(device="cpu", pad_multiple=None), 1, args.batch_size,
                                   args.seed, args.group_batches)[0]
-    timed = contenders.epoch_order(SimpleNamespace(batch_size=args.batch_size, seed=args.seed), encoded, 5)
+    timed = contenders.epoch_order(encoded, args.batch_size, args.seed, 5)
     assert [b.tolist() for b in timed] == [b.tolist() for b in first.index_batches[:5]]
 
 
