@@ -14,7 +14,8 @@ Contenders alternate in one process (benchmark/timing.py), so the figures to rea
             both in float32 and in bf16 autocast, with --epoch-lam also ours trained with min-CMI
   distill   a DistilBERT student trained against cached teacher logits and against a live teacher
   decoder   training epochs on real data of a decoder of a real width (Qwen2.5-0.5B's, --decoder-layers layers,
-            random weights): ours unpadded against transformers' Qwen2ForSequenceClassification; once, not per preset
+            random weights): ours unpadded against transformers' Qwen2ForSequenceClassification, and one training
+            step of each on the first real batch; once, not per preset
 
 step and cmi time a synthetic batch, epoch, distill and decoder real examples (their epoch time from the examples per
 second).
@@ -34,6 +35,7 @@ from benchmark.timing import (alternate, compiled_graphs, epoch_figures, matmul,
 from cmi.loop import model_inputs, predict
 from cmi.objectives import CMIObjective, DistillationObjective, EpochCentroids, Features
 from data.batching import num_train_batches, padding_fraction
+from harness.rundata import Batches
 from data.tasks import TASKS
 from harness.cli import TRAIN_DEFAULTS, ranged, run_main, runtime_options
 from harness.runtime import setup
@@ -228,7 +230,35 @@ def bench_decoder(p: Preset) -> list[dict]:
     theirs = transformers_twin(ours)
     models = {"ours": (ours, True)} | ({"transformers": (theirs, False)} if theirs is not None else {})
     label = f"qwen2.5-0.5b width, {p.args.decoder_layers} layers"
-    return [epoch_row(p, task, train, models, label) for task, train in p.data["epoch"].items()]
+    return [epoch_row(p, task, train, models, label) | {"step": step_race(p, train, models)}
+            for task, train in p.data["epoch"].items()]
+
+
+def step_race(p: Preset, train, models: dict) -> dict:
+    """One training step of each of `models` (name -> (model, unpadded)) on the first batch of train.py's first
+    epoch, alternating (--repeats rounds after --warmup): median milliseconds, and the others' time over ours."""
+    batch = next(iter(Batches(train, epoch_order(train, p.args.batch_size, p.args.seed, 1), p.runtime.device,
+                              p.runtime.pad_multiple)))
+    steps = 2 * (p.args.warmup + p.args.repeats)
+    calls = {}
+    for name, (model, unpad) in models.items():
+        copied = copy.deepcopy(model)
+        c = Contender(copied, p.runtime, steps, unpad, runs=p.runtime.wrap(copied))
+        calls[name] = lambda c=c: c.step(batch)
+    seconds = alternate(calls, p.args.repeats, p.args.warmup, p.runtime.device)
+    row = {"tokens": int(batch["attention_mask"].sum()), "slots": batch["attention_mask"].numel()}
+    row |= {f"{name}_ms": 1e3 * statistics.median(s) for name, s in seconds.items()}
+    for name in seconds.keys() - {"ours"}:
+        row[f"speedup_{name}"], row[f"speedup_{name}_quartiles"] = paired_ratio(seconds[name], seconds["ours"])
+    return row
+
+
+def decoder_table(rows: list[dict]) -> str:
+    steps = [f"{r['task']}: ours {r['step']['ours_ms']:.4g} ms, transformers {fmt(r['step'].get('transformers_ms'), '.4g')} "
+             f"ms ({r['step']['tokens']} real tokens in {r['step']['slots']} slots), speedup "
+             + (spread(r["step"]["speedup_transformers"], r["step"]["speedup_transformers_quartiles"])
+                if "speedup_transformers" in r["step"] else "n/a") for r in rows]
+    return epoch_table(rows) + "\n\nOne training step on the first batch of the epoch, median over rounds: " + "; ".join(steps)
 
 
 def epoch_row(p: Preset, task: str, train, models: dict, label: str) -> dict:
@@ -337,7 +367,7 @@ def distill_table(rows: list[dict]) -> str:
 
 SECTIONS = {"step": Section(bench_step, step_table), "cmi": Section(bench_cmi, cmi_table),
             "epoch": Section(bench_epoch, epoch_table), "distill": Section(bench_distill, distill_table),
-            "decoder": Section(bench_decoder, epoch_table)}
+            "decoder": Section(bench_decoder, decoder_table)}
 
 
 def main(argv=None) -> dict:

@@ -1,10 +1,12 @@
-"""Distil a BERT teacher (a max-CMI run of train.py) into a DistilBERT student, arXiv 2502.11258 eq. (8).
+"""Distil a BERT teacher (a max-CMI run of train.py) into a DistilBERT student, arXiv 2502.11258 eq. (8); or a
+decoder teacher into a decoder of its architecture with fewer layers.
 
     python distill.py --task cola --teacher runs/cola-max-lam0.1-seed0/best --alpha 0.5 --temperature 2
     python distill.py --task cola --teacher-sweep runs/cola-max --out runs/cola-distill
 
 The student is DistilBERT initialised from the teacher (every other layer, --student-layers) or a pretrained
-DistilBERT (--student). The teacher is fixed and in eval mode, so its logits are computed once and reused.
+DistilBERT (--student); a decoder's is the teacher's architecture with its --student-layers, or a pretrained
+decoder (--student). The teacher is fixed and in eval mode, so its logits are computed once and reused.
 The run files are train.py's (docs/usage.md, "distill.py"). The options are below.
 """
 import argparse
@@ -16,7 +18,8 @@ from cmi.selection import select_teacher
 from common.errors import TrainingError
 from data.tasks import Task
 from data.tokenization import load_tokenizer
-from harness.classifiers import check_text_count, load_classifier, model_fields, name_labels
+from harness.classifiers import (DECODERS, TRAINABLE, check_text_count, is_decoder, load_classifier, model_fields,
+                                 name_labels)
 from harness.cli import data_source, parse_distill_args, run_main, runtime_options
 from harness.rundata import check_fits, epoch_batches, eval_pass, eval_passes, load_data, task_of
 from harness.runfiles import RunFiles
@@ -24,7 +27,8 @@ from harness.runlog import RunLog
 from harness.runtime import Runtime, setup
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError
-from models.student import distilbert_from_bert
+from models.checkpoint import read_json
+from models.student import DEFAULT_LAYERS, decoder_student, distilbert_from_bert, every_other_layer, layer_count
 
 
 def with_teacher_from_sweep(args, task: Task) -> argparse.Namespace:
@@ -43,12 +47,22 @@ def with_teacher_from_sweep(args, task: Task) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(args), "teacher": str(chosen.best), "teacher_selection": why})
 
 
+def default_layers(teacher: Path) -> list[int]:
+    """--student-layers left out: every other layer of the teacher, read from its config.json (DEFAULT_LAYERS where
+    that cannot be read: loading the teacher then says why)."""
+    try:
+        count = layer_count(read_json(teacher / "config.json"))
+    except CheckpointError:
+        count = None
+    return every_other_layer(count) if isinstance(count, int) and count > 0 else list(DEFAULT_LAYERS)
+
+
 def load_teacher(path, task: Task, other_labels: bool) -> tuple[BertForSequenceClassification, Path]:
-    """The fine-tuned BERT classifier in `path`, and its folder; its logits (the soft targets) in the task's label
+    """The fine-tuned classifier in `path` (BERT or a decoder), and its folder; its logits (the soft targets) in the task's label
     order. A checkpoint that is not one is refused: its classifier would be freshly initialised, and a student
     would learn noise from it."""
     try:
-        teacher, folder = load_classifier(path, task, model_types=("bert",), other_labels=other_labels, fine_tuned=True)
+        teacher, folder = load_classifier(path, task, model_types=TRAINABLE, other_labels=other_labels, fine_tuned=True)
     except CheckpointError as e:
         raise CheckpointError(f"--teacher: {e}") from None
     # the fields train.py recorded: a teacher of pairs fed single texts (or the reverse) gives noise as soft targets
@@ -57,16 +71,19 @@ def load_teacher(path, task: Task, other_labels: bool) -> tuple[BertForSequenceC
 
 
 def load_student(args, teacher: BertForSequenceClassification, teacher_dir: Path, task: Task):
-    """The student: the pretrained DistilBERT of --student, whose vocabulary must be the teacher's (the batches
-    carry one set of token ids, which both models must read the same way), or the teacher's --student-layers
-    copied into a DistilBERT."""
+    """The student: the pretrained model of --student (a DistilBERT for a BERT teacher, a decoder for a decoder),
+    whose vocabulary must be the teacher's (the batches carry one set of token ids, which both models must read the
+    same way), or the teacher's --student-layers copied into a DistilBERT, or a decoder of the teacher's own kind."""
+    decoder = is_decoder(teacher)
     if args.student:
-        student, student_dir = load_classifier(args.student, task, model_types=("distilbert",),
+        student, student_dir = load_classifier(args.student, task, model_types=DECODERS if decoder else ("distilbert",),
                                                other_labels=args.other_labels)
         if load_tokenizer(student_dir).get_vocab() != load_tokenizer(teacher_dir).get_vocab():
             raise CheckpointError(f"--student {args.student}: its vocabulary differs from the teacher's {teacher_dir}")
         return student
     try:
+        if decoder:
+            return decoder_student(teacher, args.student_layers)
         return distilbert_from_bert(teacher, args.student_layers, args.fold_token_type)
     except ValueError as e:
         raise CheckpointError(f"--student-layers {','.join(map(str, args.student_layers))}: {e}") from None
@@ -93,6 +110,8 @@ def main(argv=None) -> None:
     # setup: the teacher is chosen before the run folder is claimed, so that args.json records which
     if args.teacher_sweep:
         args = with_teacher_from_sweep(args, task)
+    if args.student is None and args.student_layers is None:  # before the run folder, so that args.json records them
+        args.student_layers = default_layers(Path(args.teacher))
     with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last) as files:
         runtime = setup(**runtime_options(args))
 
@@ -106,6 +125,8 @@ def main(argv=None) -> None:
                          args.max_len, args.max_train_samples, args.max_eval_samples)
         check_fits({f"--teacher {teacher_dir}": teacher.config, "the student": student.config}, data.splits,
                    runtime.pad_multiple, args.max_len, args.task)
+        if is_decoder(student):  # saved with best/: transformers' classifier finds each last token by it
+            student.config.pad_token_id = data.train.pad_id
 
         # objective, eq. (8); the student's h_s for train_cmi / eval_cmi: the vector its classifier reads
         features = Features("pooled")

@@ -44,9 +44,8 @@ from harness.cli import Parser, add_training_args, data_source, parse_distill_ar
 from harness.runfiles import differences
 from study.sweeps import TEACHERS, TRAIN_MODES, Run, expand, finished, num, results_of, shard, teacher_runs
 from harness.rundata import check_data
-from models.bert import BertConfig
-from models.checkpoint import read_config
-from models.student import check_layers
+from models.checkpoint import read_json
+from models.student import check_layers, layer_count
 
 ROOT = Path(__file__).resolve().parent
 STAGES = ("train", "distill", "all")
@@ -283,9 +282,9 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
 def check_student_layers(student: argparse.Namespace, model: str, parser: Parser) -> None:
     """The students' layer copy against the layers of the local --model their teachers are fine-tuned from, before
     any run: else every student fails once all the fine-tuning is done."""
-    if student.student is None and Path(model).is_dir():
+    if student.student is None and student.student_layers and (Path(model) / "config.json").is_file():
         try:
-            check_layers(student.student_layers, read_config(Path(model), BertConfig).num_hidden_layers)
+            check_layers(student.student_layers, layer_count(read_json(Path(model) / "config.json")))
         except ValueError as e:
             parser.error(f"--student-layers {','.join(map(str, student.student_layers))}: {e} (--model {model})")
 

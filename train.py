@@ -6,14 +6,13 @@
 (a better teacher for distill.py). The options are below; the files a run writes: docs/usage.md.
 """
 from cmi.loop import TrainState, fit, linear_scheduler, make_optimizer
-from cmi.objectives import CENTROIDS, CMIObjective, Features, MaskedLM
-from harness.classifiers import TRAINABLE, check_decoder, is_decoder, load_classifier, name_labels
+from cmi.objectives import CENTROIDS, CMIObjective, Features
+from harness.classifiers import TRAINABLE, check_decoder, is_decoder, load_classifier, name_labels, pretraining_term
 from harness.cli import data_source, parse_train_args, run_main, runtime_options
 from harness.rundata import check_fits, epoch_batches, eval_passes, load_data, task_of
 from harness.runfiles import RunFiles
 from harness.runlog import RunLog
 from harness.runtime import setup
-from models.checkpoint import CheckpointError
 
 
 def main(argv=None) -> None:
@@ -24,11 +23,11 @@ def main(argv=None) -> None:
         source = data_source(args)
         task = task_of(source)
 
-        # model: BERT or a decoder (models/llama.py, models/gpt2.py); the masked-LM head only for the gamma * L1
+        # model: BERT or a decoder (models/llama.py, models/gpt2.py); the pre-training head only for the gamma * L1
         # term: one the loss does not use would get no gradient
         model, checkpoint_dir = load_classifier(args.model, task, model_types=TRAINABLE, other_labels=args.other_labels,
                                                 mlm=args.gamma > 0)
-        check_decoder(model, args.cmi_feature, args.gamma)
+        check_decoder(model, args.cmi_feature)
         name_labels(model, task, args.label_field)
 
         # data
@@ -40,15 +39,7 @@ def main(argv=None) -> None:
 
         # objective: eqs. (13)-(16), the centroids of eq. (14), gamma * L1 of eq. (7)
         features = Features(args.cmi_feature, args.tau)
-        mlm = None
-        if args.gamma > 0:
-            if model.mlm is None:
-                raise CheckpointError(f"--gamma {args.gamma}: the checkpoint {args.model} has no masked-LM head "
-                                      "(cls.predictions.*); use --gamma 0 or a checkpoint with one")
-            token = data.tokenizer.token_to_id
-            mlm = MaskedLM(gamma=args.gamma, mlm_logits=model.mlm_logits, mask_id=token("[MASK]"),
-                           vocab_size=model.config.vocab_size,
-                           special_ids=tuple(token(t) for t in ("[CLS]", "[SEP]", "[PAD]")))
+        mlm = pretraining_term(model, args.gamma, args.model, data.tokenizer.token_to_id) if args.gamma > 0 else None
         centroids = CENTROIDS[args.centroids](task.num_labels, model.config.hidden_size, runtime.device)
         objective = CMIObjective(mode=args.mode, lam=args.lam, num_classes=task.num_labels, centroids=centroids,
                                  features=features, scale=args.cmi_scale, weighting=args.cmi_weighting, mlm=mlm)

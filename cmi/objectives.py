@@ -1,5 +1,6 @@
 """The training objectives: CE, min-CMI and max-CMI (eqs. 13-16) with the alternating centroids of
-eq. (14), the optional gamma * L1 masked-LM term (eq. 7), and the distillation loss (eq. 8).
+eq. (14), the optional gamma * L1 pre-training term (eq. 7: BERT's masked-LM loss, a decoder's causal-LM loss),
+and the distillation loss (eq. 8).
 
 The training loop (cmi/loop.py) runs the model and hands its outputs (`.logits`, `.features`, `.hidden_states`)
 to the objective, which only scores them: `objective(outputs, batch) -> (loss_terms, logs)`. Before the forward,
@@ -158,16 +159,17 @@ def mask_tokens(
 
 @dataclass
 class MaskedLM:
-    """gamma * L1 of eq. (7): the pre-training (masked-LM) loss on the task inputs, with the checkpoint's own
-    MLM head (`mlm_logits`). `special_ids` ([CLS], [SEP], [PAD]) are never masked."""
+    """gamma * L1 of eq. (7) for BERT: the pre-training (masked-LM) loss on the task inputs, with the checkpoint's
+    own MLM head (`mlm_logits`). `special_ids` ([CLS], [SEP], [PAD]) are never masked."""
 
     gamma: float
     mlm_logits: callable
     mask_id: int
     vocab_size: int
     special_ids: tuple[int, ...]
+    name = "mlm"  # its key in the step logs
 
-    def joined(self, batch: dict) -> dict:
+    def inputs(self, batch: dict) -> dict:
         """The batch (B examples) with BERT's masking applied to a copy of its inputs, both run in one forward (one
         forward per backward, as DDP requires): the model fields hold the clean rows, then the masked ones (2B);
         `labels` and `index` stay the clean batch's, and `masked` (B, T) marks the picked positions."""
@@ -178,10 +180,34 @@ class MaskedLM:
         both = {k: torch.cat([batch[k], masked[k]]) for k in batch if k not in ("labels", "index")}
         return {**batch, **both, "masked": picked}
 
-    def loss(self, hidden_states: torch.Tensor, ids: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
+    def loss(self, outputs, batch: dict) -> torch.Tensor:
         """L1: cross-entropy of the original tokens at the picked positions of the masked inputs' states."""
-        logits = self.mlm_logits(hidden_states[picked])  # (M, V): only the picked positions
+        n, picked = len(batch["labels"]), batch["masked"]
+        logits = self.mlm_logits(outputs.hidden_states[n:][picked])  # (M, V): only the picked positions
+        ids = batch["input_ids"][:n]
         return F.cross_entropy(logits.float(), ids[picked]) if picked.any() else logits.sum() * 0.0
+
+
+@dataclass
+class CausalLM:
+    """gamma * L1 of eq. (7) for a decoder: its pre-training loss, next-token cross-entropy, on the task inputs
+    themselves (no second copy: under causal attention each state sees only what it predicts from), with the
+    checkpoint's LM head (`lm_logits`). Every real token after the first is a target; padding is none."""
+
+    gamma: float
+    lm_logits: callable
+    name = "lm"
+
+    def inputs(self, batch: dict) -> dict:
+        return batch
+
+    def loss(self, outputs, batch: dict) -> torch.Tensor:
+        """L1: cross-entropy of each real token t + 1 from the final state at t (right padding: t + 1 real means t is)."""
+        mask = batch["attention_mask"].bool()
+        follows = mask[:, 1:]  # (B, T - 1): positions t whose next token is real
+        logits = self.lm_logits(outputs.hidden_states[:, :-1][follows])  # (M, V): only the predicting rows
+        targets = batch["input_ids"][:, 1:][follows]
+        return F.cross_entropy(logits.float(), targets) if follows.any() else logits.sum() * 0.0
 
 
 class Objective:
@@ -215,7 +241,7 @@ class CMIObjective(Objective):
         features: Features,
         scale: str = "true",
         weighting: str = "true",
-        mlm: MaskedLM | None = None,
+        mlm: MaskedLM | CausalLM | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -227,17 +253,18 @@ class CMIObjective(Objective):
         self.num_classes, self.features, self.mlm, self.weighting = num_classes, features, mlm, weighting
 
     def inputs(self, batch: dict) -> dict:
-        return batch if self.mlm is None else self.mlm.joined(batch)
+        return batch if self.mlm is None else self.mlm.inputs(batch)
 
     def __call__(self, outputs, batch: dict) -> tuple[tuple[torch.Tensor, ...], dict]:
         y = batch["labels"]
-        out = outputs if self.mlm is None else type(outputs)(*(t[: len(y)] for t in outputs))  # the clean rows
+        clean = len(outputs.logits) == len(y)  # else MaskedLM's masked copy follows the clean rows
+        out = outputs if clean else type(outputs)(*(t[: len(y)] for t in outputs))
         loss = F.cross_entropy(out.logits.float(), y)
         logs = {"ce": loss.detach()}
         if self.mlm is not None:
-            mlm = self.mlm.loss(outputs.hidden_states[len(y):], batch["input_ids"][: len(y)], batch["masked"])
-            loss = loss + self.mlm.gamma * mlm
-            logs["mlm"] = mlm.detach()
+            l1 = self.mlm.loss(outputs, batch)
+            loss = loss + self.mlm.gamma * l1
+            logs[self.mlm.name] = l1.detach()
         log_f = self.features.log_probs(out)
         f = log_f.exp()
         if self.centroids is not None:  # eq. (14), first line: G fixed (no gradient into it), step the parameters

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from cmi.objectives import CausalLM, MaskedLM
 from data.tasks import DataError, Task
 from models.bert import BertForSequenceClassification
 from models.checkpoint import CheckpointError, read_json, resolve
@@ -143,17 +144,26 @@ def is_decoder(model) -> bool:
     return model.config.model_type in DECODERS
 
 
-def check_decoder(model, cmi_feature: str, gamma: float) -> None:
-    """The options a decoder cannot take, refused in one line: `--cmi-feature cls` (under causal attention the first
-    token's state sees the first token alone: with a fixed BOS f_x is the same for every input and the CMI zero;
-    a decoder's h_s is its last real token's, `pooled`) and `--gamma` (its L1 term would be the causal-LM loss with
-    the checkpoint's LM head, which is not loaded here)."""
-    if not is_decoder(model):
-        return
-    if cmi_feature == "cls":
+def check_decoder(model, cmi_feature: str) -> None:
+    """`--cmi-feature cls` on a decoder, refused in one line: under causal attention the first token's state sees the
+    first token alone: with a fixed BOS f_x is the same for every input and the CMI zero; a decoder's h_s is its
+    last real token's, `pooled`."""
+    if is_decoder(model) and cmi_feature == "cls":
         raise CheckpointError(f"--cmi-feature cls: a {model.config.model_type} decoder's first token sees only itself "
                               "(with a fixed BOS its state, and so f_x, is the same for every input); use --cmi-feature "
                               "pooled, the last real token's state that the classifier reads")
-    if gamma > 0:
-        raise CheckpointError(f"--gamma {gamma}: the L1 term of a {model.config.model_type} decoder (its causal-LM "
-                              "loss) is not implemented; use --gamma 0")
+
+
+def pretraining_term(model, gamma: float, checkpoint: str, token_to_id) -> MaskedLM | CausalLM:
+    """gamma * L1 of eq. (7) with the checkpoint's own head: BERT's masked-LM loss, a decoder's causal-LM loss.
+    `token_to_id`: the tokenizer's, for BERT's [MASK] and the special tokens never masked."""
+    if not model.has_lm_head():
+        head = ("LM head (lm_head.weight, of a *ForCausalLM folder, or tied word embeddings)" if is_decoder(model)
+                else "masked-LM head (cls.predictions.*)")
+        raise CheckpointError(f"--gamma {gamma}: the checkpoint {checkpoint} has no {head}; use --gamma 0 or a "
+                              "checkpoint with one")
+    if is_decoder(model):
+        return CausalLM(gamma=gamma, lm_logits=model.lm_logits)
+    return MaskedLM(gamma=gamma, mlm_logits=model.mlm_logits, mask_id=token_to_id("[MASK]"),
+                    vocab_size=model.config.vocab_size,
+                    special_ids=tuple(token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")))

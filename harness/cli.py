@@ -23,7 +23,7 @@ from data.batching import GROUP_BATCHES
 from data.tasks import TASKS, DataError, own_task_name
 from harness.rundata import DataSource
 from models.checkpoint import CheckpointError
-from models.student import DEFAULT_LAYERS, check_layers
+from models.student import check_layers
 
 
 @dataclass(frozen=True)
@@ -305,16 +305,19 @@ def parse_distill_args(argv=None, description: str | None = None) -> argparse.Na
     parser = Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = parser.add_argument_group("teacher and student")
     teacher = g.add_mutually_exclusive_group(required=True)
-    teacher.add_argument("--teacher", metavar="DIR", help="the teacher: a fine-tuned BERT classifier (the best/ folder of a train.py run)")
+    teacher.add_argument("--teacher", metavar="DIR", help="the teacher: a fine-tuned BERT or decoder classifier (the "
+                                                          "best/ folder of a train.py run)")
     teacher.add_argument("--teacher-sweep", metavar="DIR", help="a folder of train.py runs, one per sub-folder: the teacher is the best/ "
                                                  "of the task's max-CMI run with the highest dev metric / dev CMI "
                                                  "(the paper's rule; in practice the lowest dev CMI, usually the "
                                                  "smallest lambda)")
     student = g.add_mutually_exclusive_group()
     student.add_argument("--student-layers", type=layer_list, default=None, metavar="LIST",
-                         help="teacher layers copied into the student, in order (default: 0,2,4,6,8,10)")
-    student.add_argument("--student", metavar="DIR", help="a pretrained DistilBERT (folder or hub name) instead of the layer copy; "
-                                           "its vocabulary must be the teacher's")
+                         help="teacher layers copied into the student, in order (default: every other layer, the "
+                              "bottom one included: 0,2,4,6,8,10 of a 12-layer teacher)")
+    student.add_argument("--student", metavar="DIR", help="a pretrained DistilBERT (folder or hub name; for a decoder "
+                                           "teacher, a decoder) instead of the layer copy; its vocabulary must be the "
+                                           "teacher's")
     g.add_argument("--fold-token-type", action=argparse.BooleanOptionalAction, default=None,
                    help="add the teacher's token-type-0 embedding to the student's position embeddings: exact for "
                         "single-sentence inputs, approximate for pairs (default: on; layer copy only)")
@@ -335,7 +338,6 @@ def parse_distill_args(argv=None, description: str | None = None) -> argparse.Na
         if args.fold_token_type is not None:
             parser.error("--fold-token-type / --no-fold-token-type apply to the layer copy, not to --student")
     else:
-        args.student_layers = args.student_layers or list(DEFAULT_LAYERS)
         args.fold_token_type = args.fold_token_type is not False
     args.out = args.out or f"runs/{args.task}-distill-alpha{args.alpha}-T{args.temperature}-seed{args.seed}"
     return args

@@ -33,7 +33,11 @@ from common.files import first_line, write_folder
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+# BERT's WordPiece vocabulary; the fast tokenizers' file and its settings; and the other files a decoder's folder
+# carries (GPT-2's vocab.json and merges.txt, SentencePiece's tokenizer.model, the chat template), kept with a saved
+# model so that its folder is the whole tokenizer, as transformers wrote it
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja")
 # In order of preference; an index names the shards that hold each key.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -54,10 +58,11 @@ class Layout:
     mlm: str  # key prefix of the masked-LM head: the model gets one when the checkpoint has it
     ignored: tuple[str, ...]  # key prefixes of buffers and heads that we do not use ("{}" = layer index)
     transposed: tuple[str, ...] = ()  # weights stored (in, out) (GPT-2's Conv1D): transposed on reading and saving
-    # Build on the meta device and assign the checkpoint's tensors (fp16/bf16 cast to float32): no random float32
-    # model first, which for a 7B decoder is 28 GB and minutes of drawing. BERT and DistilBERT keep False: built
-    # and initialised whole, so a fresh classifier draws what it always drew.
+    # Build on the meta device and assign the checkpoint's tensors (cast to the dtype asked for as each shard is
+    # read): no random float32 model first, which for a 7B decoder is 28 GB and minutes of drawing. BERT and
+    # DistilBERT keep False: built and initialised whole, so a fresh classifier draws what it always drew.
     meta: bool = False
+    tie_flag: str | None = None  # the config field that turns `tied` on (decoders: tie_word_embeddings); None: always
 
     def hf_name(self, name: str) -> str:
         """Our parameter name -> transformers', e.g. bert.layers.3.attn.query.weight -> bert.encoder.layer.3.attention.self.query.weight."""
@@ -81,25 +86,33 @@ class Pretrained(nn.Module):
         """The transformers class that a saved folder holds (config.json's `architectures`): ours has its name."""
         return type(self).__name__
 
+    def has_lm_head(self) -> bool:
+        """Whether the model scores its pre-training loss (the gamma * L1 term of eq. 7): its head was loaded (`mlm`),
+        or, in a decoder, it is the tied embeddings."""
+        return self.mlm is not None
+
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, num_labels: int | None = None,
-                        mlm: bool = True) -> "Pretrained":
+                        mlm: bool = True, dtype: torch.dtype = torch.float32) -> "Pretrained":
         """Load a checkpoint folder, or a hub name (downloaded once into the Hugging Face cache).
 
         num_labels defaults to the checkpoint's, whose classifier must then fit it (a config naming three labels over
         a classifier of two rows is an error, not two unnamed labels); a num_labels given loads the classifier when its
         shape fits, else initialises it afresh (and logs it). The masked-LM head is built when the checkpoint has one (`model.mlm`) and
-        `mlm`; mlm=False drops it (a head the loss does not use would get no gradient, which DDP refuses).
+        `mlm`; mlm=False drops it (a head the loss does not use would get no gradient, which DDP refuses). `dtype`:
+        of the floating-point weights; a meta-built model (Layout.meta) reads each shard in it, so a bf16 checkpoint
+        read as bf16 takes the file's tensors as they are, and needs its own size in memory, not a float32 copy too.
         """
         folder = resolve(name_or_path)
         config = read_config(folder, cls.layout.config_class, num_labels)
-        state, source = read_weights(folder, cls.layout)
+        state, source = read_weights(folder, cls.layout, config, dtype)
         try:
             with torch.device("meta") if cls.layout.meta else contextlib.nullcontext():
                 model = cls(config, mlm=any(key.startswith(cls.layout.mlm) for key in state))
         except ValueError as e:  # a config value the architecture does not support, e.g. hidden_act
             raise CheckpointError(f"{folder / 'config.json'}: {e}") from None
         load_state(model, state, source, own_head=num_labels is None)
+        model.to(dtype)  # a no-op where the weights were read in `dtype` (meta-built)
         if not mlm:  # dropped after loading, so the random draws of initialisation are those of the whole model
             model.mlm = None
         model.tokenizer_files = read_tokenizer_files(folder)
@@ -243,8 +256,17 @@ def config_dict(config, architecture: str) -> dict:
     return {**config.extra, **fields, "architectures": [architecture]}
 
 
-def read_weights(folder: Path, layout: Layout) -> tuple[dict[str, torch.Tensor], Path]:
-    """The folder's weights in transformers' names of the task model, and the file they came from."""
+def read_weights(folder: Path, layout: Layout, config, dtype: torch.dtype | None = None
+                 ) -> tuple[dict[str, torch.Tensor], Path]:
+    """The folder's weights in transformers' names of the task model, and the file they came from; with `dtype`
+    (meta-built layouts), the floating-point ones cast to it shard by shard, so that a shard's own tensors are
+    released before the next one is read."""
+    cast = dtype is not None and layout.meta
+
+    def read(path: Path) -> dict[str, torch.Tensor]:
+        state = _read_file(path)
+        return {k: v.to(dtype) if cast and v.is_floating_point() else v for k, v in state.items()}
+
     path = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
     if path is None:
         raise CheckpointError(f"{folder}: no weights ({' or '.join(WEIGHT_FILES)})")
@@ -253,19 +275,21 @@ def read_weights(folder: Path, layout: Layout) -> tuple[dict[str, torch.Tensor],
             shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
         except (ValueError, KeyError, AttributeError) as e:
             raise CheckpointError(f"{path}: not a shard index with a weight_map ({e!r})") from None
-        state = {k: v for shard in shards for k, v in _read_file(folder / shard).items()}
+        state = {k: v for shard in shards for k, v in read(folder / shard).items()}
     else:
-        state = _read_file(path)
+        state = read(path)
 
     state = {re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", k)): v for k, v in state.items()}
     if not any(k.startswith(layout.prefix) for k in state):  # a bare BertModel / DistilBertModel / LlamaModel checkpoint
         state = {layout.prefix + k: v for k, v in state.items()}
     state = {k: v.t().contiguous() if _matches(k, layout.transposed) else v for k, v in state.items()}
-    for alias, key in layout.tied.items():
+    tied = layout.tied if layout.tie_flag is None or getattr(config, layout.tie_flag) else {}
+    for alias, key in tied.items():
         if alias in state:
             value = state.pop(alias)
             if key in state and not torch.equal(state[key], value):
-                raise CheckpointError(f"{path}: {alias} differs from {key}; untied MLM decoders are not supported")
+                why = f"config.json's {layout.tie_flag} ties them" if layout.tie_flag else "untied MLM decoders are not supported"
+                raise CheckpointError(f"{path}: {alias} differs from {key}; {why}")
             state.setdefault(key, value)
     return {k: v for k, v in state.items() if not _matches(k, layout.ignored)}, path
 
@@ -293,7 +317,8 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
 def load_state(model: Pretrained, state: dict[str, torch.Tensor], source: Path, own_head: bool = False) -> None:
     """Copy `state` (transformers' names) into `model`: every key must match, but a task head may stay fresh,
     unless `own_head` (the model has the checkpoint's own label count): then its head must fit too. A model built
-    on the meta device (Layout.meta) takes the tensors themselves, cast to its dtype, and its fresh head is drawn."""
+    on the meta device (Layout.meta) takes the tensors themselves (read_weights cast them), and its fresh head is
+    drawn in float32."""
     ours = model.state_dict()
     on_meta = model.layout.meta
     names = {model.layout.hf_name(k): k for k in ours}
@@ -308,7 +333,7 @@ def load_state(model: Pretrained, state: dict[str, torch.Tensor], source: Path, 
         if hf in state and state[hf].is_floating_point() != ours[k].is_floating_point():  # fp16/bf16 are cast
             raise CheckpointError(f"{source}: {hf} has dtype {state[hf].dtype}, expected {ours[k].dtype}")
         if hf in state and state[hf].shape == ours[k].shape:
-            ours[k] = state[hf].to(ours[k].dtype) if on_meta else state[hf]  # fp16/bf16 cast; float32 kept as is
+            ours[k] = state[hf]
         elif hf in state and not hf.startswith(model.layout.heads):
             raise CheckpointError(f"{source}: {hf} has shape {tuple(state[hf].shape)}, the config gives {tuple(ours[k].shape)}")
         elif hf in state and own_head:

@@ -15,6 +15,7 @@ from functools import partial
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from models.bert import ClassifierOutput, FeedForward
 from models.checkpoint import Layout, Pretrained
@@ -42,6 +43,7 @@ class GPT2Config:
     scale_attn_weights: bool = True  # scores / sqrt(D)
     scale_attn_by_inverse_layer_idx: bool = False  # and / (layer + 1)
     add_cross_attention: bool = False  # an encoder-decoder's: not supported
+    tie_word_embeddings: bool = True  # the LM head is the word embeddings (read only by the gamma * L1 term)
     pad_token_id: int | None = None  # None: the first eos_token_id (models.llama.pad_or_eos)
     bos_token_id: int | None = 50256
     eos_token_id: int | list[int] | None = 50256
@@ -127,18 +129,24 @@ class GPT2Model(nn.Module):
 
 
 class GPT2ForSequenceClassification(Pretrained):
-    """GPT-2, then `score` (linear, no bias) on the final state of each sequence's last real token. As for the
-    Llama family, a checkpoint's LM head is not loaded and `mlm` is None."""
+    """GPT-2, then `score` (linear, no bias) on the final state of each sequence's last real token. The LM head
+    as the Llama family's (models/llama.py): the word embeddings where tied, else `mlm` when asked for."""
 
     def __init__(self, config: GPT2Config, mlm: bool = False):
         super().__init__()
-        if mlm:
-            raise ValueError("decoders have no masked-LM head")
         self.config = config
         self.transformer = GPT2Model(config)
         self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
-        self.mlm = None
+        untied = mlm and not config.tie_word_embeddings
+        self.mlm = nn.Linear(config.n_embd, config.vocab_size, bias=False) if untied else None
         self.apply(partial(init_weights, std=config.initializer_range))
+
+    def has_lm_head(self) -> bool:
+        return self.mlm is not None or self.config.tie_word_embeddings
+
+    def lm_logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Next-token scores (..., V) from final-norm states: the LM head, or the word embeddings where tied."""
+        return F.linear(hidden_states, self.transformer.word.weight if self.mlm is None else self.mlm.weight)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -153,7 +161,7 @@ class GPT2ForSequenceClassification(Pretrained):
 
 # ----------------------------------------------------------------------------------------------------------------
 # Checkpoint names: our module -> transformers' module ("{}" = layer index). GPT2Model checkpoints (the hub's gpt2)
-# have the same names without "transformer."; GPT2LMHeadModel ones add lm_head, which we drop. Older files hold
+# have the same names without "transformer."; GPT2LMHeadModel ones add lm_head (absent or equal to wte where tied). Older files hold
 # each layer's causal-mask buffers (attn.bias, attn.masked_bias), dropped too.
 
 GPT2ForSequenceClassification.layout = Layout(
@@ -170,12 +178,14 @@ GPT2ForSequenceClassification.layout = Layout(
         "transformer.layers.{}.mlp.down": "transformer.h.{}.mlp.c_proj",
         "transformer.norm": "transformer.ln_f",
         "score": "score",
+        "mlm": "lm_head",
     },
-    tied={},
+    tied={"lm_head.weight": "transformer.wte.weight"},
     heads=("score.",),
-    mlm="lm_head.",  # ignored below, so no model gets an LM head
-    ignored=("lm_head.", "transformer.h.{}.attn.bias", "transformer.h.{}.attn.masked_bias"),
+    mlm="lm_head.",
+    ignored=("transformer.h.{}.attn.bias", "transformer.h.{}.attn.masked_bias"),
     transposed=("transformer.h.{}.attn.c_attn.weight", "transformer.h.{}.attn.c_proj.weight",
                 "transformer.h.{}.mlp.c_fc.weight", "transformer.h.{}.mlp.c_proj.weight"),
     meta=True,
+    tie_flag="tie_word_embeddings",
 )

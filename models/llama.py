@@ -71,7 +71,7 @@ class LlamaConfig:
     max_position_embeddings: int = 2048
     initializer_range: float = 0.02
     rms_norm_eps: float = 1e-6
-    tie_word_embeddings: bool = False  # LM head = embeddings; we load no LM head, so it is only written back
+    tie_word_embeddings: bool = False  # the LM head is the embeddings (read only by the gamma * L1 term)
     rope_parameters: dict | None = None
     # Fields only some families read (family()): written only into their config.json, or where not the default.
     rope_theta: float | None = family()  # older files' RoPE base, folded into rope_parameters
@@ -314,20 +314,27 @@ class LlamaModel(nn.Module):
 class LlamaForSequenceClassification(Pretrained):
     """The decoder, then `score` (linear, no bias) on the final state of each sequence's last real token.
 
-    A checkpoint's LM head (a *ForCausalLM folder) is not loaded: the classifier does not read it, and a head the
-    loss does not use would get no gradient (which DDP refuses). So `mlm` is None, as for BERT without its head."""
+    The LM head serves only the gamma * L1 term (its causal-LM loss, lm_logits): tied to the embeddings it is no
+    module of its own; untied, `mlm` holds a *ForCausalLM checkpoint's lm_head when asked for (from_pretrained's
+    mlm, as BERT's masked-LM head: a head the loss does not use would get no gradient, which DDP refuses)."""
 
     def __init__(self, config: LlamaConfig, mlm: bool = False):
         super().__init__()
         if config.model_type not in config.model_types:
             raise ValueError(f"model_type {config.model_type!r} is not one of {', '.join(config.model_types)}")
-        if mlm:
-            raise ValueError("decoders have no masked-LM head")
         self.config = config
         self.model = LlamaModel(config)
         self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
-        self.mlm = None
+        untied = mlm and not config.tie_word_embeddings
+        self.mlm = nn.Linear(config.hidden_size, config.vocab_size, bias=False) if untied else None
         self.apply(partial(init_weights, std=config.initializer_range))
+
+    def has_lm_head(self) -> bool:
+        return self.mlm is not None or self.config.tie_word_embeddings
+
+    def lm_logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Next-token scores (..., V) from final-norm states: the LM head, or the embeddings where tied."""
+        return F.linear(hidden_states, self.model.embed.weight if self.mlm is None else self.mlm.weight)
 
     def architecture(self) -> str:
         """The family's transformers class, e.g. Qwen2ForSequenceClassification: what hub tools read to build it."""
@@ -345,8 +352,8 @@ class LlamaForSequenceClassification(Pretrained):
 
 # ----------------------------------------------------------------------------------------------------------------
 # Checkpoint names: our module -> transformers' module ("{}" = layer index), the same for the four families.
-# LlamaModel checkpoints have the same names without "model."; *ForCausalLM ones add lm_head, which we drop
-# (tied to the embeddings or not).
+# LlamaModel checkpoints have the same names without "model."; *ForCausalLM ones add lm_head (absent, or equal to
+# the embeddings, where config.json ties them).
 
 LlamaForSequenceClassification.layout = Layout(
     config_class=LlamaConfig,
@@ -366,11 +373,13 @@ LlamaForSequenceClassification.layout = Layout(
         "model.layers.{}.mlp.down": "model.layers.{}.mlp.down_proj",
         "model.norm": "model.norm",
         "score": "score",
+        "mlm": "lm_head",
     },
-    tied={},
+    tied={"lm_head.weight": "model.embed_tokens.weight"},
     heads=("score.",),
-    mlm="lm_head.",  # ignored below, so no model gets an LM head
-    # and the rotary frequencies older transformers saved as buffers (Llama 2's pytorch_model.bin)
-    ignored=("lm_head.", "model.rotary_emb.", "model.layers.{}.self_attn.rotary_emb."),
+    mlm="lm_head.",
+    # the rotary frequencies older transformers saved as buffers (Llama 2's pytorch_model.bin)
+    ignored=("model.rotary_emb.", "model.layers.{}.self_attn.rotary_emb."),
     meta=True,
+    tie_flag="tie_word_embeddings",
 )

@@ -1,13 +1,18 @@
-"""A DistilBERT student initialised from a BERT teacher (Sanh et al., 2019, section 3: "taking one layer out of
-two"), the starting point of the distillation in distill.py.
+"""A student initialised from its teacher by "taking one layer out of two" (Sanh et al., 2019, section 3), the
+starting point of the distillation in distill.py.
 
-DistilBERT is BERT without token-type embeddings and without the pooler, with the same layer, so the student
-takes the teacher's word and position embeddings, the embedding LayerNorm, and the teacher layers named by a
-list; its classifier head (pre_classifier, classifier) starts fresh, as the pooler it would replace is a
-different function (tanh, not ReLU).
+A BERT teacher's student is a DistilBERT: BERT without token-type embeddings and without the pooler, with the same
+layer, so the student takes the teacher's word and position embeddings, the embedding LayerNorm, and the teacher
+layers named by a list; its classifier head (pre_classifier, classifier) starts fresh, as the pooler it would
+replace is a different function (tanh, not ReLU).
+A decoder teacher's student is the same architecture with fewer layers (decoder_student): every tensor but those
+of the layers left out is copied, the `score` head too, since it reads the same kind of state (the last real
+token's, after the final norm) in both.
 """
 
+import dataclasses
 import logging
+import re
 
 import torch
 
@@ -17,6 +22,16 @@ from models.distilbert import LAYER_NORM_EPS, DistilBertConfig, DistilBertForSeq
 log = logging.getLogger(__name__)
 
 DEFAULT_LAYERS = (0, 2, 4, 6, 8, 10)  # every other layer of a 12-layer teacher, the bottom one included
+
+
+def layer_count(config: dict) -> int | None:
+    """The number of layers a config.json (as a dict) names: num_hidden_layers, or GPT-2's n_layer."""
+    return config.get("num_hidden_layers", config.get("n_layer"))
+
+
+def every_other_layer(num_layers: int) -> list[int]:
+    """The default layer list: one layer out of two, the bottom one included (DEFAULT_LAYERS of 12 layers)."""
+    return list(range(0, num_layers, 2))
 
 
 def student_config(teacher: BertForSequenceClassification, n_layers: int) -> DistilBertConfig:
@@ -72,5 +87,31 @@ def distilbert_from_bert(
     # copies every tensor and fails on any difference.
     for k, i in enumerate(layers):
         s.layers[k].load_state_dict(t.layers[i].state_dict(), strict=True)
+    student.tokenizer_files = dict(teacher.tokenizer_files)  # the student reads the teacher's token ids
+    return student
+
+
+@torch.no_grad()
+def decoder_student(teacher, layers):
+    """A decoder of the teacher's class whose layer k is a copy of the teacher's layer layers[k], every other tensor
+    (embeddings, final norm, score) a copy of the teacher's. Built on the meta device and given the copies: no
+    random draw. A per-layer setting follows its layer: Qwen's sliding windows (written as layer_types); GPT-2's
+    attention scale by inverse layer index would not, so such a teacher is refused (ValueError)."""
+    config = teacher.config
+    depth = "n_layer" if hasattr(config, "n_layer") else "num_hidden_layers"
+    check_layers(layers, getattr(config, depth))
+    if getattr(config, "scale_attn_by_inverse_layer_idx", False):
+        raise ValueError("the teacher scales attention by 1 / (layer index + 1) (scale_attn_by_inverse_layer_idx): a "
+                         "copied layer would change its scale")
+    changes = {depth: len(layers)}
+    if getattr(config, "use_sliding_window", False):
+        changes["layer_types"] = ["full_attention" if config.window(i) is None else "sliding_attention" for i in layers]
+    with torch.device("meta"):
+        student = type(teacher)(dataclasses.replace(config, extra=dict(config.extra), **changes))
+    source = teacher.state_dict()
+    layer = re.compile(r"\.layers\.(\d+)\.")
+    state = {k: source[layer.sub(lambda m: f".layers.{layers[int(m.group(1))]}.", k)].clone()
+             for k in student.state_dict()}
+    student.load_state_dict(state, strict=True, assign=True)
     student.tokenizer_files = dict(teacher.tokenizer_files)  # the student reads the teacher's token ids
     return student

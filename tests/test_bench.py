@@ -112,6 +112,9 @@ def test_the_decoder_section_races_ours_against_transformers_on_one_decoder(tmp_
     assert row["ours"]["batches"] == row["transformers"]["batches"] == 4 and 0 < row["padding"] < 1
     assert positive(row["speedup_transformers"], row["ours"]["peak_mib"], row["transformers"]["peak_mib"])
     assert "| qwen2.5-0.5b width, 1 layers | cola |" in result.stdout
+    step = row["step"]  # and one step of each on the first real batch
+    assert positive(step["ours_ms"], step["transformers_ms"], step["speedup_transformers"]) and step["tokens"] < step["slots"]
+    assert "One training step on the first batch" in result.stdout
 
 
 def test_smallest_diagnostics_run_writes_every_section(tmp_path):

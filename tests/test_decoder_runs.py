@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 import predict
@@ -51,6 +52,8 @@ def decoder_checkpoint(folder, kind: str, tokenizer: Tokenizer):
         model = transformers.GPT2ForSequenceClassification(config)
     model.save_pretrained(folder)
     tokenizer.save(str(folder / "tokenizer.json"))
+    tokenizer.model.save(str(folder))  # vocab.json and merges.txt, which hub folders carry beside tokenizer.json
+    (folder / "chat_template.jinja").write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
     return folder
 
 
@@ -106,7 +109,9 @@ def test_train_py_fine_tunes_a_decoder_min_lowers_and_max_raises_the_train_cmi(k
     assert cmi["min"] < cmi["ce"] < cmi["max"]
     best = tmp_path / "ce" / "best"
     config = json.loads((best / "config.json").read_text())
-    assert config["model_type"] == kind and config["pad_token_id"] == 2 and (best / "tokenizer.json").is_file()
+    assert config["model_type"] == kind and config["pad_token_id"] == 2
+    for name in ("tokenizer.json", "vocab.json", "merges.txt", "chat_template.jinja"):  # the whole tokenizer kept
+        assert (best / name).read_bytes() == (model / name).read_bytes(), name
 
     # predict.py reads best/: the dev metrics it writes are those of the run's best epoch
     predict.main(["--model", str(best), "--task", "cola", "--data-dir", str(GLUE), "--out", str(tmp_path / "p"),
@@ -128,8 +133,7 @@ def test_train_py_fine_tunes_a_decoder_min_lowers_and_max_raises_the_train_cmi(k
 @pytest.mark.parametrize("flags, message, advised", [
     (["--cmi-feature", "cls"], "--cmi-feature cls: a llama decoder's first token sees only itself",
      ["--cmi-feature", "pooled"]),
-    (["--gamma", "0.5"], "--gamma 0.5: the L1 term of a llama decoder (its causal-LM loss) is not implemented",
-     ["--gamma", "0"]),
+    (["--gamma", "0.5"], "--gamma 0.5: the checkpoint ", ["--gamma", "0"]),  # an untied classifier: no LM head
 ])
 def test_what_a_decoder_cannot_take_is_one_line_and_the_advice_works(llama, tmp_path, flags, message, advised):
     result = run_cli(args_for(llama, tmp_path / "run", "--mode", "min", *flags))
@@ -154,3 +158,39 @@ def test_a_sweep_of_a_decoder_and_its_report(llama, tmp_path):
                for arm in ("ce/seed0", "ce/seed1", "min/lam10-seed0", "min/lam10-seed1"))
     text = report.report(out)
     assert "| ce | 2 |" in text and "| min λ=10 | 2 |" in text  # both arms, two seeds each, paired
+
+
+def test_gamma_on_a_decoder_adds_its_causal_lm_loss(tmp_path):
+    """--gamma on GPT-2 (its LM head the tied word embeddings): the steps log the causal-LM loss L1, the loss is
+    CE + gamma * L1 at each logged step, and best/ holds no LM head of its own (transformers reloads it)."""
+    model = decoder_checkpoint(tmp_path / "gpt2", "gpt2", bpe_tokenizer())
+    result = run_cli(args_for(model, tmp_path / "run", "--mode", "ce", "--gamma", "0.5", "--epochs", "1",
+                              "--log-every", "1"))
+    assert result.returncode == 0, result.stderr
+    steps = [json.loads(line) for line in (tmp_path / "run" / "steps.jsonl").read_text().splitlines()]
+    assert steps and all(s["lm"] > 0 for s in steps)
+    for s in steps:
+        assert s["loss"] == pytest.approx(s["ce"] + 0.5 * s["lm"], rel=1e-5)
+    assert "lm_head.weight" not in load_file(tmp_path / "run" / "best" / "model.safetensors")
+
+
+def test_distill_py_distils_a_decoder_teacher_into_every_other_layer_of_it(llama, tmp_path):
+    """distill.py with a decoder teacher (a train.py run's best/): the student is the teacher's architecture with
+    every other layer by default (here layer 0 of 2), its best/ loads in transformers with the same logits."""
+    import distill
+    assert run_cli(args_for(llama, tmp_path / "teacher", "--mode", "max", "--epochs", "1")).returncode == 0
+    out = tmp_path / "student"
+    distill.main(["--task", "cola", "--data-dir", str(GLUE), "--teacher", str(tmp_path / "teacher" / "best"),
+                  "--out", str(out), "--epochs", "1", "--max-train-samples", "96", "--max-eval-samples", "64",
+                  "--batch-size", "16", "--lr", "1e-3"])
+    results = json.loads((out / "results.json").read_text())
+    assert results["args"]["student_layers"] == [0]
+    config = json.loads((out / "best" / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["num_hidden_layers"] == 1 and config["pad_token_id"] == 2
+    ours = load_classifier(str(out / "best"), None)[0].eval()
+    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(out / "best").eval()
+    ids = torch.tensor([[0, 40, 41, 42, 1], [0, 50, 1, 2, 2]])
+    mask = (torch.arange(5) < torch.tensor([[5], [3]])).long()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids, mask).logits, theirs(input_ids=ids, attention_mask=mask).logits,
+                                   atol=1e-5, rtol=1e-5)

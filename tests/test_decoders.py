@@ -6,6 +6,7 @@ load in transformers with the same logits."""
 
 import json
 import logging
+import weakref
 
 import pytest
 import torch
@@ -14,10 +15,13 @@ import transformers
 from safetensors.torch import load_file, save_file
 from transformers.pytorch_utils import Conv1D
 
+from cmi.loop import model_inputs
+from cmi.objectives import CausalLM
 from models import checkpoint
 from models.checkpoint import CheckpointError
 from models.gpt2 import GPT2ForSequenceClassification
 from models.llama import LlamaForSequenceClassification
+from models.student import decoder_student
 
 ATOL = 1e-5
 PAD = 0  # never a real token in these batches, so that transformers' last-token rule picks our token
@@ -253,7 +257,10 @@ def test_checkpoint_layouts(layout, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="models.checkpoint"):
         ours = ours_class(case).from_pretrained(tmp_path).eval()
     assert not any(p.is_meta for p in ours.parameters()) and {p.dtype for p in ours.parameters()} == {torch.float32}
-    assert ours.mlm is None
+    untied_lm_head = kind == "ForCausalLM" and not theirs.config.tie_word_embeddings
+    assert (ours.mlm is not None) == untied_lm_head  # kept for the gamma * L1 term (mlm=True, the default)
+    if untied_lm_head:
+        assert torch.equal(ours.mlm.weight, theirs.lm_head.weight)
     ids, mask = batch()
     real = mask.bool()
     with torch.no_grad():
@@ -286,6 +293,35 @@ def test_loading_draws_no_weight_but_the_fresh_head_and_copies_none(tmp_path, mo
     assert ours.model.embed.weight.data_ptr() == read["state"]["model.embed_tokens.weight"].data_ptr()
     assert ours.model.layers[1].mlp.down.weight.data_ptr() == read["state"]["model.layers.1.mlp.down_proj.weight"].data_ptr()
     assert not any(p.is_meta for p in ours.parameters()) and all(p.requires_grad for p in ours.parameters())
+
+
+def test_a_bf16_checkpoint_is_read_shard_by_shard_in_the_dtype_asked_for(tmp_path, monkeypatch):
+    """Read as bf16, the parameters are the file's own tensors (no copy); read as float32 (the default), each shard is
+    cast as it is read, its bf16 tensors released before the next shard is read: peak memory is the model's size
+    and one shard, not the whole bf16 checkpoint and its float32 copy."""
+    theirs = hf_random("qwen2-biases-window-on-layer-1", "ForCausalLM").to(torch.bfloat16)
+    theirs.save_pretrained(tmp_path, max_shard_size="20KB")
+    shards = json.loads((tmp_path / "model.safetensors.index.json").read_text())["weight_map"]
+    assert len(set(shards.values())) > 2
+    read, alive_at_read = {}, []
+    read_file = checkpoint._read_file
+    def recorded(path):
+        alive_at_read.append(sum(ref() is not None for ref in read.values()))
+        state = read_file(path)
+        read.update({k: weakref.ref(v) for k, v in state.items()})
+        return state
+    monkeypatch.setattr(checkpoint, "_read_file", recorded)
+    full = LlamaForSequenceClassification.from_pretrained(tmp_path)
+    assert {p.dtype for p in full.parameters()} == {torch.float32} and not any(alive_at_read)
+
+    kept = {}
+    monkeypatch.setattr(checkpoint, "_read_file", lambda path: kept.setdefault(path, read_file(path)))
+    ours = LlamaForSequenceClassification.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert {p.dtype for p in ours.parameters()} == {torch.bfloat16}
+    pointers = {v.data_ptr() for state in kept.values() for v in state.values()}
+    body = [name for name, _ in ours.named_parameters() if not name.startswith("score.")]
+    assert all(ours.get_parameter(name).data_ptr() in pointers for name in body)
+    assert all(torch.equal(ours.get_parameter(name).float(), full.get_parameter(name)) for name in body)
 
 
 def test_legacy_config_json_and_bf16_weights(tmp_path):
@@ -387,3 +423,68 @@ def test_config_of_another_model_type_is_refused(tmp_path):
     with pytest.raises(CheckpointError) as e:
         GPT2ForSequenceClassification.from_pretrained(tmp_path / "qwen3")
     one_line_error(e, "config.json", "model_type is 'qwen3'", "expected 'gpt2'")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the gamma * L1 term: the causal-LM loss with the checkpoint's LM head
+
+
+@pytest.mark.parametrize("case", ["llama-gqa-untied", "qwen2-biases-window-on-layer-1", "gpt2",
+                                  "gpt2-untied-inverse-layer-scale"])
+@pytest.mark.parametrize("unpad", [False, True])
+def test_causal_lm_term_is_transformers_causal_lm_loss(case, unpad, tmp_path):
+    """L1 on a right-padded batch equals transformers' *ForCausalLM loss with the padding labelled -100, tied and
+    untied heads alike, and so do the LM head's and the embeddings' gradients."""
+    theirs = hf_random(case, "ForCausalLM")
+    theirs.save_pretrained(tmp_path)
+    ours = ours_class(case).from_pretrained(tmp_path, num_labels=2)
+    assert ours.has_lm_head() and (ours.mlm is None) == theirs.config.tie_word_embeddings
+    ids, mask = batch(seed=2)
+    batch_ = {"input_ids": ids, "attention_mask": mask}
+    loss = CausalLM(gamma=1.0, lm_logits=ours.lm_logits).loss(ours(**model_inputs(batch_, unpad)), batch_)
+    their_loss = theirs(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+    assert_close(loss, their_loss, f"{case} causal-LM loss")
+    loss.backward(), their_loss.backward()
+    embeddings = ours.get_submodule(ours.layout.prefix + ("embed" if ours.layout.prefix == "model." else "word"))
+    assert_close(embeddings.weight.grad, theirs.get_input_embeddings().weight.grad, f"{case} embedding gradient")
+    if ours.mlm is not None:
+        assert_close(ours.mlm.weight.grad, theirs.lm_head.weight.grad, f"{case} LM head gradient")
+
+
+def test_a_tied_lm_head_that_differs_from_the_embeddings_is_refused(tmp_path):
+    hf_random("qwen2-biases-window-on-layer-1", "ForCausalLM").save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    state = load_file(weights)
+    save_file(state | {"lm_head.weight": torch.randn_like(state["model.embed_tokens.weight"])}, weights,
+              metadata={"format": "pt"})
+    with pytest.raises(CheckpointError) as e:
+        LlamaForSequenceClassification.from_pretrained(tmp_path)
+    one_line_error(e, "model.safetensors", "lm_head.weight differs from model.embed_tokens.weight",
+                   "config.json's tie_word_embeddings ties them")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# students: a decoder of the teacher's architecture with fewer layers (models/student.py)
+
+
+@pytest.mark.parametrize("case", ["llama-gqa-untied", "qwen2-biases-window-on-layer-1", "gpt2"])
+def test_a_decoder_student_of_every_layer_is_its_teacher_and_one_of_fewer_copies_them(case, tmp_path):
+    _, teacher = loaded(case, tmp_path)
+    ids, mask = batch()
+    whole = decoder_student(teacher, [0, 1])
+    with torch.no_grad():
+        assert torch.equal(whole(ids, mask).logits, teacher(ids, mask).logits)
+    student = decoder_student(teacher, [1])
+    assert len(list(student.named_children())[0][1].layers) == 1 and not any(p.is_meta for p in student.parameters())
+    source = dict(teacher.named_parameters())
+    for name, p in student.named_parameters():
+        assert torch.equal(p, source[name.replace(".layers.0.", ".layers.1.")]) and p.requires_grad, name
+        assert p.data_ptr() != source[name.replace(".layers.0.", ".layers.1.")].data_ptr()  # a copy
+    if case.startswith("qwen2"):  # layer 1 slides, layer 0 does not: the student's one layer slides
+        assert student.config.layer_types == ["sliding_attention"] and student.config.window(0) == 4
+
+
+def test_a_student_of_a_teacher_whose_attention_scale_depends_on_the_layer_is_refused(tmp_path):
+    _, teacher = loaded("gpt2-untied-inverse-layer-scale", tmp_path)
+    with pytest.raises(ValueError, match="scale_attn_by_inverse_layer_idx"):
+        decoder_student(teacher, [1])

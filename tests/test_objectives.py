@@ -197,7 +197,7 @@ def test_masked_lm_term_is_gamma_times_the_mlm_loss_of_the_masked_inputs():
     joined = objective.inputs(batch)
     terms, logs = objective(model(**model_inputs(joined, unpad=False)), joined)
     torch.manual_seed(1)
-    masked = mlm.joined(batch)  # the same draws
+    masked = mlm.inputs(batch)  # the same draws
     picked, masked = masked["masked"], {k: v[len(ids):] for k, v in masked.items() if k in model_inputs(batch, False)}
     assert picked.any() and not picked[ids == 0].any() and not picked[:, 0].any()
     ce = F.cross_entropy(forward(batch).logits, batch["labels"])
