@@ -25,7 +25,7 @@ from harness.rundata import check_fits, epoch_batches, eval_pass, eval_passes, l
 from harness.runfiles import RunFiles
 from harness.runlog import RunLog
 from harness.runtime import Runtime, setup
-from models.bert import BertForSequenceClassification
+from models.bert import BertForSequenceClassification, checkpoint_layers
 from models.checkpoint import CheckpointError
 from models.checkpoint import read_json
 from models.student import DEFAULT_LAYERS, decoder_student, distilbert_from_bert, every_other_layer, layer_count
@@ -134,6 +134,7 @@ def main(argv=None) -> None:
         del teacher  # with cached logits, the teacher can leave the device
 
         # optimiser and schedule: AdamW, the learning rate warmed up linearly, then decayed linearly to 0
+        checkpoint_layers(student, args.gradient_checkpointing)  # less memory, the same results
         runs = runtime.wrap(student)  # on the device; compiled on CUDA, under torchrun in DDP
         step_batch = args.batch_size * args.grad_accum  # the examples of one optimisation step
         epochs = epoch_batches(data.train, runtime, args.epochs, step_batch, args.seed, args.group_batches)

@@ -13,6 +13,7 @@ from harness.rundata import check_fits, epoch_batches, eval_passes, load_data, t
 from harness.runfiles import RunFiles
 from harness.runlog import RunLog
 from harness.runtime import setup
+from models.bert import checkpoint_layers
 
 
 def main(argv=None) -> None:
@@ -45,6 +46,7 @@ def main(argv=None) -> None:
                                  features=features, scale=args.cmi_scale, weighting=args.cmi_weighting, mlm=mlm)
 
         # optimiser and schedule: AdamW, the learning rate warmed up linearly, then decayed linearly to 0
+        checkpoint_layers(model, args.gradient_checkpointing)  # less memory, the same results
         runs = runtime.wrap(model)  # on the device; compiled on CUDA, under torchrun in DDP
         step_batch = args.batch_size * args.grad_accum  # the examples of one optimisation step
         epochs = epoch_batches(data.train, runtime, args.epochs, step_batch, args.seed, args.group_batches)

@@ -115,6 +115,9 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="torch.compile the model (auto: on for CUDA; off on CPU, where compiling costs more than "
                         "it saves in a GLUE run)")
+    g.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute each layer's activations in the backward instead of keeping them: less memory, "
+                        "about one more forward per step, the same results (models.bert.Layers)")
     add_padded_arg(g)
 
 

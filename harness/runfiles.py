@@ -70,7 +70,8 @@ def write_json(path: Path, obj) -> None:
 
 # What is no part of a run's identity: where its folder is (relative, absolute, moved), what becomes of last.pt at
 # the end, and how it is logged
-NOT_IDENTITY = {"resume", "overwrite", "out", "keep_last", "log_every", "tensorboard"}
+# flags that change neither what a run computes nor its files' contents: a run may resume with or without them
+NOT_IDENTITY = {"resume", "overwrite", "out", "keep_last", "log_every", "tensorboard", "gradient_checkpointing"}
 
 
 def differences(saved: dict, args: dict, ignored=()) -> list[str]:

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from models.checkpoint import CheckpointError, Layout, Pretrained
 from models.unpadded import Tokens, dropout
@@ -161,13 +162,35 @@ class BertLayer(nn.Module):
         return self.mlp_norm(x + self.mlp(x, tokens))
 
 
+class Layers(nn.ModuleList):
+    """A model's layers, run in order on (N, d) rows. `checkpointed` (--gradient-checkpointing, set by
+    checkpoint_layers): in training each layer keeps only its input, and its activations are recomputed in the
+    backward (torch.utils.checkpoint), so memory holds one layer's activations at a time. Non-reentrant: the
+    reentrant form gives no gradient to a layer's parameters when its input needs none (LoRA's adapters over frozen
+    embeddings). Dropout draws the same masks again in the recomputation (the RNG state is restored)."""
+
+    checkpointed = False
+
+    def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
+        for layer in self:
+            x = checkpoint(layer, x, *args, use_reentrant=False) if self.checkpointed and self.training else layer(x, *args)
+        return x
+
+
+def checkpoint_layers(model: nn.Module, on: bool = True) -> None:
+    """Turn activation checkpointing of every Layers in `model` on (or off)."""
+    for module in model.modules():
+        if isinstance(module, Layers):
+            module.checkpointed = on
+
+
 class BertModel(nn.Module):
     """Embeddings, the layers, and the pooler (dense + tanh on the [CLS] state)."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
         self.embeddings = BertEmbeddings(config)
-        self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        self.layers = Layers(BertLayer(config) for _ in range(config.num_hidden_layers))
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(
@@ -181,8 +204,7 @@ class BertModel(nn.Module):
         mask = key_padding_mask(attention_mask)
         tokens = Tokens.of(input_ids, token_index)
         x = self.embeddings(input_ids, token_type_ids, tokens)  # (N, d)
-        for layer in self.layers:
-            x = layer(x, mask, tokens)
+        x = self.layers(x, mask, tokens)
         x = tokens.pad(x)  # (N, d) -> (B, T, d): right padding keeps [CLS] in slot 0
         return x, torch.tanh(self.pooler(x[:, 0]))
 

@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.bert import ClassifierOutput, FeedForward, MaskedLMHead, SelfAttention, init_weights, key_padding_mask
+from models.bert import (ClassifierOutput, FeedForward, Layers, MaskedLMHead, SelfAttention, init_weights,
+                         key_padding_mask)
 from models.checkpoint import CheckpointError, Layout, Pretrained
 from models.unpadded import Tokens, dropout
 
@@ -94,7 +95,7 @@ class DistilBertModel(nn.Module):
     def __init__(self, config: DistilBertConfig):
         super().__init__()
         self.embeddings = DistilBertEmbeddings(config)
-        self.layers = nn.ModuleList(DistilBertLayer(config) for _ in range(config.n_layers))
+        self.layers = Layers(DistilBertLayer(config) for _ in range(config.n_layers))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_index: torch.Tensor | None = None) -> torch.Tensor:
@@ -102,9 +103,7 @@ class DistilBertModel(nn.Module):
         mask = key_padding_mask(attention_mask)
         tokens = Tokens.of(input_ids, token_index)
         x = self.embeddings(input_ids, tokens)  # (N, d)
-        for layer in self.layers:
-            x = layer(x, mask, tokens)
-        return tokens.pad(x)  # (B, T, d)
+        return tokens.pad(self.layers(x, mask, tokens))  # (B, T, d)
 
 
 class DistilBertForSequenceClassification(Pretrained):

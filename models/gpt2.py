@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.bert import ClassifierOutput, FeedForward
+from models.bert import ClassifierOutput, FeedForward, Layers
 from models.checkpoint import Layout, Pretrained
 from models.llama import causal_attention, init_weights, last_token, pad_or_eos
 from models.unpadded import Tokens, dropout
@@ -114,7 +114,7 @@ class GPT2Model(nn.Module):
         self.word = nn.Embedding(config.vocab_size, config.n_embd)
         self.position = nn.Embedding(config.n_positions, config.n_embd)
         self.dropout = nn.Dropout(config.embd_pdrop)
-        self.layers = nn.ModuleList(GPT2Layer(config, i) for i in range(config.n_layer))
+        self.layers = Layers(GPT2Layer(config, i) for i in range(config.n_layer))
         self.norm = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
 
     def forward(self, input_ids: torch.Tensor, token_index: torch.Tensor | None = None) -> torch.Tensor:
@@ -123,8 +123,7 @@ class GPT2Model(nn.Module):
         # right padding: a token's position, the number of real tokens before it, is its slot
         x = self.word(tokens.gather(input_ids)) + self.position(tokens.positions())  # (N, d)
         x = dropout(self.dropout, x, tokens)
-        for layer in self.layers:
-            x = layer(x, tokens)
+        x = self.layers(x, tokens)
         return tokens.pad(self.norm(x))  # (N, d) -> (B, T, d)
 
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.bert import ClassifierOutput
+from models.bert import ClassifierOutput, Layers
 from models.checkpoint import Layout, Pretrained
 from models.unpadded import Tokens
 
@@ -298,7 +298,7 @@ class LlamaModel(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
         self.rotary = RotaryEmbedding(config)
-        self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.layers = Layers(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def forward(self, input_ids: torch.Tensor, token_index: torch.Tensor | None = None) -> torch.Tensor:
@@ -306,8 +306,7 @@ class LlamaModel(nn.Module):
         tokens = Tokens.of(input_ids, token_index)
         x = self.embed(tokens.gather(input_ids))  # (N, d)
         rope = self.rotary(tokens.positions(), x.dtype)  # right padding: a token's position is its slot
-        for layer in self.layers:
-            x = layer(x, rope, tokens)
+        x = self.layers(x, rope, tokens)
         return tokens.pad(self.norm(x))  # (N, d) -> (B, T, d)
 
 
