@@ -204,12 +204,12 @@ def test_a_run_locked_by_another_process_is_left_alone(capsys, tmp_path):
     (["--lams", "inf"], "--lam must be finite, got inf"),
     (["--alphas", "2"], "--alpha must be in [0, 1], got 2.0"),
     (["--temperatures", "0"], "--temperature must be > 0, got 0.0"),
-    (["--model", str(MINILM)], f"--student-layers 0,2,4,6,8,10: layer 6 does not exist: the teacher has 6 layers (0-5) "
-                               f"(--model {MINILM})"),
+    (["--model", str(MINILM), "--student-layers", "0,2,4,6,8,10"],
+     f"--student-layers 0,2,4,6,8,10: layer 6 does not exist: the teacher has 6 layers (0-5) (--model {MINILM})"),
 ])
 def test_bad_options_are_one_line_before_any_run(argv, message, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "--out", str(tmp_path / "s"), *argv],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)  # a missed error starts the grid
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], proc.stderr
