@@ -16,13 +16,16 @@ Contenders alternate in one process (benchmark/timing.py), so the figures to rea
   decoder   training epochs on real data of a decoder of a real width (Qwen2.5-0.5B's, --decoder-layers layers,
             random weights): ours unpadded against transformers' Qwen2ForSequenceClassification, and one training
             step of each on the first real batch; once, not per preset
+  memory    the memory of a training step of that decoder: full fine-tuning in float32 and bf16 autocast, LoRA on
+            bf16 weights, and LoRA with activation checkpointing; once
 
-step and cmi time a synthetic batch, epoch, distill and decoder real examples (their epoch time from the examples per
+step and cmi time a synthetic batch, epoch, distill, decoder and memory real examples (their epoch time from the examples per
 second).
 """
 import argparse
 import copy
 import statistics
+from dataclasses import replace
 
 import torch
 
@@ -34,14 +37,16 @@ from benchmark.timing import (alternate, compiled_graphs, epoch_figures, matmul,
                               step_flops, timed)
 from cmi.loop import model_inputs, predict
 from cmi.objectives import CMIObjective, DistillationObjective, EpochCentroids, Features
+from cmi.precision import precision
 from data.batching import num_train_batches, padding_fraction
 from harness.rundata import Batches
 from data.tasks import TASKS
 from harness.cli import TRAIN_DEFAULTS, ranged, run_main, runtime_options
 from harness.runtime import setup
-from models.bert import BertForSequenceClassification
+from models.bert import BertForSequenceClassification, checkpoint_layers
 from models.distilbert import DistilBertForSequenceClassification
 from models.llama import LlamaConfig, LlamaForSequenceClassification
+from models.lora import add_lora
 from models.student import student_config
 from study.markdown import captioned, fmt, spread
 
@@ -261,6 +266,58 @@ def decoder_table(rows: list[dict]) -> str:
     return epoch_table(rows) + "\n\nOne training step on the first batch of the epoch, median over rounds: " + "; ".join(steps)
 
 
+def bench_memory(p: Preset) -> list[dict]:
+    """The memory of train.py's training step on a decoder of Qwen2.5-0.5B's width (--decoder-layers layers, random
+    weights, --checkpoint's vocabulary), on the widest of the first --epoch-tasks task's batches: full fine-tuning
+    in float32 and under bf16 autocast, LoRA (r 8 on q_proj, v_proj; the head trained) on bf16 weights, and that
+    with activation checkpointing. Per setting: the parameters and those trained, the MiB of the weights and of
+    AdamW's moments (allocated by a first step), and the peak MiB a second step allocates above them (gradients,
+    activations, temporaries). Measured once, at the first preset."""
+    if p.name != p.args.presets[0]:
+        return []
+    task, train = next(iter(p.data["epoch"].items()))
+    batches = epoch_order(train, p.args.batch_size, p.args.seed, p.args.epoch_batches or None)
+    widest = next(iter(Batches(train, [max(batches, key=lambda b: train.lengths[b].max())], p.runtime.device,
+                               p.runtime.pad_multiple)))
+    f32, bf16 = (replace(p.runtime, precision=precision(p.runtime.device, dtype)) for dtype in (None, torch.bfloat16))
+    settings = {"full, float32": (f32, False, False), "full, bf16 autocast": (bf16, False, False),
+                "LoRA, bf16 weights": (bf16, True, False), "LoRA, bf16 weights, checkpointing": (bf16, True, True)}
+    config = LlamaConfig(vocab_size=p.ours.config.vocab_size, num_hidden_layers=p.args.decoder_layers, pad_token_id=0,
+                         **QWEN25_05B)
+    rows = []
+    for name, (runtime, lora, checkpointed) in settings.items():
+        torch.manual_seed(p.args.seed)
+        model = LlamaForSequenceClassification(config).to(p.runtime.device).train()
+        if lora:
+            model.to(torch.bfloat16)
+            add_lora(model, r=8, alpha=16)  # the adapters in float32 (models/lora.py)
+            model.score.float()  # the head in float32, as AdamW's updates of it need
+        checkpoint_layers(model, checkpointed)
+        c = Contender(model, runtime, steps=2, unpad=True)
+        c.step(widest)  # AdamW's moments are allocated here
+        moments = sum(t.numel() * t.element_size() for state in c.optimizer.state.values() for t in state.values()
+                      if torch.is_tensor(t) and t.dim() > 0)
+        rows.append({"setting": name, "task": task, "layers": p.args.decoder_layers,
+                     "tokens": int(widest["attention_mask"].sum()),
+                     "parameters": sum(q.numel() for q in model.parameters()),
+                     "trained": sum(q.numel() for q in model.parameters() if q.requires_grad),
+                     "weights_mib": sum(q.numel() * q.element_size() for q in model.parameters()) / 2**20,
+                     "moments_mib": moments / 2**20,
+                     "step_peak_mib": peak_memory_mib(lambda: c.step(widest), p.runtime.device)})
+        rows[-1]["total_mib"] = rows[-1]["weights_mib"] + rows[-1]["moments_mib"] + rows[-1]["step_peak_mib"]
+        print(f"  memory {name}: {rows[-1]['total_mib']:.0f} MiB")
+    return rows
+
+
+def memory_table(rows: list[dict]) -> str:
+    return captioned(
+        f"Memory of one training step, a decoder of Qwen2.5-0.5B's width with {rows[0]['layers']} layers, "
+        f"{rows[0]['tokens']} real tokens ({rows[0]['task']}); MiB",
+        ["setting", "parameters", "trained", "weights", "AdamW moments", "step peak", "total"],
+        [[r["setting"], f"{r['parameters']:,}", f"{r['trained']:,}", f"{r['weights_mib']:.1f}",
+          f"{r['moments_mib']:.1f}", f"{r['step_peak_mib']:.1f}", f"{r['total_mib']:.1f}"] for r in rows])
+
+
 def epoch_row(p: Preset, task: str, train, models: dict, label: str) -> dict:
     """The race of `models` (name -> (model, unpadded)) on `task`'s batches: one row of the table, `label`'s."""
     args = p.args
@@ -367,17 +424,17 @@ def distill_table(rows: list[dict]) -> str:
 
 SECTIONS = {"step": Section(bench_step, step_table), "cmi": Section(bench_cmi, cmi_table),
             "epoch": Section(bench_epoch, epoch_table), "distill": Section(bench_distill, distill_table),
-            "decoder": Section(bench_decoder, decoder_table)}
+            "decoder": Section(bench_decoder, decoder_table), "memory": Section(bench_memory, memory_table)}
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    real = bool({"epoch", "distill", "decoder"} & set(args.sections))
+    real = bool({"epoch", "distill", "decoder", "memory"} & set(args.sections))
     check_presets(args, real=real, synthetic=bool({"step", "cmi"} & set(args.sections)))
     runtime = setup(**runtime_options(args))
     data = {"cola": train_split(args, "cola") if "distill" in args.sections else None,
             "epoch": {task: train_split(args, task, args.epoch_examples) for task in args.epoch_tasks}
-            if {"epoch", "decoder"} & set(args.sections) else {}}
+            if {"epoch", "decoder", "memory"} & set(args.sections) else {}}
     return measure(args, runtime, SECTIONS, data, "bench.py")
 
 

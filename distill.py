@@ -112,8 +112,10 @@ def main(argv=None) -> None:
         args = with_teacher_from_sweep(args, task)
     if args.student is None and args.student_layers is None:  # before the run folder, so that args.json records them
         args.student_layers = default_layers(Path(args.teacher))
-    with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last) as files:
-        runtime = setup(**runtime_options(args))
+    # a resume refuses a teacher retrained in place since (its soft targets would be another model's), or a --student
+    with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last,
+                  checkpoints={"--teacher": args.teacher, "--student": args.student}) as files:
+        runtime = setup(**runtime_options(args), fsdp=args.fsdp)
 
         # teacher and student
         teacher, teacher_dir = load_teacher(args.teacher, task, args.other_labels)

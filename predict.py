@@ -18,11 +18,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from cmi.loop import predict
 from cmi.objectives import FEATURES, Features
 from common.files import holds_working_folder, write_folder
-from data.loading import Examples, load_file, load_split, load_test, test_files, text_lines
+from data.loading import Examples, empty_text, load_file, load_split, load_test, test_files, text_lines
 from data.metrics import compute_metrics
 from data.tasks import TASKS, DataError, Task, file_task, get_task, metric_suffix
 from data.tokenization import encode, load_tokenizer
@@ -71,11 +72,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def read_texts(texts: list[str]) -> list[list[str]]:
+def read_texts(texts: list[str], tokenizer: Tokenizer) -> list[list[str]]:
     """--text values, '-' replaced by the non-empty lines of standard input (UTF-8), each split at its tab into
-    one text or a pair. An empty text, more than two tab-separated texts, bytes that are not UTF-8 or a mix of
-    single texts and pairs is a DataError naming the input: a label printed for nothing, or for a pair whose
-    second text holds a tab, would look like an answer."""
+    one text or a pair. An empty text (data.loading.empty_text for the model's `tokenizer`: invisible characters
+    only are empty too), more than two tab-separated texts, bytes that are not UTF-8 or a mix of single texts and
+    pairs is a DataError naming the input: a label printed for nothing, or for a pair whose second text holds a
+    tab, would look like an answer."""
     if texts.count("-") > 1:  # the second read would find it empty: its texts would be silently missing
         raise DataError(f"--text -: given {texts.count('-')} times; standard input is read once, give it once")
     inputs = []  # (where, text)
@@ -87,7 +89,8 @@ def read_texts(texts: list[str]) -> list[list[str]]:
             lines = text_lines(sys.stdin.buffer.read().decode("utf-8-sig"))
         except UnicodeDecodeError as e:
             raise DataError(f"--text -: standard input is not UTF-8 text (byte {e.start}: {e.reason})") from None
-        inputs += [(f"--text -: line {i}", line) for i, line in enumerate(lines, 1) if line.strip()]
+        inputs += [(f"--text -: line {i}", line) for i, line in enumerate(lines, 1)
+                   if not empty_text(line, tokenizer)]
     if not inputs:
         raise DataError("--text -: standard input held no text")
     pairs = []
@@ -95,7 +98,7 @@ def read_texts(texts: list[str]) -> list[list[str]]:
         pair = text.split("\t")
         if len(pair) > 2:
             raise DataError(f"{where}: {len(pair)} tab-separated texts; expected one text, or two (a pair)")
-        if not all(t.strip() for t in pair):
+        if any(empty_text(t, tokenizer) for t in pair):
             side = " on each side of the tab" if len(pair) == 2 else ""
             raise DataError(f"{where}: an empty text; expected a sentence{side}")
         pairs.append(pair)
@@ -132,7 +135,11 @@ def check_out(out: Path, overwrite: bool) -> None:
 def save(out: Path, files: dict[str, bytes]) -> None:
     """Write the call's files as one set: the folder is swapped in whole (common.files.write_folder), so a kill or
     a full disk leaves the earlier set or this one, never a mix."""
-    write_folder(out, files)
+    try:
+        write_folder(out, files)
+    except OSError as e:
+        raise DataError(f"--out {out}: writing failed ({e.strerror or e}); nothing in it changed (the files of an "
+                        "earlier call, if any, are kept)") from None
     for name in files:
         print(f"wrote {out / name}")
 
@@ -179,7 +186,7 @@ def metrics_file(name: str, metrics: dict) -> bytes:
 
 def label_texts(predictor: Predictor, texts: list[str]) -> None:
     """--text: one line per input on stdout (label, probability, text); nothing is written."""
-    pairs = read_texts(texts)
+    pairs = read_texts(texts, predictor.tokenizer)
     check_text_count("--text", len(pairs[0]), predictor.text_fields)
     examples = Examples(tuple(map(list, zip(*pairs))), np.zeros(len(pairs), dtype=np.int64), False)
     probs, _ = predictor(examples, "predict")
@@ -207,7 +214,8 @@ def label_file(predictor: Predictor, args) -> dict[str, bytes]:
     own = not args.text_fields and bool(predictor.text_fields)
     # an unlabelled file is labelled, unless --label-field says which field holds its labels
     examples, _, fields = load_file(args.file, args.text_fields or predictor.text_fields or None, label_field, names,
-                                    labelled=args.label_field is not None, model_fields=own)
+                                    labelled=args.label_field is not None, model_fields=own,
+                                    tokenizer=predictor.tokenizer)
     if not args.text_fields and not own:
         check_not_labels(args.file, examples, fields, names)
     probs, stats = predictor(examples, "predict")

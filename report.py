@@ -19,11 +19,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.optional import MissingPackage
 from study.arms import load_study
 from study.document import markdown, report  # noqa: F401  report.report(SWEEP): the tests read it
 from study.paired import DELTA
-from study.plots import plt, write_plots
-from study.stats import selection_gain  # noqa: F401  docs/design.md and the tests call report.selection_gain
+from study.plots import pyplot, write_plots
+from study.stats import scipy_stats, selection_gain  # noqa: F401  docs/design.md, the tests: report.selection_gain
 
 
 def main(argv=None) -> None:
@@ -53,6 +54,12 @@ def main(argv=None) -> None:
             parser.exit(2, f"error: {folder} is not a folder\n")
     if not args.delta > 0:
         parser.exit(2, f"error: --delta {args.delta}: must be above 0\n")
+    try:  # the optional packages the report needs (setup.py's extras), before anything is read
+        scipy_stats()
+        if not args.no_plots:
+            pyplot()
+    except MissingPackage as e:
+        parser.exit(2, f"error: {e}\n")
 
     # -------------------------------------------------------------------------
     # the study: every folder read once, checked
@@ -66,9 +73,6 @@ def main(argv=None) -> None:
     # the report on stdout, then the plots
     print(markdown(study, args.delta))
     if args.no_plots:
-        return
-    if plt is None:
-        print("matplotlib is not installed: no plots (pip install -e '.[plot]')", file=sys.stderr)
         return
     folder = Path(args.plots) if args.plots else study.sweep.folder / "plots"
     try:

@@ -31,6 +31,7 @@ import argparse
 import fcntl
 import itertools
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -40,7 +41,8 @@ from pathlib import Path
 from cmi.selection import select_teacher
 from common.errors import TrainingError
 from data.tasks import TASKS, own_task_name, primary_metric
-from harness.cli import Parser, add_training_args, data_source, parse_distill_args, parse_train_args, run_main
+from harness.cli import (SWEEP_RUN, Parser, add_training_args, data_source, parse_distill_args, parse_train_args,
+                         run_main)
 from harness.runfiles import differences
 from study.sweeps import TEACHERS, TRAIN_MODES, Run, expand, finished, num, results_of, shard, teacher_runs
 from harness.rundata import check_data
@@ -160,7 +162,8 @@ def run_locked(command: list[str], folder: Path) -> int | None:
     """Run `command` holding an exclusive lock on folder/sweep.lock, and return its exit code; None, running
     nothing, when another process holds the lock (the same run in an overlapping shard, or a job requeued
     while the old one still runs). The command inherits the lock, which ends with the last process holding
-    it: a killed sweep leaves no stale lock, and its orphaned run still keeps the folder."""
+    it: a killed sweep leaves no stale lock, and its orphaned run still keeps the folder. An interruption is said
+    by the sweep alone (harness.cli.SWEEP_RUN)."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "sweep.lock", "w") as lock:
         try:
@@ -168,7 +171,7 @@ def run_locked(command: list[str], folder: Path) -> int | None:
         except BlockingIOError:
             return None
         # a subprocess: a crash or an out-of-memory in one run does not end the sweep, and frees the GPU
-        return subprocess.run(command, pass_fds=(lock.fileno(),)).returncode
+        return subprocess.run(command, pass_fds=(lock.fileno(),), env={**os.environ, SWEEP_RUN: "1"}).returncode
 
 
 # -----------------------------------------------------------------------------

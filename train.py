@@ -7,6 +7,7 @@
 """
 from cmi.loop import TrainState, fit, linear_scheduler, make_optimizer
 from cmi.objectives import CENTROIDS, CMIObjective, Features
+from common.errors import TrainingError
 from harness.classifiers import TRAINABLE, check_decoder, is_decoder, load_classifier, name_labels, pretraining_term
 from harness.cli import data_source, parse_train_args, run_main, runtime_options
 from harness.rundata import check_fits, epoch_batches, eval_passes, load_data, task_of
@@ -14,13 +15,16 @@ from harness.runfiles import RunFiles
 from harness.runlog import RunLog
 from harness.runtime import setup
 from models.bert import checkpoint_layers
+from models.lora import add_lora
 
 
 def main(argv=None) -> None:
     args = parse_train_args(argv, __doc__)  # the options: harness/cli.py, or python train.py --help
-    # setup: claim the output folder (refused if it holds another run) before any expensive work
-    with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last) as files:
-        runtime = setup(**runtime_options(args))
+    # setup: claim the output folder (refused if it holds another run) before any expensive work; a resume refuses a
+    # --model folder that holds another checkpoint since
+    with RunFiles(args.out, vars(args), args.resume, args.overwrite, args.keep_last,
+                  checkpoints={"--model": args.model}) as files:
+        runtime = setup(**runtime_options(args), fsdp=args.fsdp)
         source = data_source(args)
         task = task_of(source)
 
@@ -44,6 +48,13 @@ def main(argv=None) -> None:
         centroids = CENTROIDS[args.centroids](task.num_labels, model.config.hidden_size, runtime.device)
         objective = CMIObjective(mode=args.mode, lam=args.lam, num_classes=task.num_labels, centroids=centroids,
                                  features=features, scale=args.cmi_scale, weighting=args.cmi_weighting, mlm=mlm)
+
+        # LoRA (models/lora.py): the base frozen, low-rank adapters and the task head trained
+        if args.lora_r:
+            try:
+                add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_targets, args.lora_rslora)
+            except ValueError as e:
+                raise TrainingError(f"--lora-targets: {e}") from None
 
         # optimiser and schedule: AdamW, the learning rate warmed up linearly, then decayed linearly to 0
         checkpoint_layers(model, args.gradient_checkpointing)  # less memory, the same results

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from cmi.core import CMIStats
-from cmi.distributed import all_reduce, rank, world_size
+from cmi.distributed import all_reduce, load_states, model_state, optimizer_state, rank, world_size
 from cmi.precision import Float32
 from common.errors import TrainingError
 
@@ -54,13 +54,12 @@ class TrainState:
     def state_dict(self) -> dict:
         """What last.pt keeps of the training, for a resumed run to go on exactly."""
         centroids = self.objective.centroids
-        return {"model": self.raw_model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"model": model_state(self.raw_model), "optimizer": optimizer_state(self.raw_model, self.optimizer),
                 "scheduler": self.scheduler.state_dict(),
                 "objective": {} if centroids is None else centroids.state_dict(), **self.precision.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.raw_model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_states(self.raw_model, self.optimizer, state["model"], state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.objective.centroids is not None:
             self.objective.centroids.load_state_dict(state["objective"])

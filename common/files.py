@@ -28,16 +28,23 @@ def write_file(path: Path, write) -> None:
 
 
 def holds_working_folder(path: Path) -> bool:
-    """Whether `path` is the working folder or one above it: a folder that is not to be replaced as a whole."""
-    path, cwd = Path(os.path.abspath(path)), Path.cwd()
+    """Whether `path` is the working folder or one above it (or a link to one): a folder that is not to be replaced
+    as a whole."""
+    path, cwd = Path(os.path.realpath(path)), Path.cwd()
     return path == cwd or path in cwd.parents
 
 
 def write_folder(path: Path, files: dict[str, bytes]) -> None:
-    """Write the folder `path` holding `files` (name -> bytes) atomically, replacing any folder there."""
+    """Write the folder `path` holding `files` (name -> bytes) atomically, replacing any folder there. A symbolic link
+    is followed: the folder it points to is replaced, and the link stays. A file at `path` is refused (OSError)
+    before anything is moved: the swap would move it away under a temporary name."""
     if holds_working_folder(path):
         raise OSError(errno.EBUSY, "the working folder, or one above it, is not replaced as a whole", str(path))
-    path = Path(os.path.abspath(path))  # "dir/.." has a name to put the sibling beside
+    # the link's target, not the link: swapped, the link would become the temporary name (and the folder it points
+    # to get nothing); and "dir/.." has a name to put the sibling beside
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(path))
     tmp = path.with_name(f".{path.name}.tmp")  # one writer per folder: a killed write's leftover is reused
     try:
         shutil.rmtree(tmp, ignore_errors=True)

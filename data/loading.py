@@ -5,11 +5,14 @@ import csv
 import json
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
+from tokenizers.models import BPE
 
 from common.files import first_line
 from data.tasks import DataError, Task
@@ -22,6 +25,21 @@ SPLIT_FILES = {
     "validation_mismatched": "dev_mismatched.tsv",
 }
 SUBSET_SEED = 0  # --max-*-samples draws the same subset in every run
+# Unicode categories that show nothing: controls, format characters (U+200B, U+FEFF, a soft hyphen, U+2060),
+# combining and enclosing marks, and separators
+INVISIBLE = ("Cc", "Cf", "Mn", "Me", "Zs", "Zl", "Zp")
+
+
+def empty_text(text: str, tokenizer: Tokenizer | None = None) -> bool:
+    """Whether a text gives a model nothing to read, and is refused as "" is (a label for nothing would look like an
+    answer): no character outside whitespace and INVISIBLE, or, with a WordPiece `tokenizer`, no token but [CLS] and
+    [SEP] (WordPiece drops U+FFFD and private-use characters too). Byte-level BPE makes byte tokens of invisible
+    characters, so for it, and for a file read before any tokenizer is loaded (train.py's), the characters decide."""
+    if all(c.isspace() or unicodedata.category(c) in INVISIBLE for c in text):
+        return True
+    if tokenizer is None or isinstance(tokenizer.model, BPE) or any(c.isalnum() for c in text):
+        return False  # a letter or a digit always gives WordPiece a token: only the rest is tokenised
+    return not tokenizer.encode(text, add_special_tokens=False).ids
 
 
 @dataclass
@@ -118,8 +136,10 @@ def _read_tsv(task: Task, path: Path) -> Examples:
         *text, label = (row[i] for i in where)
         if label not in label_index:
             raise DataError(f"{path}:{line}: unknown label {label!r}; expected one of {list(task.tsv_label_values)}")
-        for field, value in zip(texts, text):
-            field.append(value)
+        for column, values, value in zip(task.tsv_text_columns, texts, text):
+            if empty_text(value):  # as in the user's own files: a run never trains or evaluates on nothing
+                raise DataError(f"{path}:{line}: field {column!r} is empty; expected a text")
+            values.append(value)
         labels.append(label_index[label])
     if not labels:
         raise DataError(f"{path}: no examples")
@@ -308,12 +328,14 @@ def check_model_fields(path: Path, fields: list[str], text_fields: tuple[str, ..
 
 def load_file(path: str | Path, text_fields: tuple[str, ...] | None = None, label_field: str = "label",
               label_names: tuple[str, ...] | None = None, labelled: bool = True,
-              model_fields: bool = False) -> tuple[Examples, tuple[str, ...], tuple[str, ...]]:
+              model_fields: bool = False,
+              tokenizer: Tokenizer | None = None) -> tuple[Examples, tuple[str, ...], tuple[str, ...]]:
     """The examples of the user's own file, with its label names and its text fields. `label_names` None (the
     training file): the names are the file's distinct labels (_label_order); given (a dev file, a model's
     labels): every label must be one of them (labels read as _label_name says). labelled=False: a file without
     the label field, or with the field empty in every example, is accepted (labels unknown: zeros). An empty
-    text or label is an error, never an empty input or a class ''. model_fields: `text_fields` and `label_field` are
+    text or label is an error, never an empty input or a class '' (a text is empty as empty_text says, with the
+    `tokenizer` of the model that reads it where it is known). model_fields: `text_fields` and `label_field` are
     those a model was trained on (check_model_fields). Errors name the file, line and field."""
     path = Path(path)
     fields, records = _records(path)
@@ -333,7 +355,7 @@ def load_file(path: str | Path, text_fields: tuple[str, ...] | None = None, labe
             if not isinstance(value, str):
                 got = "missing" if field not in record else f"{type(value).__name__} {value!r}"
                 raise DataError(f"{path}:{line}: field {field!r} is not text ({got})")
-            if not value.strip():  # an empty cell: the model would be given (or label) nothing
+            if empty_text(value, tokenizer):  # an empty cell: the model would be given (or label) nothing
                 raise DataError(f"{path}:{line}: field {field!r} is empty; expected a text")
             values.append(value)
         if has_labels:

@@ -22,7 +22,7 @@ from common.files import first_line
 from data.batching import GROUP_BATCHES
 from data.tasks import TASKS, DataError, own_task_name
 from harness.rundata import DataSource
-from models.checkpoint import CheckpointError
+from models.checkpoint import CheckpointError, is_model_file
 from models.student import check_layers
 
 
@@ -115,6 +115,9 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="torch.compile the model (auto: on for CUDA; off on CPU, where compiling costs more than "
                         "it saves in a GLUE run)")
+    g.add_argument("--fsdp", action="store_true",
+                   help="under torchrun, shard the parameters, gradients and AdamW's moments over the processes "
+                        "(FSDP2) instead of copying the model to each (DDP): for models that do not fit one device")
     g.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute each layer's activations in the backward instead of keeping them: less memory, "
                         "about one more forward per step, the same results (models.bert.Layers)")
@@ -184,6 +187,17 @@ def data_identity(args: argparse.Namespace) -> dict:
         return {"task": args.task, "data_dir": None if args.data_dir is None else str(Path(args.data_dir).resolve())}
     return {name: {"path": str(Path(path).resolve()), "sha256": file_hash(Path(path).resolve())}
             for name, path in (("train_file", args.train_file), ("validation_file", args.validation_file))}
+
+
+def checkpoint_identity(path: str) -> dict[str, str] | None:
+    """What a local checkpoint folder holds, beyond its path: the SHA-256 of each of its model files (config, weights,
+    tokenizer), as data_identity's of a data file; None for a hub name (args.json records the name). A run's last.pt
+    records it (harness.runfiles.RunFiles), so that --resume refuses a base model replaced by another checkpoint, or a
+    teacher retrained in place, since."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return None
+    return {p.name: file_hash(p) for p in sorted(folder.iterdir()) if is_model_file(p.name)}
 
 
 def file_hash(path: Path) -> str:
@@ -280,10 +294,28 @@ def parse_train_args(argv=None, description: str | None = None) -> argparse.Name
                    help="true: lambda * I(X;Z|Y); paper: lambda / C, the per-sample weight of eqs. (12)-(14)")
     ranged(g, "--tau", "> 0", type=float, default=1.0, help="feature temperature: f_x = softmax(h_s / tau) "
                                                           "(1 = the paper; an extension)")
+    g = parser.add_argument_group("LoRA (models/lora.py)")
+    ranged(g, "--lora-r", ">= 0", type=int, default=0,
+           help="rank of LoRA adapters added to the --lora-targets layers: the base model frozen, the adapters and "
+                "the task head trained; best/ holds the merged model, adapter/ the adapters in peft's layout "
+                "(0: full fine-tuning)")
+    ranged(g, "--lora-alpha", "> 0", type=float, default=None,
+           help="the update is scaled by alpha / r (default 8, as peft's)")
+    ranged(g, "--lora-dropout", "in [0, 1]", type=float, default=0.0, help="dropout on the adapters' input")
+    g.add_argument("--lora-targets", type=lambda text: text.split(","), default=None, metavar="NAMES",
+                   help="comma-separated linear modules, by transformers' names or their last parts, or all-linear "
+                        "(default: the attention's query and value: query,value for BERT, q_proj,v_proj for the "
+                        "Llama family, c_attn for GPT-2)")
+    g.add_argument("--lora-rslora", action="store_true", help="scale by alpha / sqrt(r) (rsLoRA)")
     add_training_args(parser)
     args = parser.parse_args(argv)
     check_ranges(args, parser)
     check_data_args(args, parser)
+    if args.lora_r == 0 and any(getattr(args, f) != parser.get_default(f) for f in
+                                ("lora_alpha", "lora_dropout", "lora_targets", "lora_rslora")):
+        parser.error("--lora-alpha, --lora-dropout, --lora-targets and --lora-rslora need --lora-r > 0")
+    if args.lora_r and args.lora_alpha is None:
+        args.lora_alpha = 8.0
     args.centroids = args.centroids or ("batch" if args.mode == "max" else "epoch")
     args.out = args.out or f"runs/{args.task}-{args.mode}-lam{args.lam}-seed{args.seed}"
     return args
@@ -351,7 +383,13 @@ def parse_distill_args(argv=None, description: str | None = None) -> argparse.Na
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT (Ctrl-C) or SIGTERM (a cluster scheduler's notice) during a run."""
+    """SIGINT (Ctrl-C) or SIGTERM (a cluster scheduler's notice) during a run; `advice`, what is kept and how to go
+    on, where the run knows better than its script (harness.runfiles: an --overwrite stopped before it replaced the
+    old run)."""
+
+    def __init__(self, name: str, advice: str | None = None):
+        super().__init__(name)
+        self.advice = advice
 
 
 def _interrupt(signum, frame):
@@ -359,13 +397,18 @@ def _interrupt(signum, frame):
 
 
 RESUME = "the last complete epoch is kept: run the same command with --resume to continue"
+# Set by sweep.py for its runs. A terminal's Ctrl-C (and a scheduler's SIGTERM) reaches the whole process group, the
+# sweep and its run alike: the sweep says it, once, with its own advice (the same sweep command); the run's own,
+# --resume, is one the sweep refuses.
+SWEEP_RUN = "CMI_SWEEP_RUN"
 
 
 def run_main(main, interrupted: str = RESUME) -> None:
     """Run `main()`, turning every failure into one line on stderr: the project's input errors and any file the
     system refuses (exit code 2), an interruption by SIGINT or SIGTERM with what is kept and how to continue,
     `interrupted` (exit code 128 + signal; train.py and distill.py: RESUME, each other script its own, since
-    advice that the script refuses is worse than none), and anything else (exit code 1; CMI_TRACEBACK=1 prints the
+    advice that the script refuses is worse than none; an Interrupted's own advice first; no line in a sweep's run,
+    SWEEP_RUN), and anything else (exit code 1; CMI_TRACEBACK=1 prints the
     traceback too). An out-of-memory kill (SIGKILL) cannot be caught: the run then resumes from its last checkpoint."""
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -378,7 +421,8 @@ def run_main(main, interrupted: str = RESUME) -> None:
         sys.exit(2)
     except KeyboardInterrupt as e:
         name = str(e) or "SIGINT"
-        print(f"error: interrupted by {name}; {interrupted}", file=sys.stderr)
+        if not os.environ.get(SWEEP_RUN):
+            print(f"error: interrupted by {name}; {getattr(e, 'advice', None) or interrupted}", file=sys.stderr)
         sys.exit(128 + signal.Signals[name].value)
     except Exception as e:
         if os.environ.get("CMI_TRACEBACK"):

@@ -3,6 +3,7 @@ needs. Every file is written through common.files: a kill at any instant leaves 
 each file, never a torn one."""
 import datetime
 import fcntl
+import io
 import json
 import math
 import os
@@ -10,15 +11,18 @@ import platform
 import shutil
 import signal
 import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from cmi.distributed import rank, world_size
+from cmi.distributed import model_state, rank, world_size
 from common.errors import TrainingError
 from common.files import first_line, write_file
+from harness.cli import Interrupted, checkpoint_identity
+from models.lora import merged_state, save_adapter
 
 
 def atomic_write(path: Path, write) -> None:
@@ -78,11 +82,19 @@ def differences(saved: dict, args: dict, ignored=()) -> list[str]:
     """The arguments (but NOT_IDENTITY and `ignored`) in which a saved run (its args.json) and `args` differ,
     compared as args.json holds them (a tuple as a list). The data is compared by its identity ("data":
     harness.cli.data_identity, resolved paths and contents), not by how the flags spell its paths (tr.csv,
-    ./tr.csv); a run saved before args.json recorded it is compared on the rest."""
+    ./tr.csv); a run saved before args.json recorded it is compared on the rest. A flag that one side predates
+    (a run saved before --lora-r existed) is the same while the other side leaves it off (None, False, 0): every
+    flag added since is off by default, and so was the run."""
     args = json.loads(to_json(args))
     spelled = {"train_file", "validation_file", "data_dir"} if "data" in saved else {"data"}
     skip = NOT_IDENTITY | set(ignored) | spelled
-    return sorted(k for k in set(saved) | set(args) if k not in skip and saved.get(k) != args.get(k))
+
+    def differs(key: str) -> bool:
+        if key in saved and key in args:
+            return saved[key] != args[key]
+        return (saved if key in saved else args)[key] not in (None, False, 0)
+
+    return sorted(k for k in set(saved) | set(args) if k not in skip and differs(k))
 
 
 def read_run_json(path: Path):
@@ -95,34 +107,46 @@ def read_run_json(path: Path):
 
 
 class RunFiles:
-    """The files of a run under `out`: args.json, metrics.jsonl, steps.jsonl, last.pt, best/, results.json.
+    """The files of a run under `out`: args.json, metrics.jsonl, steps.jsonl, last.pt, best/, results.json (and
+    adapter/ with LoRA).
 
     The folder is locked (an flock on run.lock) for the life of the object: a second process on the same
     folder is refused at once. A folder that holds another run is refused unless `resume` (continue it: the
     arguments must match) or `overwrite` (replace it). Overwriting is safe: `start` moves the old run's files
     into .replaced/ instead of deleting them, and they are deleted only once the new run has written its first
     checkpoint (`save_checkpoint`); a run that fails before then gets them back (`restore`), and one killed
-    before then finds them restored when it is started again."""
+    before then finds them restored when it is started again.
+
+    `checkpoints`: the checkpoint folders the run starts from, by flag ({"--model": DIR}). last.pt records what each
+    held (harness.cli.checkpoint_identity), and a resume refuses one that holds another checkpoint since. The run's
+    own best/ (a run that overwrites the run it starts from) is left out: the run itself rewrites it."""
 
     # tensorboard/ (--tensorboard) is one of them: --overwrite moves it aside with the rest, and puts it back
-    FILES = ("args.json", "metrics.jsonl", "steps.jsonl", "last.pt", "results.json", "best", "tensorboard")
+    FILES = ("args.json", "metrics.jsonl", "steps.jsonl", "last.pt", "results.json", "best", "adapter", "tensorboard")
 
     def __init__(self, out: str | Path, args: dict, resume: bool = False, overwrite: bool = False,
-                 keep_last: bool = False):
+                 keep_last: bool = False, checkpoints: dict[str, str | None] | None = None):
         self.out, self.args, self.overwrite, self.keep_last = Path(out), args, overwrite, keep_last
         self.metrics, self.steps, self.best = self.out / "metrics.jsonl", self.out / "steps.jsonl", self.out / "best"
-        self.last, self.replaced = self.out / "last.pt", self.out / ".replaced"
+        self.adapter = self.out / "adapter"
+        self.last, self.replaced, self.moving = self.out / "last.pt", self.out / ".replaced", self.out / ".replacing"
+        self.checkpoints = {flag: path for flag, path in (checkpoints or {}).items()
+                            if path is not None and Path(path).resolve() != self.best.resolve()}
+        self.holds_old_run = False  # set by _check
         self.lock = self._lock() if rank() == 0 else None
         try:
             self._check(resume)
+            self.identities = {flag: checkpoint_identity(path) for flag, path in self.checkpoints.items()}
         except BaseException:
-            self.__exit__()
+            self.__exit__(*sys.exc_info())
             raise
 
     def _check(self, resume: bool) -> None:
         self.restore()  # an earlier --overwrite killed before its first checkpoint: the old run comes back
         existing = [name for name in self.FILES if (self.out / name).exists()]
         self.resuming = resume and self.last.exists()
+        # until this run's first checkpoint the folder holds the run --overwrite is to replace (`restore` puts it back)
+        self.holds_old_run = self.overwrite and not self.resuming and bool(existing)
         if resume and (self.out / "args.json").exists():
             saved = read_run_json(self.out / "args.json")
             diff = differences(saved, self.args)  # the data included: a training file changed since is refused
@@ -134,20 +158,26 @@ class RunFiles:
         elif existing and not (resume or self.overwrite):
             raise TrainingError(f"{self.out} already holds a run ({', '.join(existing)}); "
                                 "pass --resume to continue it or --overwrite to replace it")
+        elif resume and rank() == 0:
+            print(f"warning: --resume: {self.out} holds no run to resume; a new run begins there", file=sys.stderr)
 
     def __enter__(self) -> "RunFiles":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type=None, exc=None, traceback=None) -> None:
         """Release the folder's lock (the end of the run, or a failure before it). A folder this run created
-        and left empty (it failed before writing anything) is removed again."""
-        if self.lock is None:
-            return
-        self.lock.close()
-        self.lock = None
-        if self.created and [p.name for p in self.out.iterdir()] == ["run.lock"]:
-            (self.out / "run.lock").unlink()
-            self.out.rmdir()
+        and left empty (it failed before writing anything) is removed again. An interruption while the folder
+        holds the run --overwrite was to replace advises to run the command again: --resume would take up that
+        old run, or refuse its other arguments."""
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
+            if self.created and [p.name for p in self.out.iterdir()] == ["run.lock"]:
+                (self.out / "run.lock").unlink()
+                self.out.rmdir()
+        if isinstance(exc, KeyboardInterrupt) and self.holds_old_run:
+            raise Interrupted(str(exc) or "SIGINT", f"{self.out} still holds its earlier run (this one had no complete "
+                              "epoch): run the same command again to replace it") from None
 
     def _lock(self):
         if self.out.exists() and not self.out.is_dir():
@@ -176,6 +206,14 @@ class RunFiles:
             except Exception as e:
                 raise TrainingError(f"{self.last}: cannot resume from it ({first_line(e)}); "
                                     "--overwrite starts afresh") from None
+            recorded = ckpt.get("checkpoints", {})  # none in a last.pt written before they were recorded
+            for flag, identity in self.identities.items():
+                old, new = recorded.get(flag, identity) or {}, identity or {}
+                changed = sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+                if changed:
+                    raise TrainingError(f"--resume: {flag} {self.checkpoints[flag]} does not hold the checkpoint the "
+                                        f"run in {self.out} began with ({', '.join(changed)} changed since); put it "
+                                        "back to continue, or --overwrite starts afresh")
             if len(ckpt["rng"]) != world_size():
                 raise TrainingError(f"{self.last}: the run was started with {len(ckpt['rng'])} processes, "
                                     f"resume it with the same number (not {world_size()})")
@@ -189,22 +227,24 @@ class RunFiles:
             return None
         # a fresh start: --overwrite, or --resume of a run killed before its first checkpoint (whose
         # metrics.jsonl may already hold the line of the epoch it is about to redo); the old files are moved
-        # aside, not deleted, until this run's first checkpoint
+        # aside, not deleted, until this run's first checkpoint: into .replacing/, named .replaced/ once all are in,
+        # so that `restore` never takes an old file that a stop in between left in place for one of this run's
         old = [name for name in self.FILES if (self.out / name).exists()]
         if old:
-            self.replaced.mkdir()
+            self.moving.mkdir()
             for name in old:
-                os.replace(self.out / name, self.replaced / name)
+                os.replace(self.out / name, self.moving / name)
+            os.replace(self.moving, self.replaced)
         write_json(self.out / "args.json", self.args)
         return None
 
     @contextmanager
     def started(self, state):
         """`start`, and when resuming the training `state` (cmi.loop.TrainState) restored from the checkpoint; the
-        body gets the first epoch to train (1, or the one after the checkpoint's). If the body fails before the
-        run's first checkpoint, `restore`."""
-        ckpt = self.start()
+        body gets the first epoch to train (1, or the one after the checkpoint's). If `start` (an interruption while it
+        moves the old run aside) or the body fails before the run's first checkpoint, `restore`."""
         try:
+            ckpt = self.start()
             self.best_epoch = None  # the best epoch so far, {"epoch", "metrics"}
             if ckpt is not None:
                 state.load_state_dict(ckpt)
@@ -217,7 +257,13 @@ class RunFiles:
     def restore(self) -> None:
         """Put back the run that `start` moved aside, removing what the new run wrote (no-op once the new run
         has a checkpoint: then .replaced/ is gone)."""
-        if rank() != 0 or not self.replaced.is_dir():
+        if rank() != 0:
+            return
+        if self.moving.is_dir():  # `start` stopped while moving the old run aside: nothing new written yet
+            for path in self.moving.iterdir():
+                os.replace(path, self.out / path.name)
+            self.moving.rmdir()
+        if not self.replaced.is_dir():
             return
         for name in self.FILES:
             path = self.out / name
@@ -256,8 +302,12 @@ class RunFiles:
         reads it): appended to steps.jsonl (rank 0) and flushed at once, and returned."""
         line = {"epoch": epoch, "step": (epoch - 1) * steps + i, **values}
         if rank() == 0:
-            with open(self.steps, "a") as f:
-                f.write(to_json(line) + "\n")
+            try:
+                with open(self.steps, "a") as f:
+                    f.write(to_json(line) + "\n")
+            except OSError as e:  # a full disk: a line it tore is dropped on resume (step_lines)
+                raise TrainingError(f"{self.steps}: writing failed ({e.strerror or e}); the lines before are "
+                                    "kept") from None
         return line
 
     def log_epoch(self, record: dict) -> None:
@@ -267,16 +317,27 @@ class RunFiles:
         atomic_write(self.metrics, lambda f: f.write("".join(lines).encode()))
 
     def save_checkpoint(self, state: dict) -> None:
-        """last.pt: `state` and the random-number states of every process (called by all of them)."""
-        state = {**state, "rng": rng_states()}
+        """last.pt: `state`, the random-number states of every process (called by all of them) and what the
+        checkpoint folders held (`checkpoints`). Serialised in memory first (once the size of last.pt): torch.save's
+        zip writer turns a failed write into a RuntimeError without errno ('unexpected pos'), where writing bytes
+        fails with the OSError of a full disk, one line naming last.pt."""
+        state = {**state, "rng": rng_states(), "checkpoints": self.identities}
+        self.holds_old_run = False  # on every process: the old run goes once this checkpoint is in place
         if rank() == 0:
             with signals_held():  # a SIGTERM meanwhile ends the run once the epoch's checkpoint is in place
-                atomic_write(self.last, lambda f: torch.save(state, f))
+                buffer = io.BytesIO()
+                torch.save(state, buffer)
+                atomic_write(self.last, lambda f: f.write(buffer.getbuffer()))
                 shutil.rmtree(self.replaced, ignore_errors=True)  # the new run can resume now: the old one goes
 
     def save_best(self, model) -> None:
+        """best/: the model as a checkpoint of its architecture; with LoRA, the adapters merged into it, and
+        adapter/ the adapters and head alone in peft's layout (models/lora.py)."""
+        state = model_state(model)  # on every process: FSDP2 gathers its shards
         if rank() == 0:
-            model.save_pretrained(self.best)
+            model.save_pretrained(self.best, state_dict=state if model.lora is None else merged_state(model, state))
+            if model.lora is not None:
+                save_adapter(model, self.adapter, self.args["model"], state)
 
     def end_epoch(self, state, metrics: dict, primary: str, line: dict) -> None:
         """An epoch is done: its metrics `line` refused if a value is not finite (a broken model is never saved as

@@ -9,7 +9,8 @@ import time
 import torch
 
 from cmi.distributed import rank, world_size
-from data.tasks import DataError, Task
+from common.optional import optional
+from data.tasks import Task
 from harness.rundata import Data
 from harness.runfiles import RunFiles
 from harness.runtime import Runtime
@@ -65,12 +66,9 @@ def tensorboard(run: RunFiles) -> Board | None:
     """A Board into OUT/tensorboard (rank 0), or a one-line error without the package (--tensorboard)."""
     if rank() != 0:
         return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise DataError("--tensorboard needs the tensorboard package: pip install tensorboard "
-                        "(or pip install -e '.[tensorboard]')") from None
-    return Board(SummaryWriter, run)
+    board = optional("torch.utils.tensorboard", "--tensorboard needs the tensorboard package: pip install tensorboard "
+                                                "(or pip install -e '.[tensorboard]')")
+    return Board(board.SummaryWriter, run)
 
 
 def settings(runtime: Runtime, data: Data) -> dict:

@@ -1,6 +1,6 @@
 """Where and how a run computes, decided once (`setup`): the seeds, the device, the precision (cmi/precision.py),
-whether to compile, the padding, the processes under torchrun; and the model made ready to run there
-(`Runtime.wrap`)."""
+whether to compile, the padding, the processes under torchrun (data parallel, or sharded with --fsdp); and the
+model made ready to run there (`Runtime.wrap`)."""
 import os
 import random
 import sys
@@ -10,10 +10,14 @@ import numpy as np
 import torch
 import torch._functorch.config
 import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from cmi.distributed import world_size
 from cmi.precision import Float32, precision
+from common.errors import TrainingError
+from models.bert import Layers
 
 AMP_DTYPES = {"on": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16}  # --amp (auto: bf16 on CUDA)
 
@@ -27,11 +31,15 @@ class Runtime:
     compile: bool             # torch.compile the model
     pad_multiple: int | None  # batches padded to a multiple of this many tokens
     unpad: bool               # our models compute the real tokens only (models/unpadded.py)
+    fsdp: bool = False        # under torchrun, FSDP2 shards the parameters, gradients and AdamW's moments
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model moved to the device, and the module the steps call: compiled (CUDA), and under torchrun
-        wrapped in DDP, so that backward averages the gradients over the processes (the model itself otherwise)."""
+        wrapped in DDP, so that backward averages the gradients over the processes (the model itself otherwise);
+        with `fsdp` sharded instead (shard)."""
         model.to(self.device)
+        if self.fsdp:
+            return shard(model, self.device, self.precision.dtype)
         if self.compile and self.precision.dtype is not None:
             # under autocast the CMI term may be backpropagated on its own through the same graph
             # (cmi.precision.backward), which needs retain_graph; a compiled backward that donates its saved
@@ -43,8 +51,22 @@ class Runtime:
         return runs
 
 
+def shard(model: torch.nn.Module, device: torch.device, dtype: torch.dtype | None) -> torch.nn.Module:
+    """FSDP2 over the processes: each layer its own unit (its parameters gathered just for its forward and its
+    backward), then the root (embeddings, final norm, heads). Each process keeps 1 / world of the parameters,
+    gradients and AdamW's moments. Gradients are reduced in float32; parameters are gathered in the autocast dtype
+    (--amp) or float32. fully_shard changes `model` in place: it is also the module the steps call."""
+    mesh = init_device_mesh(device.type, (world_size(),))
+    policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
+    for stack in [m for m in model.modules() if isinstance(m, Layers)]:
+        for layer in stack:
+            fully_shard(layer, mesh=mesh, mp_policy=policy)
+    fully_shard(model, mesh=mesh, mp_policy=policy)
+    return model
+
+
 def setup(seed: int, device: str = "auto", amp: str = "auto", compile: str = "auto", pad_multiple: int | None = None,
-          padded: bool = False) -> Runtime:
+          padded: bool = False, fsdp: bool = False) -> Runtime:
     """Seed everything; pick the device, the precision (`amp`: --amp), whether to compile, and the padding. Started
     by torchrun (WORLD_SIZE set), join the process group: NCCL on CUDA (one GPU per process, cuda:LOCAL_RANK),
     Gloo on CPU."""
@@ -63,6 +85,11 @@ def setup(seed: int, device: str = "auto", amp: str = "auto", compile: str = "au
             where = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
             torch.cuda.set_device(where)
         dist.init_process_group("nccl" if cuda else "gloo")
+    if fsdp and compile == "on":
+        raise TrainingError("--compile on: an --fsdp model is not compiled (Runtime.wrap); leave one of them out")
+    if fsdp and world_size() < 2:
+        raise TrainingError("--fsdp shards the model over torchrun's processes: start the script with torchrun "
+                            "--nproc_per_node N (N >= 2), or leave --fsdp out")
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -74,4 +101,4 @@ def setup(seed: int, device: str = "auto", amp: str = "auto", compile: str = "au
                    # compiling pays back within a run on CUDA, not on CPU (docs/results.md, "Performance")
                    compile=compile == "on" or (compile == "auto" and cuda),
                    # 8 on CUDA: tensor-core friendly widths, fewer shapes to compile; none on CPU
-                   pad_multiple=pad_multiple or (8 if cuda else None), unpad=not padded)
+                   pad_multiple=pad_multiple or (8 if cuda else None), unpad=not padded, fsdp=fsdp)

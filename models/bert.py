@@ -292,6 +292,7 @@ BertForSequenceClassification.layout = Layout(
     },
     # A checkpoint saved from BertForMaskedLM has no pooler: like the classifier, it then starts fresh.
     heads=("bert.pooler.", "classifier."),
+    lora_targets=("query", "value"),
     mlm="cls.predictions.",
     ignored=("cls.seq_relationship.", "bert.embeddings.position_ids", "bert.embeddings.token_type_ids"),
 )

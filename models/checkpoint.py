@@ -63,6 +63,7 @@ class Layout:
     # DistilBERT keep False: built and initialised whole, so a fresh classifier draws what it always drew.
     meta: bool = False
     tie_flag: str | None = None  # the config field that turns `tied` on (decoders: tie_word_embeddings); None: always
+    lora_targets: tuple[str, ...] = ()  # models.lora's default targets: the attention's query and value
 
     def hf_name(self, name: str) -> str:
         """Our parameter name -> transformers', e.g. bert.layers.3.attn.query.weight -> bert.encoder.layer.3.attention.self.query.weight."""
@@ -81,6 +82,7 @@ class Pretrained(nn.Module):
         # the tokenizer files of the folder from_pretrained read, kept in memory so that save_pretrained writes them
         # even when that folder is gone (a run that --overwrites the run whose best/ it started from)
         self.tokenizer_files: dict[str, bytes] = {}
+        self.lora: dict | None = None  # the adapters' settings, once models.lora.add_lora has added them
 
     def architecture(self) -> str:
         """The transformers class that a saved folder holds (config.json's `architectures`): ours has its name."""
@@ -118,18 +120,23 @@ class Pretrained(nn.Module):
         model.tokenizer_files = read_tokenizer_files(folder)
         return model
 
-    def save_pretrained(self, path: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None) -> None:
-        """Write config.json, model.safetensors (transformers' names, tied weights once) and the tokenizer files of
+    def save_pretrained(self, path: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None,
+                        state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write config.json, model.safetensors (transformers' names, tied weights once; of `state_dict`, default
+        the model's own: FSDP2's shards gathered, cmi.distributed.model_state) and the tokenizer files of
         `tokenizer_dir`, or those of the folder the model was loaded from. A temporary sibling folder is written and
         fsynced, then swapped into place, so an interrupted save leaves the old folder or the new one; a failed
         one (a full disk) raises CheckpointError and leaves the old folder. So a folder holding anything else (not
-        a saved model's files) is refused: the swap would remove it."""
+        a saved model's files) is refused: the swap would remove it; so is a file. A link to a folder is followed
+        (common.files.write_folder)."""
         path = Path(path)
+        if path.exists() and not path.is_dir():  # the swap would move the file away
+            raise CheckpointError(f"{path}: exists and is not a folder; a model is saved as a folder of its own")
         others = sorted(p.name for p in path.iterdir() if not is_model_file(p.name)) if path.is_dir() else []
         if others:
             raise CheckpointError(f"{path}: holds {others[0]!r}, not a file of a saved model; a save replaces the folder "
                                   "as a whole, so it goes into a folder of its own")
-        state = {self.layout.hf_name(k): v for k, v in self.state_dict().items()}
+        state = {self.layout.hf_name(k): v for k, v in (self.state_dict() if state_dict is None else state_dict).items()}
         state = {k: (v.t() if _matches(k, self.layout.transposed) else v).contiguous() for k, v in state.items()}
         config = config_dict(self.config, self.architecture())
         # transformers 5 loads a model in the dtype that config.json names (dtype, formerly torch_dtype): name the saved one

@@ -163,6 +163,7 @@ DistilBertForSequenceClassification.layout = Layout(
     },
     tied={"vocab_projector.weight": "distilbert.embeddings.word_embeddings.weight"},
     heads=("pre_classifier.", "classifier."),
+    lora_targets=("q_lin", "v_lin"),
     mlm="vocab_",
     ignored=("distilbert.embeddings.position_ids",),
 )

@@ -181,6 +181,7 @@ GPT2ForSequenceClassification.layout = Layout(
     },
     tied={"lm_head.weight": "transformer.wte.weight"},
     heads=("score.",),
+    lora_targets=("c_attn",),
     mlm="lm_head.",
     ignored=("transformer.h.{}.attn.bias", "transformer.h.{}.attn.masked_bias"),
     transposed=("transformer.h.{}.attn.c_attn.weight", "transformer.h.{}.attn.c_proj.weight",

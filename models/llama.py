@@ -376,6 +376,7 @@ LlamaForSequenceClassification.layout = Layout(
     },
     tied={"lm_head.weight": "model.embed_tokens.weight"},
     heads=("score.",),
+    lora_targets=("q_proj", "v_proj"),
     mlm="lm_head.",
     # the rotary frequencies older transformers saved as buffers (Llama 2's pytorch_model.bin)
     ignored=("model.rotary_emb.", "model.layers.{}.self_attn.rotary_emb."),

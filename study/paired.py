@@ -4,8 +4,9 @@ interval shows about an effect of δ points."""
 import statistics
 
 from study.arms import Arm, TaskRuns, baseline_of
-from study.formatting import cmi, pm, test_cells, verdict_text
+from study.formatting import cmi, pm, seed_list, test_cells, verdict_text
 from study.markdown import table
+from study.provenance import commit_of
 from study.stats import paired_test
 from study.sweeps import num
 
@@ -23,6 +24,20 @@ def compared(t: TaskRuns, students: bool | None = None) -> list[tuple[Arm, Arm]]
     students, or (None) both."""
     return [(arm, t.arms[baseline_of(key)]) for key, arm in t.arms.items()
             if baseline_of(key) in t.arms and students in (None, key[0].startswith("student"))]
+
+
+def code_note(arm: Arm, base: Arm) -> list[str]:
+    """A line for a pair whose two runs of one seed come from different code (another commit, or uncommitted
+    changes): their difference is then the code's as well as the arm's. Nothing where no pair does (a run that does
+    not record its commit is not compared)."""
+    commits = {s: (commit_of(arm.seeds[s]), commit_of(base.seeds[s]))
+               for s in sorted(arm.seeds.keys() & base.seeds.keys())}
+    seeds = [s for s, (a, b) in commits.items() if a and b and a != b]
+    if not seeds:
+        return []
+    mine, theirs = (" / ".join(sorted({commits[s][side] for s in seeds})) for side in (0, 1))
+    return [f"- {arm.label} against {base.label}: two code versions, commit {mine} against {theirs} "
+            f"(seed{'s' * (len(seeds) > 1)} {seed_list(seeds)}): each difference is the code's as well as the arm's."]
 
 
 def paired_sections(tasks: list[TaskRuns], delta: float) -> list[str]:
@@ -60,6 +75,8 @@ def paired_section(t: TaskRuns, delta: float) -> list[str]:
                 "evidence of an effect.")
         lines += [f"### {t.name}, {kind}: paired differences against {against}", "", note, ""]
         lines += table(header, rows)
+        versions = [line for arm, base in pairs if arm is not base for line in code_note(arm, base)]
+        lines += [*versions, ""] if versions else []
         lines += tests_section(t, [(arm, base) for arm, base in pairs if arm is not base], delta)
     return lines
 

@@ -1,20 +1,24 @@
 """The report's plots, one pair of PNG files per task: the dev metric and the dev CMI against λ, and each arm's
-paired differences against its baseline. Needs matplotlib (pip install -e ".[plot]"); without it `plt` is None."""
+paired differences against its baseline. Needs matplotlib (pip install -e ".[plot]"): pyplot() says so."""
+import importlib
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
+from common.optional import optional
 from study.arms import TaskRuns, median
 from study.paired import DELTA, compared, paired
 from study.stats import paired_test
 from study.sweeps import num
 
-try:  # optional: pip install -e ".[plot]"
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except ImportError:
-    plt = None
+
+def pyplot() -> ModuleType:
+    """matplotlib.pyplot, drawing into files (the Agg backend), or MissingPackage saying how to install it (report.py
+    asks before it reads anything)."""
+    optional("matplotlib", "--plots: drawing the plots needs matplotlib, which is not installed: "
+                           "pip install -e '.[plot]', or pass --no-plots").use("Agg")
+    return importlib.import_module("matplotlib.pyplot")
 
 
 def plot_paired(t: TaskRuns, path: Path, delta: float = DELTA) -> bool:
@@ -23,6 +27,7 @@ def plot_paired(t: TaskRuns, path: Path, delta: float = DELTA) -> bool:
     pairs = [(arm, base) for arm, base in compared(t) if arm is not base]
     if not pairs:
         return False
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 1.3 * len(pairs)), 4.5))
     for i, (arm, base) in enumerate(pairs):
         d = [100 * x for x in paired(arm, base, t.metric)]
@@ -47,6 +52,7 @@ def plot_paired(t: TaskRuns, path: Path, delta: float = DELTA) -> bool:
 
 def plot_lambdas(t: TaskRuns, path: Path) -> None:
     """Dev metric and dev CMI against lambda (min and max: the median and each seed), ce as a line."""
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label, scale in [(axes[0], t.metric, f"dev {t.metric} (%)", 100), (axes[1], "eval_cmi", "dev CMI", 1)]:
         for mode, color in (("min", "tab:blue"), ("max", "tab:red")):

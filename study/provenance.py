@@ -6,7 +6,7 @@ from pathlib import Path
 from study.arms import TRAIN_SETTINGS, Arm, Pooling, Study, TaskRuns, computed
 from study.formatting import seed_list
 from study.markdown import table
-from study.reading import SweepFiles
+from study.reading import RunFiles, SweepFiles
 
 STUDENT_SETTINGS = ("epochs", "batch_size", "lr", "max_train_samples", "student_layers", "student")
 
@@ -75,15 +75,36 @@ def opening(study: Study) -> list[str]:
     return lines
 
 
+def commit_of(files: RunFiles) -> str | None:
+    """The code a run was made from, as the report names it: its commit (7 digits), `+dirty` when the work tree held
+    uncommitted changes (harness.runfiles.provenance), which the commit alone does not name; None: not recorded."""
+    provenance = files.results.get("provenance", {})
+    commit = provenance.get("commit")
+    return None if commit is None else commit[:7] + "+dirty" * bool(provenance.get("dirty"))
+
+
+def dirty_seeds(arm: Arm) -> list[int]:
+    """The seeds of an arm whose runs were made from uncommitted code."""
+    return [seed for seed, files in sorted(arm.seeds.items()) if files.results.get("provenance", {}).get("dirty")]
+
+
 def provenance_table(t: TaskRuns) -> list[str]:
-    """Each arm of the task with the commits, torch, devices, paths, threads, precision and compilation of its runs."""
+    """Each arm of the task with the commits, torch, devices, paths, threads, precision and compilation of its runs,
+    and a line naming the runs made from uncommitted code, if any."""
     def values(arm: Arm, key: str) -> str:
-        found = sorted({str(computed(f).get(key, f.results.get("provenance", {}).get(key, "–"))) for f in
-                        arm.seeds.values()})
-        return " / ".join(v[:7] if key == "commit" else v for v in found)
+        if key == "commit":
+            return " / ".join(sorted({commit_of(f) or "–" for f in arm.seeds.values()}))
+        return " / ".join(sorted({str(computed(f).get(key, f.results.get("provenance", {}).get(key, "–")))
+                                  for f in arm.seeds.values()}))
     keys = ("commit", "torch", "device", "path", "threads", "amp", "compile")
     rows = [(arm.label, len(arm.seeds), *(values(arm, key) for key in keys)) for arm in t.arms.values()]
-    return [f"### {t.name}", "", *table(["arm", "seeds", *keys], rows)]
+    lines = [f"### {t.name}", "", *table(["arm", "seeds", *keys], rows)]
+    dirty = {arm.label: dirty_seeds(arm) for arm in t.arms.values()}
+    named = [f"{label} (seed{'s' * (len(seeds) > 1)} {seed_list(seeds)})" for label, seeds in dirty.items() if seeds]
+    if named:
+        lines += [f"Made from uncommitted code (results.json dirty: true, the commit shown +dirty), so no commit "
+                  f"repeats them: {', '.join(named)}.", ""]
+    return lines
 
 
 def provenance_section(tasks: list[TaskRuns]) -> list[str]:

@@ -8,12 +8,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-try:
-    from scipy import stats as scipy_stats
-except ImportError as e:  # the report's tests need it; say how to get it rather than fail on a bare import
-    raise ImportError("report.py needs scipy: pip install -e '.[stats]'") from e
+from common.optional import optional
 
 DRAWS = 20000  # Monte Carlo and resampling draws, with a fixed seed so that reports repeat exactly
+
+
+def scipy_stats():
+    """scipy.stats, imported when a distribution is first needed (report.py asks before it reads anything), so that
+    without scipy the report is one line, not a traceback."""
+    return optional("scipy.stats", "report.py: the t-tests and confidence intervals need scipy, which is not "
+                                   "installed: pip install -e '.[stats]'")
 
 
 def mean_se(values: list[float]) -> tuple[float, float | None]:
@@ -43,7 +47,7 @@ def paired_test(differences: list[float], confidence: float = 0.95) -> PairedTes
     """The t-test of `differences` (at least 2) against a mean of 0, with n - 1 degrees of freedom."""
     if len(differences) < 2:
         raise ValueError(f"a t-test needs at least 2 differences, got {len(differences)}")
-    result = scipy_stats.ttest_1samp(differences, 0.0)
+    result = scipy_stats().ttest_1samp(differences, 0.0)
     interval = result.confidence_interval(confidence)
     mean, se = mean_se(differences)
     return PairedTest(len(differences), mean, se, float(interval.low), float(interval.high),
@@ -63,9 +67,9 @@ def over_tasks(tests: list[PairedTest], confidence: float = 0.95, weights: list[
     if se == 0:  # every difference equal within each task: no spread to test against, as ttest_1samp says too
         return PairedTest(n, mean, 0.0, mean, mean, math.nan, math.nan)
     df = sum(parts) ** 2 / sum(v * v / (test.n - 1) for v, test in zip(parts, tests))
-    half = scipy_stats.t.ppf(0.5 + confidence / 2, df) * se
+    half = scipy_stats().t.ppf(0.5 + confidence / 2, df) * se
     t = mean / se
-    return PairedTest(n, mean, se, float(mean - half), float(mean + half), t, float(2 * scipy_stats.t.sf(abs(t), df)))
+    return PairedTest(n, mean, se, float(mean - half), float(mean + half), t, float(2 * scipy_stats().t.sf(abs(t), df)))
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def heterogeneity(tests: list[PairedTest]) -> Heterogeneity:
     q = sum(x * (test.mean - fixed) ** 2 for x, test in zip(w, tests))
     df = len(tests) - 1
     tau2 = max(0.0, (q - df) / (sum(w) - sum(x * x for x in w) / sum(w)))
-    return Heterogeneity(q, df, float(scipy_stats.chi2.sf(q, df)), max(0.0, (q - df) / q) if q > 0 else 0.0, tau2)
+    return Heterogeneity(q, df, float(scipy_stats().chi2.sf(q, df)), max(0.0, (q - df) / q) if q > 0 else 0.0, tau2)
 
 
 def inverse_variance(tests: list[PairedTest], confidence: float = 0.95, tau2: float = 0.0) -> PairedTest:
@@ -97,9 +101,9 @@ def inverse_variance(tests: list[PairedTest], confidence: float = 0.95, tau2: fl
     w = [1 / (test.se ** 2 + tau2) for test in tests]
     mean, se = sum(x * test.mean for x, test in zip(w, tests)) / sum(w), 1 / math.sqrt(sum(w))
     z = mean / se
-    half = scipy_stats.norm.ppf(0.5 + confidence / 2) * se
+    half = scipy_stats().norm.ppf(0.5 + confidence / 2) * se
     return PairedTest(sum(test.n for test in tests), mean, se, mean - half, mean + half, z,
-                      float(2 * scipy_stats.norm.sf(abs(z))))
+                      float(2 * scipy_stats().norm.sf(abs(z))))
 
 
 def verdict(low: float, high: float, delta: float) -> str:

@@ -24,7 +24,7 @@ from conftest import GLUE, ROOT, cola_rows, write_own
 from data.tasks import get_task
 from harness.cli import RESUME, run_main
 from test_predict import task_model
-from test_report import fake_run
+from test_report import fake_run, report_without
 
 # What advice reads like in a message: a flag to pass, a command to run, a package to install.
 ADVICE = re.compile(r"pass --|pass the best|pass a local|use --|lower --|name [^;]* with --|choose (another|a new)|"
@@ -39,6 +39,9 @@ FOLLOWED = {
     "cannot read it ({e}); --overwrite starts afresh": "test_a_run_stopped_by_sigterm_resumes_and_a_damaged_one_starts_afresh",
     "damaged, cannot continue it": "test_a_run_stopped_by_sigterm_resumes_and_a_damaged_one_starts_afresh",
     "holds a finished run": "test_a_run_stopped_by_sigterm_resumes_and_a_damaged_one_starts_afresh",
+    "run the same command again to replace it": "test_an_overwrite_stopped_before_its_first_epoch_is_run_again",
+    "put it back to continue, or --overwrite starts afresh":
+        "test_a_resume_from_a_changed_checkpoint_goes_on_once_it_is_put_back",
     "wait for it or choose another --out": "test_a_busy_run_folder_waits_or_moves",
     "run the same command to continue": "test_a_stopped_sweep_continues_with_the_same_command",
     "run the sweep again once they are": "test_a_stopped_sweep_continues_with_the_same_command",
@@ -66,6 +69,7 @@ FOLLOWED = {
     "to leave it unread, pass --text-fields": "test_inputs.py::test_a_file_is_read_with_exactly_the_fields_the_model_was_trained_on",
     "add step": "test_bench_advice",
     "--plots DIR or --no-plots": "test_report_advice",
+    "or pass --no-plots": "test_report_advice",
     "pip install": "test_the_packages_advised_are_the_extras_setup_py_names",
     "CMI_TRACEBACK=1": "test_an_unexpected_failure_prints_its_traceback_as_advised",
 }
@@ -205,6 +209,54 @@ def test_a_busy_run_folder_waits_or_moves(tiny_bert, tmp_path):
     works(script("train.py", *small(tiny_bert, out, "--epochs", "1")))  # waited for it
 
 
+def as_from_a_terminal():
+    """SIGINT at the disposition a terminal's command has (see test_reliability's signal test)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_an_overwrite_stopped_before_its_first_epoch_is_run_again(trained, tiny_bert, tmp_path):
+    """Ctrl-C on an --overwrite run before its first epoch puts the old run back; the advice to add --resume then
+    took up that old run (refused here: it has other arguments)."""
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    argv = small(tiny_bert, out, "--overwrite", "--seed", "1", "--max-train-samples", "1024")  # a longer first epoch
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *map(str, argv)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_from_a_terminal)
+    deadline = time.time() + 300
+    while not (out / ".replaced").exists() and time.time() < deadline:  # the old run moved aside: training begins
+        assert proc.poll() is None, "the run ended before it could be stopped"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == (
+        f"error: interrupted by SIGINT; {out} still holds its earlier run (this one had no complete epoch): run the "
+        "same command again to replace it"), err
+    assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert "holds a run with other arguments" in advice(script("train.py", *argv, "--resume"))  # the old advice
+    works(script("train.py", *argv))  # the same command again
+    assert json.loads((out / "results.json").read_text())["args"]["seed"] == 1
+
+
+def test_a_resume_from_a_changed_checkpoint_goes_on_once_it_is_put_back(tiny_bert, tmp_path):
+    base, out = tmp_path / "base", tmp_path / "run"
+    shutil.copytree(tiny_bert, base)
+    argv = small(base, out, "--epochs", "2", "--keep-last")
+    works(script("train.py", *argv))
+    (out / "results.json").unlink()  # a run to resume, from its last.pt
+    shutil.move(base, tmp_path / "kept")
+    bare(tiny_bert, base)  # another checkpoint in its place
+    error = advice(script("train.py", *argv, "--resume"))
+    assert error.endswith(f"--model {base} does not hold the checkpoint the run in {out} began with (config.json, "
+                          "model.safetensors changed since); put it back to continue, or --overwrite starts afresh")
+    shutil.copytree(out, tmp_path / "afresh")
+    works(script("train.py", *small(base, tmp_path / "afresh", "--epochs", "2", "--keep-last", "--overwrite")))
+    shutil.rmtree(base)
+    shutil.move(tmp_path / "kept", base)  # put back
+    works(script("train.py", *argv, "--resume"))
+    assert (out / "results.json").exists()
+
+
 def test_training_advice(tiny_bert, tmp_path):
     error = advice(script("train.py", *small(tiny_bert, tmp_path / "a", "--epochs", "1", "--pad-multiple", "256")))
     assert error.endswith("lower --max-len or --pad-multiple")
@@ -256,6 +308,28 @@ def test_a_stopped_sweep_continues_with_the_same_command(tiny_bert, tmp_path):
     assert "cola/ce/seed0: resuming" in again.stdout and (tmp_path / "cola/ce/seed0/results.json").exists()
     works(script("sweep.py", *grid, "--stage", "distill"))  # again, now that the teacher is finished
     assert (tmp_path / "cola/student-ce/alpha0.5-T2-seed0/results.json").exists()
+
+
+def test_ctrl_c_on_a_sweep_is_one_line_and_the_same_command_continues(tiny_bert, tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: the sweep and its run each printed a line, the run's
+    advising --resume, which the sweep refuses."""
+    grid = [*sweep_grid(tmp_path, tiny_bert), "--stage", "train"]
+
+    def own_group():  # to be signalled as a terminal signals its foreground job
+        os.setpgrp()
+        as_from_a_terminal()
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), *map(str, grid)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=own_group)
+    wait_for_a_checkpoint(proc, tmp_path / "cola" / "ce" / "seed0" / "last.pt")
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 130 and errors == [
+        "error: interrupted by SIGINT; finished runs are kept, the interrupted one from its last complete epoch: run "
+        "the same command to continue"], err
+    again = works(script("sweep.py", *grid))  # the same command
+    assert "cola/ce/seed0: resuming" in again.stdout and (tmp_path / "cola/ce/seed0/results.json").exists()
 
 
 def test_a_sweep_folder_holding_another_run_moves_aside(trained, tiny_bert, tmp_path):
@@ -383,6 +457,10 @@ def test_report_advice(tmp_path):
     assert error.endswith("pass --plots DIR or --no-plots")
     works(script("report.py", tmp_path / "s", "--plots", tmp_path / "plots"))
     works(script("report.py", tmp_path / "s", "--no-plots"))
+    # without matplotlib: the report without its plots, as the line advises
+    assert advice(report_without("matplotlib", tmp_path / "s")).endswith("or pass --no-plots")
+    result = works(report_without("matplotlib", tmp_path / "s", "--no-plots"))
+    assert "## Paired differences against CE" in result.stdout
 
 
 def test_the_packages_advised_are_the_extras_setup_py_names():

@@ -117,6 +117,25 @@ def test_the_decoder_section_races_ours_against_transformers_on_one_decoder(tmp_
     assert "One training step on the first batch" in result.stdout
 
 
+def test_the_memory_section_measures_full_and_lora_training_of_one_decoder(tmp_path):
+    """Once, however many presets: LoRA trains a few parameters, keeps bf16 weights (half the bytes) and AdamW moments
+    for what trains only; activation checkpointing lowers the step's peak (two layers: with one, it keeps as much)."""
+    out = tmp_path / "bench.json"
+    argv = ["--presets", "tiny,minilm", "--sections", "memory", "--epoch-tasks", "mrpc", "--epoch-batches", "2",
+            "--batch-size", "8", "--decoder-layers", "2", "--device", "cpu", "--compile", "off", "--out", str(out)]
+    result = subprocess.run([sys.executable, str(ROOT / "bench.py"), *argv], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    full, autocast, lora, checkpointed = json.loads(out.read_text())["memory"]
+    assert [r["setting"] for r in (full, autocast, lora, checkpointed)] == [
+        "full, float32", "full, bf16 autocast", "LoRA, bf16 weights", "LoRA, bf16 weights, checkpointing"]
+    assert full["trained"] == full["parameters"] and 0 < lora["trained"] < full["parameters"] / 100
+    assert full["moments_mib"] == pytest.approx(2 * full["weights_mib"])  # m and v, float32, of every parameter
+    assert lora["moments_mib"] == pytest.approx(8 * lora["trained"] / 2**20)  # of the adapters and head alone
+    assert lora["weights_mib"] < 0.6 * full["weights_mib"]
+    assert 0 < checkpointed["step_peak_mib"] < lora["step_peak_mib"] < full["step_peak_mib"]
+    assert "| LoRA, bf16 weights, checkpointing |" in result.stdout
+
+
 def test_smallest_diagnostics_run_writes_every_section(tmp_path):
     out = tmp_path / "diagnostics.json"
     argv = ["--presets", "tiny", "--batch-size", "4", "--seq-len", "16", "--repeats", "2", "--warmup", "1",

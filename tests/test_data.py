@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from conftest import GLUE, MINILM as MODEL
+from conftest import GLUE, MINILM as MODEL, cola_rows
 from data.batching import (batch_width, collate, eval_batches, num_train_batches, padding_fraction,
                            train_batches)
-from data.loading import Examples, load_split
+from data.loading import Examples, empty_text, load_split
 from data.metrics import accuracy, compute_metrics, confusion_matrix, f1, matthews_corrcoef
 from data.tasks import TASKS, DataError, get_task
 from data.tokenization import Encoded, encode, load_tokenizer
@@ -214,11 +215,41 @@ def test_hub_bad_label(tmp_path, hub_cache):
      r"MRPC/train.tsv:1: header .* lacks column\(s\) \['Quality'\]"),
     ("SST-2/train.tsv", "sentence\tlabel\n", "sst2", r"SST-2/train.tsv: no examples"),
     ("CoLA/train.tsv", "", "cola", r"CoLA/train.tsv: no examples"),
+    ("CoLA/train.tsv", "gj04\t1\t\tFine.\ngj04\t1\t\t\n", "cola",
+     r"CoLA/train.tsv:2: field 'sentence' is empty; expected a text"),
+    ("SST-2/train.tsv", "sentence\tlabel\ngood\t1\n\u200b\u00ad \t0\n", "sst2",
+     r"SST-2/train.tsv:3: field 'sentence' is empty; expected a text"),
+    ("MRPC/train.tsv", "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tA .\t\u2060\u0301\n", "mrpc",
+     r"MRPC/train.tsv:2: field '#2 String' is empty; expected a text"),
 ])
 def test_bad_tsv(tmp_path, name, text, task_name, message):
     write_files(tmp_path, {name: text})
     with pytest.raises(DataError, match=message):
         load_split(get_task(task_name), "train", tmp_path)
+
+
+# texts that show nothing: zero-width and format characters, a soft hyphen, a lone combining mark, with spaces
+INVISIBLE_TEXTS = ["\u200b", "\u200b\u200c\ufeff", "\u00ad", "\u2060", "\u0301", " \u200b\t\u00a0\u2060 ", "\u200d"]
+
+
+def test_a_text_that_gives_a_model_nothing_to_read_is_empty_for_either_tokenizer():
+    """The real checkpoint's WordPiece gives an invisible text no token but [CLS] and [SEP]; byte-level BPE makes
+    byte tokens of it, which is why its characters decide (data.loading.empty_text)."""
+    wordpiece = load_tokenizer(MODEL)
+    specials = [wordpiece.token_to_id("[CLS]"), wordpiece.token_to_id("[SEP]")]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    sentences = [s for s, _ in cola_rows(500)]
+    bpe.train_from_iterator(sentences, trainers.BpeTrainer(vocab_size=300,
+                                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    for text in INVISIBLE_TEXTS:
+        assert wordpiece.encode(text).ids == specials and bpe.encode(text).ids, text
+        assert empty_text(text) and empty_text(text, wordpiece) and empty_text(text, bpe), text
+    for text in ("\ufffd", "\ue000"):  # WordPiece drops them; byte-level BPE reads them, and they show (�, a glyph)
+        assert wordpiece.encode(text).ids == specials and empty_text(text, wordpiece), text
+        assert not empty_text(text, bpe) and not empty_text(text), text
+    for tokenizer in (None, wordpiece, bpe):
+        assert not any(empty_text(text, tokenizer) for text in [*sentences, "...", "?", "é", "\u0301e"])
 
 
 def test_missing_file_and_unknown_split(tmp_path):

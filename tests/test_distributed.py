@@ -1,5 +1,5 @@
 """Data parallelism on CPU with Gloo, 2 processes: gathered evaluation, one DDP step, all-reduced centroids,
-and train.py under torchrun (rank 0 alone writes; a kill and --resume)."""
+and train.py under torchrun (rank 0 alone writes; a kill and --resume; FSDP2 sharding as DDP trains)."""
 import os
 import signal
 import socket
@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from cmi.loop import TrainState, linear_scheduler, predict, train_step
@@ -179,9 +180,11 @@ def kill_every_process_of(marker: str) -> None:
         time.sleep(0.02)
 
 
-def test_train_under_torchrun_rank0_writes_and_resumes_after_a_kill(tiny_bert, tmp_path):
+@pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
+def test_train_under_torchrun_rank0_writes_and_resumes_after_a_kill(tiny_bert, tmp_path, sharding):
+    """Also under --fsdp: last.pt holds the whole model and AdamW state, gathered, and a resume shards them again."""
     argv = args_for(tiny_bert, tmp_path / "full", "--mode", "min", "--max-train-samples", "600", "--epochs", "3",
-                    "--max-eval-samples", "101")
+                    "--max-eval-samples", "101", *sharding)
     done = subprocess.run(torchrun(argv), capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["args.json", "best", "metrics.jsonl",
@@ -208,3 +211,38 @@ def test_train_under_torchrun_rank0_writes_and_resumes_after_a_kill(tiny_bert, t
     assert metric_lines(tmp_path / "killed") == lines
     # steps.jsonl too: rank 0 alone writes it, and the interrupted epoch's lines are redone, not doubled
     assert (tmp_path / "killed" / "steps.jsonl").read_text() == (tmp_path / "full" / "steps.jsonl").read_text()
+
+
+@pytest.mark.parametrize("lora", [[], ["--lora-r", "4"]], ids=["full", "lora"])
+def test_train_under_torchrun_with_fsdp_trains_as_ddp_does(tiny_bert, tmp_path, lora):
+    """--fsdp (FSDP2: parameters, gradients and AdamW's moments sharded over the 2 processes) trains the run that
+    DDP trains, within float32 rounding: the same losses and dev metrics at every epoch, and rank 0 saves the whole
+    model, gathered, into best/ as DDP's; with LoRA (frozen and trained parameters in one unit) too, and its
+    adapter/."""
+    runs = {}
+    for name, extra in (("ddp", lora), ("fsdp", ["--fsdp", *lora])):
+        argv = args_for(tiny_bert, tmp_path / name, "--mode", "min", "--max-train-samples", "256",
+                        "--max-eval-samples", "101", *extra)
+        done = subprocess.run(torchrun(argv), capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[name] = metric_lines(tmp_path / name)
+    assert len(runs["fsdp"]) == 2
+    for ddp, fsdp in zip(runs["ddp"], runs["fsdp"]):
+        assert ddp.keys() == fsdp.keys()
+        for key, value in ddp.items():
+            assert fsdp[key] == (pytest.approx(value, rel=1e-4, abs=1e-6) if isinstance(value, float) else value), key
+    for saved in ["best/model.safetensors"] + (["adapter/adapter_model.safetensors"] if lora else []):
+        ddp, fsdp = (load_file(tmp_path / name / saved) for name in ("ddp", "fsdp"))
+        assert ddp.keys() == fsdp.keys()
+        for key in ddp:
+            torch.testing.assert_close(fsdp[key], ddp[key], atol=1e-5, rtol=1e-4, msg=key)
+
+
+@pytest.mark.parametrize("extra, message", [([], "error: --fsdp shards the model over torchrun's"),
+                                            (["--compile", "on"], "error: --compile on: an --fsdp model is not")])
+def test_fsdp_without_torchrun_or_with_compile_is_one_line(tiny_bert, tmp_path, extra, message):
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"),
+                             *args_for(tiny_bert, tmp_path / "run", "--fsdp", *extra)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "run").exists()

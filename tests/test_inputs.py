@@ -163,6 +163,8 @@ ROWS = [(i, s, ("bad", "good")[i % 2]) for i, s in enumerate(SENTENCES)]
     ("two columns of one name", csv_text([(i, s, s, y) for i, s, y in ROWS], ("id", "text", "text", "label")),
      "t.csv:1: two columns named 'text' in the header"),
     ("empty text", csv_text(ROWS[:8] + [(8, " ", "good")] + ROWS[9:]), "t.csv:10: field 'text' is empty; expected a text"),
+    ("invisible text", csv_text(ROWS[:8] + [(8, "\u200b\u00ad \u2060", "good")] + ROWS[9:]),
+     "t.csv:10: field 'text' is empty; expected a text"),
     ("a JSON key twice", "".join(json.dumps({"text": s, "label": y}).replace('{"text"', '{"label": "bad", "text"') + "\n"
                                  for _, s, y in ROWS), "t.jsonl:1: field 'label' twice in one object"),
 ])
@@ -228,6 +230,19 @@ def test_a_file_to_label_with_an_empty_label_column_is_labelled(tmp_path):
     assert not (tmp_path / "out" / "metrics.json").exists()  # no labels, nothing to evaluate
 
 
+@pytest.mark.parametrize("text", ["", "\u200b\u2060", "\u00ad \u0301", "\ufffd\ufffd"])
+def test_a_file_to_label_with_a_text_of_nothing_to_read_is_refused_as_an_empty_cell_is(tmp_path, text):
+    """Invisible characters, or what the model's WordPiece gives no token (U+FFFD), were labelled as a sentence."""
+    model = task_model(tmp_path / "model", get_task("cola"))
+    path = tmp_path / "new.csv"
+    path.write_text(csv_text([(s, "") for s in SENTENCES[:3]] + [(text, "")] + [(s, "") for s in SENTENCES[3:6]],
+                             ("text", "label")))
+    with pytest.raises(DataError) as error:
+        predict.main(["--model", str(model), "--file", str(path), "--out", str(tmp_path / "out")])
+    assert str(error.value) == f"{path}:5: field 'text' is empty; expected a text"
+    assert not (tmp_path / "out").exists()
+
+
 # ----------------------------------------------------------------------------- 3. texts that are no input
 
 
@@ -235,6 +250,13 @@ def test_a_file_to_label_with_an_empty_label_column_is_labelled(tmp_path):
     (["--text", ""], None, "--text #1: an empty text; expected a sentence"),
     (["--text", "Fine.", "--text", "   "], None, "--text #2: an empty text; expected a sentence"),
     (["--text", "A first.\t"], None, "--text #1: an empty text; expected a sentence on each side of the tab"),
+    # invisible characters only: the model's tokenizer gives them no token but [CLS] and [SEP]
+    (["--text", "\u200b"], None, "--text #1: an empty text; expected a sentence"),
+    (["--text", "Fine.", "--text", "\u200b\u200c\ufeff \u00ad"], None, "--text #2: an empty text; expected a sentence"),
+    (["--text", "A first.\t\u2060\u0301"], None,
+     "--text #1: an empty text; expected a sentence on each side of the tab"),
+    (["--text", "\ufffd"], None, "--text #1: an empty text; expected a sentence"),  # WordPiece drops U+FFFD too
+    (["--text", "-"], "\u200b\n \u00ad\t\n".encode(), "--text -: standard input held no text"),  # as blank lines
     (["--text", "-"], b"Fine.\nA\tpair\twith a tab.\n", "--text -: line 2: 3 tab-separated texts; expected one text, "
                                                        "or two (a pair)"),
     (["--text", "-"], b"Fine.\nCaf\xe9 latin-1.\n", "--text -: standard input is not UTF-8 text (byte 9: "

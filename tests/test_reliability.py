@@ -1,7 +1,9 @@
 """A run survives being killed at any instant, a full disk keeps the previous checkpoint, and every bad input
 is one line on stderr, a non-zero exit, and leaves the output folder exactly as it was."""
+import builtins
 import errno
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -128,6 +130,137 @@ def test_a_full_disk_stops_the_run_clearly_and_keeps_the_previous_files(
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
     train.main(argv + ["--resume"])
     assert metric_lines(out) == reference
+
+
+class AllButFull(io.FileIO):
+    """A file on a disk with `room` bytes left: a write that does not fit fails with ENOSPC, a smaller one after it
+    fits, as on a real disk's last free block."""
+
+    def __init__(self, file, mode: str, room: int):
+        super().__init__(file, mode)
+        self.room = room
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return super().write(data)
+
+
+def full_disk_on_write(target: str, n: int, room: int = 0):
+    """An open() that puts the n-th file opened for writing at a path ending with `target` on a disk with `room`
+    bytes left, below Python's buffering as a real disk is: its writes fail, not its fsync (full_disk_at)."""
+    real_open, seen = builtins.open, []
+
+    def open_on_a_full_disk(file, mode="r", *args, **kwargs):
+        if "r" not in mode and str(file).endswith(target):
+            seen.append(file)
+            if len(seen) == n:
+                buffered = io.BufferedWriter(AllButFull(file, mode.replace("b", ""), room))
+                return buffered if "b" in mode else io.TextIOWrapper(buffered)
+        return real_open(file, mode, *args, **kwargs)
+    return open_on_a_full_disk
+
+
+@pytest.mark.parametrize("target, n, room, message, epochs", [
+    # a block left: torch.save's small records after the failed one fit, as they do on a real disk
+    ("/.last.pt.tmp", 2, 4096, "last.pt: writing failed (No space left on device); the previous version is kept",
+     [1, 2]),
+    ("/.metrics.jsonl.tmp", 2, 0,
+     "metrics.jsonl: writing failed (No space left on device); the previous version is kept", [1]),
+    ("/.best.tmp/model.safetensors", 1, 0,
+     "best: saving the model failed (No space left on device); the previous save there is kept", []),
+    ("/steps.jsonl", 1, 0, "steps.jsonl: writing failed (No space left on device); the lines before are kept", []),
+])
+def test_a_full_disk_that_fails_the_write_itself_is_one_line_naming_the_file(
+        tiny_bert, reference, tmp_path, monkeypatch, capsys, target, n, room, message, epochs):
+    """torch.save's zip writer turned a failed write into a RuntimeError ('unexpected pos'): the bug line, exit code 1;
+    steps.jsonl's append was a line without the file."""
+    out = tmp_path / "run"
+    argv = args_for(tiny_bert, out, *RUN)
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, "open", full_disk_on_write(target, n, room))
+        with pytest.raises(SystemExit) as exit_info:
+            train.run_main(lambda: train.main(argv))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {out}/{message}\n"
+    assert [line["epoch"] for line in (metric_lines(out) if (out / "metrics.jsonl").exists() else [])] == epochs
+    assert_whole(out)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    train.main(argv + ["--resume"])
+    assert metric_lines(out) == reference
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system that fills up: a tmpfs of 8 MiB, room for a tiny run's best/ (4.7 MB), not for its last.pt
+    (12 MB). Mounting one needs root."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a real full disk is a small tmpfs here, and mounting one needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_real_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(tiny_bert, reference, small_disk, capsys):
+    out = small_disk / "run"
+    argv = args_for(tiny_bert, out, *RUN)
+    with pytest.raises(SystemExit) as exit_info:
+        train.run_main(lambda: train.main(argv))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == \
+        f"error: {out}/last.pt: writing failed (No space left on device); the previous version is kept\n"
+    assert [line["epoch"] for line in metric_lines(out)] == [1] and not (out / "last.pt").exists()
+    assert_whole(out)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # room again
+    train.main(argv + ["--resume"])
+    assert metric_lines(out) == reference
+
+
+def predict_args(finished: Path, out: Path) -> list[str]:
+    """predict.py on the finished run's model: CoLA dev, into `out`."""
+    return ["--model", str(finished / "best"), "--task", "cola", "--data-dir", str(GLUE), "--out", str(out)]
+
+
+def predict_on_a_full_disk(argv: list[str], out: Path, capsys) -> None:
+    """predict.py `argv` into `out`, which holds an earlier call's files, on a disk that is full by now: one line
+    naming --out and what is kept, exit code 2, and the earlier files as they were."""
+    import predict
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(SystemExit) as exit_info:
+        train.run_main(lambda: predict.main(argv + ["--overwrite"]), predict.INTERRUPTED)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: --out {out}: writing failed (No space left on device); nothing in it " \
+                                      "changed (the files of an earlier call, if any, are kept)\n"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_predict_on_a_full_disk_names_out_and_keeps_the_earlier_files(finished, tmp_path, monkeypatch, capsys):
+    import predict
+    out = tmp_path / "out"
+    predict.main(predict_args(finished, out))
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, "open", full_disk_on_write("/.out.tmp/metrics.json", 1))
+        predict_on_a_full_disk(predict_args(finished, out), out, capsys)
+
+
+def test_predict_on_a_real_full_disk_names_out_and_keeps_the_earlier_files(finished, small_disk, capsys):
+    import predict
+    out = small_disk / "out"
+    predict.main(predict_args(finished, out))
+    with open(small_disk / "filler", "wb", buffering=0) as filler, pytest.raises(OSError, match="No space left"):
+        while True:
+            filler.write(bytes(1 << 16))
+    predict_on_a_full_disk(predict_args(finished, out), out, capsys)
+    (small_disk / "filler").unlink()  # room again
+    predict.main(predict_args(finished, out) + ["--overwrite"])
 
 
 def test_a_full_disk_while_saving_a_model_keeps_the_previous_save(tiny_bert, tmp_path, monkeypatch):
@@ -556,3 +689,89 @@ def test_a_finished_run_deletes_last_pt_unless_kept_and_is_not_resumed(tiny_bert
     before = {p: p.read_bytes() for p in (tmp_path / "a").rglob("*") if p.is_file()}
     assert "holds a finished run" in bad_out(args_for(tiny_bert, tmp_path / "a", "--epochs", "1", "--resume"), capsys)
     assert before == {p: p.read_bytes() for p in (tmp_path / "a").rglob("*") if p.is_file()}
+
+
+# ----------------------------------------------------------------------------- paths that are not plain folders
+
+
+def test_a_link_to_a_folder_is_written_through_and_a_file_is_never_moved_away(tiny_bert, finished, tmp_path):
+    """predict.py --out LINK replaced the link by a folder (the linked one got nothing), left a temporary link and
+    exited 2; save_pretrained onto a file moved it to a hidden name and said the previous save was kept."""
+    import predict
+    from common.files import write_folder
+    for name in ("predictions", "model", "run"):
+        (tmp_path / name).mkdir()
+        (tmp_path / f"{name}-link").symlink_to(tmp_path / name)
+    argv = predict_args(finished, tmp_path / "predictions-link")
+    predict.main(argv)
+    predict.main(argv + ["--overwrite"])  # the folder it points to is replaced whole, the link stays
+    written = sorted(p.name for p in (tmp_path / "predictions").iterdir())
+    assert written == ["metrics.json", "predictions-validation.tsv"]
+    model = BertForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    model.save_pretrained(tmp_path / "model-link")
+    model.save_pretrained(tmp_path / "model-link")
+    assert (tmp_path / "model" / "model.safetensors").read_bytes() == (tiny_bert / "model.safetensors").read_bytes()
+    train.main(args_for(tiny_bert, tmp_path / "run-link", "--epochs", "1"))  # best/ through the link too
+    assert (tmp_path / "run" / "results.json").exists() and (tmp_path / "run" / "best" / "config.json").exists()
+
+    (tmp_path / "file").write_text("mine\n")
+    with pytest.raises(CheckpointError, match=r"file: exists and is not a folder; a model is saved as a folder of its "
+                                              r"own$"):
+        model.save_pretrained(tmp_path / "file")
+    with pytest.raises(NotADirectoryError):  # for every caller of write_folder, before anything is moved
+        write_folder(tmp_path / "file", {"config.json": b"{}"})
+    assert (tmp_path / "file").read_text() == "mine\n"
+    links = [f"{name}-link" for name in ("model", "predictions", "run")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["file", "model", "predictions", "run", *links])
+    assert all((tmp_path / link).is_symlink() for link in links)
+
+
+# ----------------------------------------------------------------------------- resumes that check what they resume
+
+
+def resume_error(main, argv, capsys) -> str:
+    """The one error line of `main(argv + --resume)`, after checking its exit code and that the run's folder (--out)
+    is byte for byte as it was."""
+    out = Path(argv[argv.index("--out") + 1])
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as exit_info:
+        train.run_main(lambda: main(argv + ["--resume"]))
+    assert exit_info.value.code == 2
+    assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    return err.strip()
+
+
+def test_resume_refuses_a_model_or_teacher_that_holds_another_checkpoint_since(tiny_bert, tmp_path, capsys):
+    """A --model folder replaced by another checkpoint ended the resume as a bug (a state_dict error, exit code 1); a
+    teacher retrained in place went on silently with another model's soft targets."""
+    import distill
+    base, run = tmp_path / "base", tmp_path / "run"
+    shutil.copytree(tiny_bert, base)
+    argv = args_for(base, run, "--keep-last")
+    train.main(argv)
+    (run / "results.json").unlink()  # a run to resume, from its last.pt
+    shutil.rmtree(base)
+    checkpoint(base, "another checkpoint")  # one layer, not two
+    assert resume_error(train.main, argv, capsys) == (
+        f"error: --resume: --model {base} does not hold the checkpoint the run in {run} began with (config.json, "
+        "model.safetensors changed since); put it back to continue, or --overwrite starts afresh")
+
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    train.main(args_for(tiny_bert, teacher, "--epochs", "1"))
+    argv = args_for(tiny_bert, student, "--keep-last", "--student-layers", "0")
+    argv = [a for a in argv if a not in ("--model", str(tiny_bert))] + ["--teacher", str(teacher / "best")]
+    distill.main(argv)
+    (student / "results.json").unlink()
+    train.main(args_for(tiny_bert, teacher, "--epochs", "1", "--seed", "1", "--overwrite"))  # retrained in place
+    assert resume_error(distill.main, argv, capsys) == (
+        f"error: --resume: --teacher {teacher / 'best'} does not hold the checkpoint the run in {student} began with "
+        "(model.safetensors changed since); put it back to continue, or --overwrite starts afresh")
+
+
+def test_resume_of_a_folder_without_a_run_says_that_a_new_run_begins(tiny_bert, tmp_path, capsys):
+    out = tmp_path / "none"
+    train.main(args_for(tiny_bert, out, "--epochs", "1", "--resume"))
+    assert capsys.readouterr().err == f"warning: --resume: {out} holds no run to resume; a new run begins there\n"
+    assert (out / "results.json").exists()

@@ -3,10 +3,13 @@ selection gains with no effect at all; pooled seeds; partial sweep folders. The 
 import json
 import math
 import statistics
+import subprocess
+import sys
 
 import pytest
 
 import report
+from conftest import ROOT
 from study import arms, reading
 from study.reading import read_sweep
 from study.stats import paired_selection_gain
@@ -65,8 +68,8 @@ def test_students_are_paired_with_the_student_of_the_ce_teacher_of_the_same_seed
         fake_run(tmp_path / "lam10", f"cola/student-max/alpha0.5-T2-seed{seed}", [v - 0.01 for v in MIN[seed]])
     report.main([str(tmp_path / "s"), "--with", str(tmp_path / "lam10"), "--plots", str(tmp_path / "plots")])
     out = capsys.readouterr().out
-    if report.plt is not None:  # a students-only sweep has no λ to plot, but its paired differences
-        assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["cola-paired.png"]
+    # a students-only sweep has no λ to plot, but its paired differences (without matplotlib: test_an_optional_...)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["cola-paired.png"]
     assert "### cola, students: paired differences against the student of the ce teacher" in out
     best = [max(MIN[s]) - max(CE[s]) for s in CE]
     se = 100 * statistics.stdev(best) / 3 ** 0.5
@@ -111,6 +114,32 @@ def test_report_lists_a_damaged_run_with_the_reason_and_a_plot_folder_it_cannot_
     out, err = capsys.readouterr()
     assert exit_info.value.code == 2 and "rte/ce/seed0" in out  # the report itself is printed
     assert err.startswith("error: ") and "cannot write the plots" in err and len(err.splitlines()) == 1
+
+
+def report_without(package: str, *argv) -> subprocess.CompletedProcess:
+    """report.py in a process where `package` cannot be imported, as on a machine without it."""
+    code = (f"import runpy, sys; sys.modules[{package!r}] = None; sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", code, str(ROOT / "report.py"), *map(str, argv)],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("package, flags, message", [
+    ("scipy", ["--no-plots"], "report.py: the t-tests and confidence intervals need scipy, which is not installed: "
+                              "pip install -e '.[stats]'"),
+    ("matplotlib", [], "--plots: drawing the plots needs matplotlib, which is not installed: pip install -e "
+                       "'.[plot]', or pass --no-plots"),
+])
+def test_an_optional_package_that_is_not_installed_is_one_line_naming_the_pip_command(tmp_path, package, flags,
+                                                                                      message):
+    """Without scipy report.py ended in a traceback; without matplotlib it drew no plots and said so in a note,
+    exit code 0. Now each is one line before anything is read or printed."""
+    for seed in range(2):
+        fake_run(tmp_path / "s", f"cola/ce/seed{seed}", CE[seed])
+        fake_run(tmp_path / "s", f"cola/min/lam1-seed{seed}", MIN[seed])
+    result = report_without(package, tmp_path / "s", *flags)
+    assert result.returncode == 2 and result.stderr.splitlines() == [f"error: {message}"], result.stderr
+    assert result.stdout == "" and not (tmp_path / "s" / "plots").exists()
 
 
 def test_the_report_names_the_teacher_the_papers_rule_picks_from_run_files_alone(tmp_path, capsys):
@@ -385,6 +414,30 @@ def test_runs_paired_must_differ_in_their_arm_only_and_the_report_says_how_they_
         fake_run(tmp_path / "cls", f"cola/min/lam1-seed{seed}", MIN[seed], feature="cls", provenance=how, lr=5e-5,
                  mode="min", centroids="epoch")
     assert "| min λ=1 (cmi_feature cls) | 3 |" in report.report(tmp_path / "s", [tmp_path / "cls"])
+
+
+def test_runs_of_uncommitted_code_and_pairs_of_two_code_versions_are_flagged(tmp_path):
+    """results.json records the commit and whether the work tree was dirty; the report showed the commit alone, and
+    a pair of runs made from two commits as any other pair."""
+    clean = {"commit": "0123456789abcdef", "dirty": False, "torch": "2.13.0+cpu", "device": "cpu (x86_64)"}
+    for seed, values in CE.items():
+        fake_run(tmp_path / "s", f"cola/ce/seed{seed}", values, provenance=clean)
+    for seed, values in MIN.items():
+        fake_run(tmp_path / "s", f"cola/min/lam1-seed{seed}", values, provenance=clean)
+    out = report.report(tmp_path / "s")  # one commit, clean: nothing flagged
+    assert "| min λ=1 | 4 | 0123456 | 2.13.0+cpu |" in out
+    assert "+dirty" not in out and "Made from uncommitted code" not in out and "two code versions" not in out
+    for seed in (1, 2):
+        fake_run(tmp_path / "s", f"cola/max/lam1-seed{seed}", MIN[seed], provenance=clean | {"commit": "fedcba9876"})
+    results = tmp_path / "s" / "cola" / "min" / "lam1-seed3" / "results.json"
+    results.write_text(json.dumps(json.loads(results.read_text()) | {"provenance": clean | {"dirty": True}}))
+    out = report.report(tmp_path / "s")
+    assert "| min λ=1 | 4 | 0123456 / 0123456+dirty | 2.13.0+cpu |" in out
+    assert ("Made from uncommitted code (results.json dirty: true, the commit shown +dirty), so no commit repeats "
+            "them: min λ=1 (seed 3).") in out
+    assert ("| max λ=1 | 2 |" in out and "- max λ=1 against ce: two code versions, commit fedcba9 against 0123456 "
+            "(seeds 1, 2): each difference is the code's as well as the arm's.") in out
+    assert "min λ=1 against ce" not in out  # seed 3, the dirty one, has no ce run to be paired with
 
 
 def test_with_pool_and_add_tasks_refuse_what_would_compare_nothing_in_one_line(tmp_path, capsys):

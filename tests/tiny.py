@@ -26,9 +26,11 @@ class TinyClassifier(nn.Module):
         pooled = torch.tanh(self.pool(hidden.mean(1)))
         return Output(self.cls(self.drop(pooled)), pooled, hidden)
 
-    def save_pretrained(self, path):
+    lora = None  # no LoRA adapters (models.lora), as a Pretrained model without them
+
+    def save_pretrained(self, path, state_dict=None):
         path.mkdir(parents=True, exist_ok=True)
-        torch.save(self.state_dict(), path / "weights.pt")
+        torch.save(self.state_dict() if state_dict is None else state_dict, path / "weights.pt")
 
 
 def synthetic_batches(n=40, batch_size=8, seq=5, vocab=50, num_labels=2, seed=0):
