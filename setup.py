@@ -13,8 +13,8 @@ setup(
     py_modules=scripts,
     python_requires=">=3.10",
     install_requires=["torch", "numpy", "tokenizers", "datasets", "tqdm", "safetensors", "huggingface_hub"],
-    # transformers is a test-only oracle: the package never imports it.
+    # transformers and peft are test-only oracles: the package never imports them.
     # scipy: report.py's t-tests and confidence intervals (study.stats)
-    extras_require={"test": ["pytest", "transformers", "matplotlib", "tensorboard", "scipy"], "plot": ["matplotlib"],
+    extras_require={"test": ["pytest", "transformers", "peft", "matplotlib", "tensorboard", "scipy"], "plot": ["matplotlib"],
                     "tensorboard": ["tensorboard"], "stats": ["scipy"]},
 )

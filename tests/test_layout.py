@@ -63,3 +63,12 @@ def test_no_function_takes_more_than_eight_parameters():
                 if n > 8:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({n})")
     assert not long, long
+
+
+def test_transformers_and_peft_are_test_only_oracles():
+    """What a run computes is written here: only the benchmark (bench.py's races) and scripts/ (recipe checks)
+    import transformers, and nothing imports peft."""
+    for path in sources():
+        top = path.relative_to(ROOT).parts[0]
+        oracles = {"peft"} if top in ("benchmark", "scripts") else {"transformers", "peft"}
+        assert not imported(path) & oracles, path
