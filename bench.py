@@ -30,7 +30,7 @@ from dataclasses import replace
 import torch
 
 from benchmark.contenders import (Contender, Preset, Section, compiled, cross_entropy, epoch_order, examples_pass,
-                                   min_objective, race, sdpa_kernels, transformers_twin)
+                                   min_objective, race, sdpa_kernels, transformers_twin, widest_batch)
 from benchmark.options import INTERRUPTED, bench_parser, check_bench_args, check_presets, train_split
 from benchmark.measuring import measure
 from benchmark.timing import (alternate, compiled_graphs, epoch_figures, matmul, paired_ratio, peak_memory_mib, rates,
@@ -229,14 +229,21 @@ def bench_decoder(p: Preset) -> list[dict]:
     if p.name != p.args.presets[0]:
         return []
     torch.manual_seed(p.args.seed)
-    config = LlamaConfig(vocab_size=p.ours.config.vocab_size, num_hidden_layers=p.args.decoder_layers, pad_token_id=0,
-                         **QWEN25_05B)  # pad 0: the tokenizer's [PAD], never a real token, as transformers needs
+    config = qwen_width_config(p)
     ours = LlamaForSequenceClassification(config).to(p.runtime.device).train()
     theirs = transformers_twin(ours)
     models = {"ours": (ours, True)} | ({"transformers": (theirs, False)} if theirs is not None else {})
     label = f"qwen2.5-0.5b width, {p.args.decoder_layers} layers"
     return [epoch_row(p, task, train, models, label) | {"step": step_race(p, train, models)}
             for task, train in p.data["epoch"].items()]
+
+
+def qwen_width_config(p: Preset) -> LlamaConfig:
+    """The decoder and memory sections' model: Qwen2.5-0.5B's width, --decoder-layers layers, the vocabulary of
+    --checkpoint's tokenizer."""
+    # pad 0: the tokenizer's [PAD], never a real token, as transformers needs
+    return LlamaConfig(vocab_size=p.ours.config.vocab_size, num_hidden_layers=p.args.decoder_layers, pad_token_id=0,
+                       **QWEN25_05B)
 
 
 def step_race(p: Preset, train, models: dict) -> dict:
@@ -277,13 +284,11 @@ def bench_memory(p: Preset) -> list[dict]:
         return []
     task, train = next(iter(p.data["epoch"].items()))
     batches = epoch_order(train, p.args.batch_size, p.args.seed, p.args.epoch_batches or None)
-    widest = next(iter(Batches(train, [max(batches, key=lambda b: train.lengths[b].max())], p.runtime.device,
-                               p.runtime.pad_multiple)))
+    widest = widest_batch(train, batches, p.runtime)
     f32, bf16 = (replace(p.runtime, precision=precision(p.runtime.device, dtype)) for dtype in (None, torch.bfloat16))
     settings = {"full, float32": (f32, False, False), "full, bf16 autocast": (bf16, False, False),
                 "LoRA, bf16 weights": (bf16, True, False), "LoRA, bf16 weights, checkpointing": (bf16, True, True)}
-    config = LlamaConfig(vocab_size=p.ours.config.vocab_size, num_hidden_layers=p.args.decoder_layers, pad_token_id=0,
-                         **QWEN25_05B)
+    config = qwen_width_config(p)
     rows = []
     for name, (runtime, lora, checkpointed) in settings.items():
         torch.manual_seed(p.args.seed)

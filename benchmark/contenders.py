@@ -163,6 +163,12 @@ class Contender:
         train_epoch(self.state(objective), batches, desc="bench")
 
 
+def widest_batch(encoded: Encoded, batches: list[np.ndarray], runtime: Runtime) -> dict:
+    """The batch of `batches` with the longest example, loaded: where a step's memory peaks."""
+    return next(iter(Batches(encoded, [max(batches, key=lambda b: encoded.lengths[b].max())], runtime.device,
+                             runtime.pad_multiple)))
+
+
 def race(runs: dict, encoded: Encoded, batches: list[np.ndarray], runtime: Runtime, chunk: int) -> tuple[dict, dict]:
     """runs: name -> (Contender, objective), each trained on the same index `batches` of `encoded`, taken in turns
     of `chunk` alternating as in `alternate`, after one untimed batch (torch.compile compiles there). Returns each
@@ -170,7 +176,7 @@ def race(runs: dict, encoded: Encoded, batches: list[np.ndarray], runtime: Runti
     def loader(index_batches):
         return Batches(encoded, index_batches, runtime.device, runtime.pad_multiple)
 
-    widest = next(iter(loader([max(batches, key=lambda b: encoded.lengths[b].max())])))
+    widest = widest_batch(encoded, batches, runtime)
     peaks = {}
     for name, (c, objective) in runs.items():
         c.epoch(loader(batches[:1]), objective)

@@ -56,17 +56,17 @@ class LoRALinear(nn.Linear):
         update = self.lora_B(self.lora_A(self.dropout(x.to(self.lora_A.weight.dtype))))
         return out + (update * self.scaling).to(out.dtype)
 
-    def merged_weight(self) -> torch.Tensor:
-        """W + s B A, in W's dtype (the product formed in float32)."""
-        delta = self.lora_B.weight.float() @ self.lora_A.weight.float()
-        return (self.weight.float() + self.scaling * delta).to(self.weight.dtype)
-
 
 def module_names(model: Pretrained) -> dict[str, str]:
     """Our nn.Linear modules -> transformers' names for them, e.g. bert.layers.0.attn.query ->
     bert.encoder.layer.0.attention.self.query: what target names and adapter keys are matched against."""
     return {name: model.layout.hf_name(name + ".weight").removesuffix(".weight")
             for name, module in model.named_modules() if isinstance(module, nn.Linear) and not is_adapter(name)}
+
+
+def matches(hf: str, target: str) -> bool:
+    """peft's rule: a target names the module, or its last dot-separated parts."""
+    return hf == target or hf.endswith("." + target)
 
 
 def is_adapter(name: str) -> bool:
@@ -100,10 +100,10 @@ def add_lora(model: Pretrained, r: int, alpha: float, dropout: float = 0.0, targ
     if targets == ["all-linear"]:
         targets = sorted(set(names.values()))
     for target in targets:
-        if not any(hf == target or hf.endswith("." + target) for hf in names.values()):
+        if not any(matches(hf, target) for hf in names.values()):
             raise ValueError(f"LoRA target {target!r} matches no linear layer of {model.architecture()} "
                              f"(e.g. {', '.join(sorted({hf.rsplit('.', 1)[-1] for hf in names.values()}))})")
-    chosen = [ours for ours, hf in names.items() if any(hf == t or hf.endswith("." + t) for t in targets)]
+    chosen = [ours for ours, hf in names.items() if any(matches(hf, t) for t in targets)]
     for ours in chosen:
         parent, _, leaf = ours.rpartition(".")
         owner = model.get_submodule(parent)
@@ -116,6 +116,7 @@ def add_lora(model: Pretrained, r: int, alpha: float, dropout: float = 0.0, targ
 
 
 def adapted(model: Pretrained) -> dict[str, LoRALinear]:
+    """The model's LoRALinear modules, by name."""
     return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
 
 
@@ -187,8 +188,8 @@ def load_adapter(model: Pretrained, folder: str | os.PathLike) -> list[str]:
     targets = config.get("target_modules")
     targets = [targets] if isinstance(targets, str) else targets
     try:
-        targeted = add_lora(model, int(config["r"]), float(config["lora_alpha"]), float(config.get("lora_dropout", 0.0)),
-                 targets, bool(config.get("use_rslora", False)))
+        targeted = add_lora(model, int(config["r"]), float(config["lora_alpha"]),
+                            float(config.get("lora_dropout", 0.0)), targets, bool(config.get("use_rslora", False)))
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: {e}") from None
     weights = folder / "adapter_model.safetensors"
@@ -199,7 +200,7 @@ def load_adapter(model: Pretrained, folder: str | os.PathLike) -> list[str]:
     # peft's in-memory names carry the adapter's name ("default"); its files do not, but accept both
     saved = {k.replace(".modules_to_save.default.", ".").replace(".default.", "."): v for k, v in saved.items()}
     ours = adapter_state(model)  # views of the model's parameters: copied into below
-    missing = sorted(k for k in ours if k not in saved and ".lora_" in k)
+    missing = sorted(k for k in ours if k not in saved and is_adapter(k))
     if missing:
         raise CheckpointError(f"{weights}: has no {missing[0]!r} (another r, targets or base model)")
     with torch.no_grad():
